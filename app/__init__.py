@@ -1,0 +1,1 @@
+"""HTTP: routes, auth, limits, lifespan, the error envelope, `/metrics`, health, the CLI."""

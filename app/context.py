@@ -1,0 +1,88 @@
+"""Per-request plumbing as raw ASGI: the request id header and the request event."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from pipelines.events import EventBus, RequestFinished
+
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["RequestContextMiddleware", "endpoint_of", "new_request_id"]
+
+_CLIENT_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+_ENDPOINTS = {
+    "/v1/chat/completions": "/v1/chat/completions",
+    "/v1/models": "/v1/models",
+    "/health": "/health",
+    "/ready": "/ready",
+    "/metrics": "/metrics",
+    "/openapi.json": "/openapi.json",
+}
+
+
+def new_request_id() -> str:
+    return f"req_{uuid.uuid4().hex}"
+
+
+def endpoint_of(path: str) -> str:
+    """The bounded endpoint label for a path (a client cannot mint new ones)."""
+    known = _ENDPOINTS.get(path)
+    if known is not None:
+        return known
+    if path.startswith("/v1/models/"):
+        return "/v1/models/{model}"
+    if path.startswith("/admin/"):
+        return "/admin"
+    return "other"
+
+
+class RequestContextMiddleware:
+    """Echoes a well-formed client `x-request-id` (or mints one) on every response,
+    and emits `RequestFinished` with the status and duration."""
+
+    def __init__(self, app: ASGIApp, bus: EventBus) -> None:
+        self._app = app
+        self._bus = bus
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        rid: str | None = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id" and _CLIENT_ID.match(value):
+                rid = value.decode()
+                break
+        if rid is None:
+            rid = new_request_id()
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["request_id"] = rid
+        status = 500
+        header = (b"x-request-id", rid.encode())
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_with_id)
+        finally:
+            self._bus.emit(
+                RequestFinished(
+                    request_id=rid,
+                    endpoint=endpoint_of(scope["path"]),
+                    method=str(scope.get("method", "")),
+                    status=status,
+                    duration_seconds=time.perf_counter() - started,
+                    model_id=state.get("model_id"),
+                )
+            )

@@ -1,0 +1,84 @@
+"""The app factory: assembles Litestar from the gateway's collaborators (no globals)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from litestar import Litestar
+from litestar.datastructures import State
+
+from app.auth import ApiKeyMiddleware, load_keys
+from app.context import RequestContextMiddleware
+from app.errors import exception_handlers
+from app.openapi import openapi_route
+from app.routes.chat import chat_completions
+from app.routes.health import health, ready
+from app.routes.metrics import metrics
+from app.routes.models import get_model, list_models, unload_model
+
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp
+
+    from app.gateway import Gateway
+
+__all__ = ["create_app", "create_litestar"]
+
+_log = logging.getLogger(__name__)
+
+
+def create_app(gateway: Gateway) -> ASGIApp:
+    """The ASGI app: Litestar, wrapped so that every response (unknown routes
+    included) passes the request-id and auth layers."""
+    app: ASGIApp = create_litestar(gateway)
+    server = gateway.settings.server
+    keys = load_keys(server)
+    if keys:
+        app = ApiKeyMiddleware(app, keys, protect_metrics=server.metrics_require_key)
+    return RequestContextMiddleware(app, gateway.bus)
+
+
+def create_litestar(gateway: Gateway) -> Litestar:
+    server = gateway.settings.server
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # Load in the background: /health answers at once, /ready says when models are in.
+        loader = asyncio.create_task(gateway.manager.load_all())
+        idle = asyncio.create_task(_idle_unloader(gateway))
+        try:
+            yield
+        finally:
+            gateway.draining = True
+            idle.cancel()
+            loader.cancel()
+            with contextlib.suppress(BaseException):
+                await loader
+            await gateway.service.drain(server.shutdown_grace)
+            await gateway.manager.shutdown()
+
+    return Litestar(
+        route_handlers=[chat_completions, list_models, get_model, unload_model, health, ready, metrics, openapi_route],
+        exception_handlers=exception_handlers,  # type: ignore[arg-type]
+        lifespan=[lifespan],
+        state=State({"gateway": gateway}),
+        openapi_config=None,
+        request_max_body_size=server.max_body_bytes,
+        logging_config=None,
+    )
+
+
+async def _idle_unloader(gateway: Gateway) -> None:
+    keeps = [m.keep_alive_seconds for m in gateway.settings.models if m.keep_alive_seconds]
+    if not keeps:
+        return
+    period = max(0.5, min(keeps) / 4)
+    while True:
+        await asyncio.sleep(period)
+        try:
+            await gateway.manager.unload_idle()
+        except Exception:
+            _log.exception("idle unload failed")

@@ -1,0 +1,196 @@
+"""Prometheus metrics derived from events only, on an injected registry.
+
+Names follow what dashboards already know from vLLM, under the `mia_` prefix; every
+generation series carries `stub` so synthetic output never pollutes real figures.
+Label values come from configured model ids and fixed vocabularies only, so a client
+cannot mint series.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from pipelines.events import (
+    AdmissionChanged,
+    Event,
+    FallbackTriggered,
+    GenerationCancelled,
+    GenerationCompleted,
+    GenerationStarted,
+    ModelLoaded,
+    ModelLoadFailed,
+    ModelUnloaded,
+    RequestFinished,
+)
+
+if TYPE_CHECKING:
+    from app.gateway import Gateway
+
+__all__ = ["GatewayMetrics", "install_metrics"]
+
+TPS_BUCKETS = (1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 2000, 3500, 5000)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0)
+ITL_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1.0, 2.5)
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+_STOP_REASONS = frozenset({"eos", "length", "stop", "tool_call", "stub", "error"})
+_CANCEL_REASONS = frozenset({"client_disconnect", "timeout", "shutdown", "upstream_error", "error"})
+_OTHER = "other"
+
+
+def _bounded(value: str, allowed: frozenset[str]) -> str:
+    return value if value in allowed else _OTHER
+
+
+def _stub(flag: bool) -> str:
+    return "true" if flag else "false"
+
+
+class GatewayMetrics:
+    """Every series the gateway exports, updated by `handle(event)`."""
+
+    def __init__(self, registry: CollectorRegistry, model_ids: list[str]) -> None:
+        self._models = frozenset(model_ids)
+        gen = ("model", "stub")
+        self.decode_tps = Histogram(
+            "mia_decode_tokens_per_second",
+            "Decode speed of one generation (tokens after the first / their seconds).",
+            gen,
+            buckets=TPS_BUCKETS,
+            registry=registry,
+        )
+        self.ttft = Histogram(
+            "mia_time_to_first_token_seconds",
+            "Seconds from generation start to its first token.",
+            gen,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.itl = Histogram(
+            "mia_inter_token_latency_seconds",
+            "Seconds between consecutive tokens.",
+            gen,
+            buckets=ITL_BUCKETS,
+            registry=registry,
+        )
+        self.queue = Histogram(
+            "mia_request_queue_seconds",
+            "Seconds a generation waited for admission.",
+            gen,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.prompt_tokens = Counter("mia_prompt_tokens", "Prompt tokens processed.", gen, registry=registry)
+        self.generation_tokens = Counter("mia_generation_tokens", "Tokens generated.", gen, registry=registry)
+        self.generations = Counter(
+            "mia_generations_completed",
+            "Generations that completed, by stop reason.",
+            (*gen, "reason"),
+            registry=registry,
+        )
+        self.cancellations = Counter(
+            "mia_generations_cancelled",
+            "Generations cancelled, by reason.",
+            (*gen, "reason"),
+            registry=registry,
+        )
+        self.requests = Counter("mia_requests", "HTTP requests answered.", ("endpoint", "status"), registry=registry)
+        self.request_duration = Histogram(
+            "mia_request_duration_seconds",
+            "HTTP request duration (for streams: until the last byte).",
+            ("endpoint",),
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.running = Gauge("mia_num_requests_running", "Generations decoding now.", ("model",), registry=registry)
+        self.waiting = Gauge(
+            "mia_num_requests_waiting", "Generations queued for a slot.", ("model",), registry=registry
+        )
+        self.model_loaded = Gauge(
+            "mia_model_loaded", "1 while the model is loaded (stub or real).", ("model",), registry=registry
+        )
+        self.model_stub = Gauge(
+            "mia_model_stub", "1 while the model id is served by the stub.", ("model",), registry=registry
+        )
+        self.loads = Counter(
+            "mia_model_loads", "Model loads by result (ok, failed, stub).", ("model", "result"), registry=registry
+        )
+        self.unloads = Counter("mia_model_unloads", "Model unloads by reason.", ("model", "reason"), registry=registry)
+        self.fallbacks = Counter(
+            "mia_fallbacks",
+            "Fallback hops, by from/to model and reason.",
+            ("from_model", "to_model", "reason"),
+            registry=registry,
+        )
+        for model in sorted(self._models):
+            # Series exist from the start, so dashboards show zeros rather than gaps.
+            self.running.labels(model).set(0)
+            self.waiting.labels(model).set(0)
+            self.model_loaded.labels(model).set(0)
+            self.model_stub.labels(model).set(0)
+
+    def _model(self, model_id: str | None) -> str:
+        return model_id if model_id in self._models else _OTHER
+
+    def handle(self, event: Event) -> None:
+        handler = getattr(self, f"_on_{type(event).__name__}", None)
+        if handler is not None:
+            handler(event)
+
+    def _on_GenerationStarted(self, e: GenerationStarted) -> None:  # noqa: N802
+        self.queue.labels(self._model(e.model_id), _stub(e.stub)).observe(e.queue_seconds)
+
+    def _on_GenerationCompleted(self, e: GenerationCompleted) -> None:  # noqa: N802
+        labels = (self._model(e.model_id), _stub(e.stub))
+        summary = e.result_summary
+        usage = summary.get("usage", {})
+        self.prompt_tokens.labels(*labels).inc(usage.get("prompt_tokens", 0))
+        self.generation_tokens.labels(*labels).inc(usage.get("completion_tokens", 0))
+        self.generations.labels(*labels, _bounded(e.stop_reason, _STOP_REASONS)).inc()
+        ttft = summary.get("first_token_seconds")
+        if ttft is not None:
+            self.ttft.labels(*labels).observe(ttft)
+        tps = summary.get("decode_tokens_per_second")
+        if tps is not None:
+            self.decode_tps.labels(*labels).observe(tps)
+        if e.token_gaps:
+            itl = self.itl.labels(*labels)
+            for gap in e.token_gaps:
+                itl.observe(gap)
+
+    def _on_GenerationCancelled(self, e: GenerationCancelled) -> None:  # noqa: N802
+        self.cancellations.labels(self._model(e.model_id), _stub(e.stub), _bounded(e.reason, _CANCEL_REASONS)).inc()
+
+    def _on_AdmissionChanged(self, e: AdmissionChanged) -> None:  # noqa: N802
+        model = self._model(e.model_id)
+        self.running.labels(model).set(e.running)
+        self.waiting.labels(model).set(e.waiting)
+
+    def _on_ModelLoaded(self, e: ModelLoaded) -> None:  # noqa: N802
+        model = self._model(e.model_id)
+        self.model_loaded.labels(model).set(1)
+        self.model_stub.labels(model).set(1 if e.stub else 0)
+        self.loads.labels(model, "stub" if e.stub else "ok").inc()
+
+    def _on_ModelLoadFailed(self, e: ModelLoadFailed) -> None:  # noqa: N802
+        self.loads.labels(self._model(e.model_id), "failed").inc()
+
+    def _on_ModelUnloaded(self, e: ModelUnloaded) -> None:  # noqa: N802
+        model = self._model(e.model_id)
+        self.model_loaded.labels(model).set(0)
+        self.unloads.labels(model, e.reason).inc()
+
+    def _on_RequestFinished(self, e: RequestFinished) -> None:  # noqa: N802
+        self.requests.labels(e.endpoint, str(e.status)).inc()
+        self.request_duration.labels(e.endpoint).observe(e.duration_seconds)
+
+    def _on_FallbackTriggered(self, e: FallbackTriggered) -> None:  # noqa: N802
+        self.fallbacks.labels(self._model(e.from_model), self._model(e.to_model), e.reason).inc()
+
+
+def install_metrics(gateway: Gateway) -> GatewayMetrics:
+    metrics = GatewayMetrics(gateway.registry, [m.id for m in gateway.settings.models])
+    gateway.bus.subscribe(metrics.handle)
+    return metrics

@@ -1,0 +1,119 @@
+"""The OpenAPI document, generated from the same msgspec Structs that decode and
+encode the wire (so it cannot drift from what the code accepts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Response, get
+
+from compat.requests import ChatCompletionRequest
+from compat.responses import ChatCompletion, ChatCompletionChunk, ErrorEnvelope, ModelCard, ModelList
+
+__all__ = ["build_openapi", "openapi_route"]
+
+_REF = "#/components/schemas/{name}"
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
+    }
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "Invalid request",
+        401: "Missing or invalid API key",
+        404: "Not found",
+        413: "Body too large",
+        415: "Wrong content type",
+        429: "Queue full",
+        499: "Client closed the request",
+        500: "Internal error",
+        502: "Upstream error",
+        503: "Not ready or unavailable",
+    }
+    return {str(c): _error(text[c]) for c in codes}
+
+
+def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
+    (req, comp, chunk, models, card, _err), components = msgspec.json.schema_components(
+        [ChatCompletionRequest, ChatCompletion, ChatCompletionChunk, ModelList, ModelCard, ErrorEnvelope],
+        ref_template=_REF,
+    )
+    json_ok = {"description": "OK", "content": {"application/json": {"schema": {}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "mia-gateway",
+            "version": version,
+            "description": "An OpenAI-compatible API gateway for local and remote language models.",
+        },
+        "paths": {
+            "/v1/chat/completions": {
+                "post": {
+                    "operationId": "createChatCompletion",
+                    "summary": "Create a chat completion (streamed as SSE when `stream` is true).",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": req}}},
+                    "responses": {
+                        "200": {
+                            "description": "A completion, or a stream of chunks ending in `data: [DONE]`.",
+                            "content": {
+                                "application/json": {"schema": comp},
+                                "text/event-stream": {"schema": {"type": "string"}, "x-chunk-schema": chunk},
+                            },
+                        },
+                        **_errors(400, 401, 404, 413, 415, 429, 499, 500, 502, 503),
+                    },
+                }
+            },
+            "/v1/models": {
+                "get": {
+                    "operationId": "listModels",
+                    "summary": "List the models, with `stub` saying which are not real here.",
+                    "responses": {
+                        "200": {"description": "OK", "content": {"application/json": {"schema": models}}},
+                        **_errors(401),
+                    },
+                }
+            },
+            "/v1/models/{model}": {
+                "get": {
+                    "operationId": "retrieveModel",
+                    "summary": "One model by id or alias.",
+                    "parameters": [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {"description": "OK", "content": {"application/json": {"schema": card}}},
+                        **_errors(401, 404),
+                    },
+                }
+            },
+            "/health": {"get": {"operationId": "health", "summary": "Liveness.", "responses": {"200": json_ok}}},
+            "/ready": {
+                "get": {
+                    "operationId": "ready",
+                    "summary": "Readiness: 200 once every preloaded model is loaded (a stub counts).",
+                    "responses": {"200": json_ok, **_errors(503)},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics (OpenMetrics when asked via Accept).",
+                    "responses": {
+                        "200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                        **_errors(401),
+                    },
+                }
+            },
+        },
+        "components": {"schemas": components},
+    }
+
+
+@get("/openapi.json", operation_id="openapi", include_in_schema=False)
+async def openapi_route() -> Response[bytes]:
+    return Response(content=msgspec.json.encode(build_openapi()), media_type="application/json")

@@ -1,0 +1,77 @@
+"""GET /v1/models and GET /v1/models/{model}: OpenAI's fields plus honesty fields."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from litestar import Request, Response, get, post
+
+from app.errors import error_response
+from compat.errors import from_gateway_error
+from compat.responses import ModelCard, ModelList
+from pipelines.errors import ModelNotFound
+
+if TYPE_CHECKING:
+    from app.gateway import Gateway
+    from pipelines.manager import ModelEntry
+
+__all__ = ["get_model", "list_models", "unload_model"]
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def model_card(gw: Gateway, entry: ModelEntry) -> ModelCard:
+    provider = entry.provider
+    config = entry.config
+    return ModelCard(
+        id=config.id,
+        created=gw.started,
+        owned_by="mia-gateway",
+        stub=provider.stub,
+        stub_reason=provider.stub_reason if provider.stub else None,
+        role=config.role,
+        pipeline=gw.router.pipeline_class(entry).name,
+        status=provider.status,
+        provider=provider.kind,
+        aliases=list(config.aliases),
+        context_length=config.context_length,
+        max_output_tokens=config.max_output_tokens,
+        capabilities=provider.capabilities,
+    )
+
+
+def _json(obj: Any, status: int = 200) -> Response[bytes]:
+    return Response(content=_ENCODER.encode(obj), status_code=status, media_type="application/json")
+
+
+@get("/v1/models", operation_id="listModels", include_in_schema=False)
+async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
+    gw: Gateway = request.app.state.gateway
+    return _json(ModelList(data=[model_card(gw, e) for e in gw.manager.entries]))
+
+
+@get("/v1/models/{model:path}", operation_id="retrieveModel", include_in_schema=False)
+async def get_model(request: Request[Any, Any, Any], model: str) -> Response[bytes]:
+    gw: Gateway = request.app.state.gateway
+    model_id = model.lstrip("/")
+    entry = gw.manager.get(model_id)
+    if entry is None:
+        return error_response(
+            from_gateway_error(ModelNotFound(f"The model '{model_id}' does not exist.", param="model"))
+        )
+    return _json(model_card(gw, entry))
+
+
+@post("/admin/models/{model:path}/unload", operation_id="unloadModel", status_code=200, include_in_schema=False)
+async def unload_model(request: Request[Any, Any, Any], model: str) -> Response[bytes]:
+    """Unloads a loaded model (`ModelUnloaded reason=explicit_unload`); it reloads on next use."""
+    gw: Gateway = request.app.state.gateway
+    model_id = model.lstrip("/")
+    entry = gw.manager.get(model_id)
+    if entry is None:
+        return error_response(
+            from_gateway_error(ModelNotFound(f"The model '{model_id}' does not exist.", param="model"))
+        )
+    unloaded = await gw.manager.unload(entry.config.id, "explicit_unload")
+    return _json({"id": entry.config.id, "unloaded": unloaded, "status": entry.provider.status})

@@ -1,0 +1,163 @@
+"""Settings: one TOML file decoded into Structs, environment overrides, and an embedded
+default. A mistake stops start-up with a message naming the key and the file."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from pipelines.config import ModelConfig, Preset
+
+__all__ = ["DEFAULT_SETTINGS_NAME", "ServerSettings", "Settings", "SettingsError", "load_settings"]
+
+DEFAULT_SETTINGS_NAME = "<embedded default>"
+
+
+class SettingsError(Exception):
+    """A settings problem, already phrased for the operator."""
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    pass
+
+
+class ServerSettings(_Strict, frozen=True, kw_only=True):
+    """`[server]`: how the gateway listens and protects itself. Env: `MIA_<KEY>`."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 8000
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    cache_dir: str = "~/.cache/mia-gateway"
+    reasoning_fields: Literal["both", "reasoning_content", "reasoning"] = "both"
+    """Which field(s) carry Harmony's analysis channel on the wire."""
+    max_output_tokens: Annotated[int, Meta(ge=1)] | None = None
+    """The gateway-wide output cap (the `gateway` cap source)."""
+    request_timeout: Annotated[float, Meta(gt=0)] | None = 600.0
+    """Per-generation deadline in seconds; past it the generation is cancelled (`timeout`)."""
+    queue_size: Annotated[int, Meta(ge=0)] = 16
+    """Requests that may wait per model once its slots are busy; more get 429."""
+    queue_max_wait: Annotated[float, Meta(gt=0)] = 120.0
+    """Seconds a request may wait in the queue before a 503."""
+    load_timeout: Annotated[float, Meta(gt=0)] = 120.0
+    shutdown_grace: Annotated[float, Meta(ge=0)] = 10.0
+    max_body_bytes: Annotated[int, Meta(ge=1024)] = 4 * 1024 * 1024
+    max_messages: Annotated[int, Meta(ge=1)] = 2048
+    max_prompt_chars: Annotated[int, Meta(ge=1)] = 1_000_000
+    max_stop: Annotated[int, Meta(ge=0)] = 16
+    max_stop_chars: Annotated[int, Meta(ge=1)] = 512
+    max_tools: Annotated[int, Meta(ge=0)] = 128
+    max_tool_schema_bytes: Annotated[int, Meta(ge=64)] = 65536
+    api_keys: list[str] = []
+    api_keys_file: str | None = None
+    metrics_require_key: bool = False
+
+
+class Settings(_Strict, frozen=True, kw_only=True):
+    server: ServerSettings = ServerSettings()
+    models: list[ModelConfig] = []
+    presets: dict[str, Preset] = {}
+    source: str = DEFAULT_SETTINGS_NAME
+    """Where these settings came from (a path, or the embedded default)."""
+
+
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_UNKNOWN = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
+
+
+def _explain(exc: msgspec.ValidationError, source: str, raw: Mapping[str, Any]) -> SettingsError:
+    m = _AT.match(str(exc))
+    msg, path = (m.group("msg"), m.group("path") or "") if m else (str(exc), "")
+    key = path.lstrip(".")
+    unknown = _UNKNOWN.match(msg)
+    if unknown:
+        key = f"{key}.{unknown.group('field')}" if key else unknown.group("field")
+        msg = "unknown key"
+    # Say which model an index points at, so the operator finds it in the file.
+    mm = re.match(r"models\[(\d+)\]", key)
+    if mm:
+        models = raw.get("models") or []
+        i = int(mm.group(1))
+        if i < len(models) and isinstance(models[i], dict) and "id" in models[i]:
+            key += f" (model '{models[i]['id']}')"
+    return SettingsError(f"{source}: invalid setting '{key or '<top level>'}': {msg}")
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ServerSettings.__struct_fields__:
+        value = env.get(f"MIA_{name.upper()}")
+        if value is None:
+            continue
+        if name == "api_keys":
+            out[name] = [k.strip() for k in value.split(",") if k.strip()]
+        else:
+            out[name] = value
+    return out
+
+
+def _check(settings: Settings) -> None:
+    ids: set[str] = set()
+    for m in settings.models:
+        for name in (m.id, *m.aliases):
+            if name in ids:
+                raise SettingsError(f"{settings.source}: invalid setting 'models': id or alias '{name}' appears twice")
+            ids.add(name)
+        if m.provider == "replay" and not m.replay_file:
+            raise SettingsError(f"{settings.source}: invalid setting 'models.replay_file' (model '{m.id}'): required")
+        if m.provider == "openai_http" and not m.upstreams:
+            raise SettingsError(f"{settings.source}: invalid setting 'models.upstreams' (model '{m.id}'): required")
+    for m in settings.models:
+        for fb in m.fallbacks:
+            if fb not in ids:
+                raise SettingsError(
+                    f"{settings.source}: invalid setting 'models.fallbacks' (model '{m.id}'): unknown model '{fb}'"
+                )
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Reads `path` (or the embedded default), applies `MIA_*` overrides, validates."""
+    env = os.environ if env is None else env
+    if path is None:
+        source = DEFAULT_SETTINGS_NAME
+        text = resources.files("app").joinpath("default_settings.toml").read_text()
+    else:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SettingsError(f"{source}: cannot read settings file: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise SettingsError(f"{source}: settings file is not UTF-8") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{source}: not valid TOML: {exc}") from None
+    if "source" in raw:
+        raise SettingsError(f"{source}: invalid setting 'source': unknown key")
+    try:
+        settings = msgspec.convert({**raw, "source": source}, Settings)
+    except msgspec.ValidationError as exc:
+        raise _explain(exc, source, raw) from None
+    overrides = _env_overrides(env)
+    if overrides:
+        try:
+            server = msgspec.convert(
+                {**msgspec.to_builtins(settings.server), **overrides}, ServerSettings, strict=False
+            )
+        except msgspec.ValidationError as exc:
+            m = _AT.match(str(exc))
+            key = (m.group("path") or "").lstrip(".") if m else ""
+            msg = m.group("msg") if m else str(exc)
+            raise SettingsError(f"environment: invalid value for MIA_{key.upper()}: {msg}") from None
+        settings = msgspec.structs.replace(settings, server=server)
+    _check(settings)
+    return settings

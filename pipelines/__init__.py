@@ -1,0 +1,1 @@
+"""Generation: routing, pipelines, sampling, Harmony, providers. Knows nothing of HTTP."""

@@ -1,0 +1,105 @@
+"""Model passports and presets: what a model is and how it samples by default.
+
+Decoded from the settings TOML (or a manifest next to a GGUF) with unknown keys
+forbidden, so a typo stops start-up instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+__all__ = ["ModelConfig", "Preset", "SamplingDefaults", "UpstreamConfig"]
+
+Role = Literal["primary", "lightweight", "judge"]
+Format = Literal["harmony", "chat"]
+ProviderKind = Literal["stub", "llama_cpp", "replay", "openai_http"]
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Settings structs reject unknown keys: a misspelt key is a start-up error."""
+
+
+class SamplingDefaults(_Strict, frozen=True, kw_only=True):
+    """A model's sampling defaults (the lowest layer of the merge)."""
+
+    temperature: Annotated[float, Meta(ge=0, le=2)] = 1.0
+    top_p: Annotated[float, Meta(gt=0, le=1)] = 1.0
+    top_k: Annotated[int, Meta(ge=0)] = 0
+    min_p: Annotated[float, Meta(ge=0, le=1)] = 0.0
+    presence_penalty: Annotated[float, Meta(ge=-2, le=2)] = 0.0
+    frequency_penalty: Annotated[float, Meta(ge=-2, le=2)] = 0.0
+    repeat_penalty: Annotated[float, Meta(gt=0)] = 1.0
+    seed: int | None = None
+    reasoning_effort: Literal["low", "medium", "high"] = "medium"
+
+
+class Preset(_Strict, frozen=True, kw_only=True):
+    """A named sampling table a request selects with the `preset` extension field."""
+
+    temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Meta(gt=0, le=1)] | None = None
+    top_k: Annotated[int, Meta(ge=0)] | None = None
+    min_p: Annotated[float, Meta(ge=0, le=1)] | None = None
+    presence_penalty: Annotated[float, Meta(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[float, Meta(ge=-2, le=2)] | None = None
+    repeat_penalty: Annotated[float, Meta(gt=0)] | None = None
+    seed: int | None = None
+    max_tokens: Annotated[int, Meta(ge=1)] | None = None
+    reasoning_effort: Literal["low", "medium", "high"] | None = None
+
+
+class UpstreamConfig(_Strict, frozen=True, kw_only=True):
+    """One OpenAI-compatible backend of an `openai_http` model."""
+
+    base_url: str
+    model: str | None = None
+    api_key_env: str | None = None
+
+
+class ModelConfig(_Strict, frozen=True, kw_only=True):
+    """A model's passport.
+
+    `path` is a file path, `package:DIST:RELPATH` (a file inside an installed
+    distribution, found through its metadata) or `assemble:MODULE` (a package whose
+    `assemble()` writes the file into the cache folder).
+    """
+
+    id: str
+    aliases: list[str] = []
+    role: Role = "lightweight"
+    format: Format = "chat"
+    provider: ProviderKind = "stub"
+    path: str | None = None
+    path_env: str | None = None
+    """An environment variable that, when set, overrides `path`."""
+    sha256: str | None = None
+    verify_checksum: bool = True
+    heavy: bool | None = None
+    """Heavy models unload each other; default: primary models are heavy."""
+    max_output_tokens: Annotated[int, Meta(ge=1)] = 1024
+    context_length: Annotated[int, Meta(ge=16)] = 2048
+    threads: Annotated[int, Meta(ge=1)] | None = None
+    batch_size: Annotated[int, Meta(ge=1)] = 512
+    slots: Annotated[int, Meta(ge=1, le=64)] = 1
+    tools: bool = False
+    """Chat models: whether the chat template supports tool calls."""
+    keep_alive_seconds: Annotated[float, Meta(gt=0)] | None = None
+    preload: bool = True
+    strip_echo: bool = False
+    """Drop a leading repeat of the last user turn from the answer."""
+    sampling: SamplingDefaults = SamplingDefaults()
+    stub_words: Annotated[int, Meta(ge=1, le=4096)] = 24
+    """How many words a stub answer has (before the output cap)."""
+    replay_file: str | None = None
+    replay_chunk_bytes: Annotated[int, Meta(ge=1)] = 3
+    upstreams: list[UpstreamConfig] = []
+    fallbacks: list[str] = []
+    connect_timeout: Annotated[float, Meta(gt=0)] = 5.0
+    read_timeout: Annotated[float, Meta(gt=0)] = 60.0
+
+    @property
+    def is_heavy(self) -> bool:
+        return self.heavy if self.heavy is not None else self.role == "primary"

@@ -1,0 +1,169 @@
+"""Chat messages -> the Harmony prompt text gpt-oss completes.
+
+Pure string building, byte-identical to openai-harmony's
+`render_conversation_for_completion(conversation, Role.ASSISTANT)` for the conversation
+vLLM's gpt-oss path would build from the same request:
+
+- one system message (identity, dates, reasoning effort, valid channels);
+- one developer message holding the request's system and developer messages as
+  `# Instructions` (joined by blank lines, in order) and the tools as `# Tools`;
+- user turns; assistant turns as `analysis` (reasoning), `commentary` (the preamble of a
+  turn that calls tools, addressed to no one), `final` (the answer of a turn that does
+  not), and one `commentary to=functions.NAME <|constrain|>json` message per tool call;
+- tool results authored by `functions.NAME`, addressed to the assistant.
+
+Like openai-harmony, analysis messages that precede the conversation's first final answer
+are dropped when the last assistant message is a final answer.
+
+Special tokens are written literally; whoever tokenizes the prompt must parse them as
+special tokens (and text inside messages is not escaped: Harmony has no escaping).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import msgspec
+
+from pipelines.errors import InvalidRequest
+from pipelines.harmony import tokens as tk
+from pipelines.harmony.schema_ts import tool_lines
+from pipelines.types import Message, Tool
+
+__all__ = ["DEFAULT_MODEL_IDENTITY", "REASONING_EFFORTS", "render_prompt"]
+
+DEFAULT_MODEL_IDENTITY: Final = "You are ChatGPT, a large language model trained by OpenAI."
+REASONING_EFFORTS: Final = ("low", "medium", "high")
+_VALID_CHANNELS: Final = "# Valid channels: analysis, commentary, final. Channel must be included for every message."
+_TOOLS_CHANNEL_RULE: Final = "Calls to these tools must go to the commentary channel: 'functions'."
+_JSON_CONTENT_TYPE: Final = tk.CONSTRAIN + "json"
+
+
+class _Turn(msgspec.Struct, frozen=True):
+    """One Harmony message: `author` is the role, or `functions.NAME` for a tool."""
+
+    author: str
+    text: str
+    channel: str | None = None
+    recipient: str | None = None
+    content_type: str | None = None
+
+
+def render_prompt(
+    messages: Sequence[Message],
+    *,
+    tools: Sequence[Tool] = (),
+    reasoning_effort: str = "medium",
+    current_date: str | None = None,
+    knowledge_cutoff: str = "2024-06",
+    model_identity: str = DEFAULT_MODEL_IDENTITY,
+) -> str:
+    """The full prompt, ending with `<|start|>assistant` for the model to continue.
+
+    Raises `InvalidRequest` for an unknown reasoning effort, or a tool result whose
+    function cannot be found (no matching earlier tool call and no `name`).
+    """
+    if reasoning_effort not in REASONING_EFFORTS:
+        raise InvalidRequest(f"unknown reasoning effort {reasoning_effort!r}", param="reasoning_effort")
+    system = _system_text(
+        model_identity=model_identity,
+        knowledge_cutoff=knowledge_cutoff,
+        current_date=current_date,
+        reasoning_effort=reasoning_effort,
+        has_tools=bool(tools),
+    )
+    turns = [_Turn("system", system)]
+    instructions = [m.content for m in messages if m.role in ("system", "developer") and m.content]
+    if instructions or tools:
+        turns.append(_Turn("developer", _developer_text("\n\n".join(instructions), tools)))
+    turns.extend(_conversation_turns(messages))
+    return "".join(_render_turn(t) for t in _drop_old_analysis(turns)) + tk.START + "assistant"
+
+
+def _system_text(
+    *, model_identity: str, knowledge_cutoff: str, current_date: str | None, reasoning_effort: str, has_tools: bool
+) -> str:
+    top = [model_identity, f"Knowledge cutoff: {knowledge_cutoff}"]
+    if current_date is not None:
+        top.append(f"Current date: {current_date}")
+    channels = _VALID_CHANNELS + ("\n" + _TOOLS_CHANNEL_RULE if has_tools else "")
+    return "\n\n".join(["\n".join(top), f"Reasoning: {reasoning_effort}", channels])
+
+
+def _developer_text(instructions: str, tools: Sequence[Tool]) -> str:
+    sections: list[str] = []
+    if instructions:
+        sections += ["# Instructions", instructions]
+    if tools:
+        namespace = ["## functions\n", "namespace functions {\n"]
+        for tool in tools:
+            namespace += tool_lines(tool.name, tool.description, tool.parameters)
+        namespace.append("} // namespace functions")
+        sections.append("# Tools\n\n" + "\n".join(namespace))
+    return "\n\n".join(sections)
+
+
+def _conversation_turns(messages: Sequence[Message]) -> list[_Turn]:
+    turns: list[_Turn] = []
+    call_names: dict[str, str] = {}
+    for message in messages:
+        if message.role == "user":
+            turns.append(_Turn("user", message.content))
+        elif message.role == "assistant":
+            if message.reasoning:
+                turns.append(_Turn("assistant", message.reasoning, channel="analysis"))
+            if not message.tool_calls:
+                turns.append(_Turn("assistant", message.content, channel="final"))
+                continue
+            if message.content:
+                turns.append(_Turn("assistant", message.content, channel="commentary"))
+            for call in message.tool_calls:
+                call_names[call.id] = call.name
+                turns.append(
+                    _Turn(
+                        "assistant",
+                        call.arguments,
+                        channel="commentary",
+                        recipient=f"functions.{call.name}",
+                        content_type=_JSON_CONTENT_TYPE,
+                    )
+                )
+        elif message.role == "tool":
+            name = _tool_result_name(message, call_names)
+            turns.append(_Turn(f"functions.{name}", message.content, channel="commentary", recipient="assistant"))
+    return turns
+
+
+def _tool_result_name(message: Message, call_names: dict[str, str]) -> str:
+    if message.tool_call_id is not None and message.tool_call_id in call_names:
+        return call_names[message.tool_call_id]
+    if message.name:
+        return message.name.removeprefix("functions.")
+    raise InvalidRequest(
+        f"tool message with tool_call_id {message.tool_call_id!r} answers no earlier tool call", param="messages"
+    )
+
+
+def _drop_old_analysis(turns: list[_Turn]) -> list[_Turn]:
+    # openai-harmony's auto_drop_analysis: only when the last assistant message is a final
+    # answer, and then only the analysis before the conversation's *first* final answer.
+    last_assistant = next((t for t in reversed(turns) if t.author == "assistant"), None)
+    if last_assistant is None or last_assistant.channel != "final":
+        return turns
+    first_final = next(i for i, t in enumerate(turns) if t.channel == "final")
+    return [t for i, t in enumerate(turns) if not (i < first_final and t.channel == "analysis")]
+
+
+def _render_turn(turn: _Turn) -> str:
+    parts = [tk.START, turn.author]
+    if turn.recipient is not None and turn.recipient != "all":
+        parts.append(f" to={turn.recipient}")
+    if turn.channel is not None:
+        parts += [tk.CHANNEL, turn.channel]
+    if turn.content_type is not None:
+        parts.append(f" {turn.content_type}")
+    parts += [tk.MESSAGE, turn.text]
+    calls_tool = turn.author == "assistant" and turn.recipient is not None
+    parts.append(tk.CALL if calls_tool else tk.END)
+    return "".join(parts)

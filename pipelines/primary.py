@@ -1,0 +1,96 @@
+"""The primary pipeline: Harmony models (gpt-oss). Renders the request into Harmony,
+parses the model's channels at the token level and maps them onto OpenAI's fields."""
+
+from __future__ import annotations
+
+import datetime
+from typing import TYPE_CHECKING
+
+from pipelines.errors import Unsupported
+from pipelines.harmony.mapping import HarmonyDeltaMapper
+from pipelines.harmony.render import render_prompt
+from pipelines.pipeline import GenerationPipeline, PipelineContext
+from pipelines.providers.base import Prompt, Provider
+from pipelines.types import Delta, GenerationRequest, Piece, StopReason, ToolCall
+
+if TYPE_CHECKING:
+    from pipelines.sampling import SamplingSnapshot
+
+__all__ = ["PrimaryPipeline"]
+
+
+def _forced_header(name: str) -> list[Piece]:
+    """The assistant header that commits the model to calling `name` (tool_choice)."""
+    return [
+        Piece(data=b"<|channel|>", special=True, tokens=0),
+        Piece(data=f"commentary to=functions.{name} ".encode(), tokens=0),
+        Piece(data=b"<|constrain|>", special=True, tokens=0),
+        Piece(data=b"json", tokens=0),
+        Piece(data=b"<|message|>", special=True, tokens=0),
+    ]
+
+
+class PrimaryPipeline(GenerationPipeline):
+    name = "primary"
+
+    def _forced_tool(self, req: GenerationRequest) -> str | None:
+        forced = req.forced_tool
+        if forced is None and req.tool_choice == "required":
+            if len(req.tools) != 1:
+                raise Unsupported(
+                    "tool_choice 'required' with more than one tool is not supported for Harmony models; "
+                    "name the function to call, or use 'auto'.",
+                    param="tool_choice",
+                )
+            forced = req.tools[0].name
+        return forced
+
+    def check_supported(self, req: GenerationRequest, provider: Provider) -> None:
+        super().check_supported(req, provider)
+        self._forced_tool(req)
+
+    def build_prompt(self, req: GenerationRequest, sampling: SamplingSnapshot) -> Prompt:
+        tools = req.tools if req.tool_choice != "none" else ()
+        date = self.config.current_date or datetime.date.today().isoformat()
+        text = render_prompt(req.messages, tools=tools, reasoning_effort=sampling.reasoning_effort, current_date=date)
+        forced = self._forced_tool(req)
+        if forced is not None:
+            text += "".join(p.data.decode() for p in _forced_header(forced))
+        return Prompt(text=text)
+
+    def _mapper(self, ctx: PipelineContext) -> HarmonyDeltaMapper:
+        if ctx.state is None:
+            mapper = HarmonyDeltaMapper()
+            forced = self._forced_tool(ctx.request)
+            if forced is not None:
+                # the prompt already opened the call: the parser must see that header too
+                for piece in _forced_header(forced):
+                    mapper.feed(piece)
+            ctx.state = mapper
+        mapper_: HarmonyDeltaMapper = ctx.state
+        return mapper_
+
+    def map_piece(self, ctx: PipelineContext, piece: Piece) -> list[Delta]:
+        mapper = self._mapper(ctx)
+        deltas = mapper.feed(piece)
+        if mapper.done_reason == "return":
+            ctx.stop_reason = StopReason.EOS
+        # After `<|call|>` a real model stops by itself (it is an end-of-generation token);
+        # a transcript may go on with a second call, so the provider decides when it ends.
+        return deltas
+
+    def flush(self, ctx: PipelineContext) -> list[Delta]:
+        mapper = self._mapper(ctx)
+        deltas = mapper.finish()
+        calls = mapper.tool_calls
+        ctx.tool_calls.extend(ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in calls)
+        invalid = [c.name for c in calls if not c.arguments_valid_json]
+        if invalid:
+            # passed on as produced; the completion event records it
+            ctx.notes["invalid_tool_arguments"] = invalid
+        if calls and ctx.stop_reason is None and ctx.completion_tokens < ctx.params.max_tokens:
+            ctx.stop_reason = StopReason.TOOL_CALL
+        return deltas
+
+    def reasoning_tokens(self, ctx: PipelineContext) -> int:
+        return self._mapper(ctx).reasoning_tokens

@@ -1,0 +1,1 @@
+"""Model providers: where pieces come from (llama.cpp, stub, replay, upstream HTTP)."""

@@ -1,0 +1,118 @@
+"""The provider contract: load a model, then turn a prompt into a stream of pieces."""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING, Literal
+
+import msgspec
+
+from pipelines.types import Message, Piece, ResponseFormat
+
+if TYPE_CHECKING:
+    from pipelines.config import ModelConfig
+
+__all__ = ["CancelToken", "DecodeParams", "LoadFailure", "Prompt", "Provider", "ProviderStatus"]
+
+ProviderStatus = Literal["unloaded", "loading", "loaded"]
+
+
+class Prompt(msgspec.Struct, frozen=True):
+    """What to decode from: rendered text (Harmony, with special tokens written
+    literally) or chat messages a provider formats with the model's own template."""
+
+    text: str | None = None
+    messages: tuple[Message, ...] = ()
+
+
+class DecodeParams(msgspec.Struct, frozen=True):
+    """Concrete sampling for one generation, after all layers were merged."""
+
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repeat_penalty: float = 1.0
+    seed: int | None = None
+    response_format: ResponseFormat = ResponseFormat()
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+
+class CancelToken:
+    """Set by the pipeline when the consumer goes away; read by decode loops (threads
+    included) between tokens."""
+
+    __slots__ = ("_event", "reason")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason: str | None = None
+
+    def cancel(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+class LoadFailure(Exception):
+    """A provider could not load its model; `reason` is a short machine value."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class Provider(abc.ABC):
+    """One model's source of pieces.
+
+    `load` raises `LoadFailure` when the real model cannot be had; the model manager
+    then serves the id from the stub (ADR-0015). `generate` yields pieces as they
+    decode and stops early when `cancel` is set.
+    """
+
+    kind: str = "abstract"
+    stub: bool = False
+    stub_reason: str | None = None
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        self.status: ProviderStatus = "unloaded"
+
+    @property
+    def capabilities(self) -> dict[str, bool]:
+        return {
+            "tool_calls": self.config.format == "harmony" or self.config.tools,
+            "reasoning": self.config.format == "harmony",
+            "json_schema": False,
+            "logprobs": False,
+            "streaming": True,
+        }
+
+    async def load(self) -> None:
+        self.status = "loaded"
+
+    async def unload(self) -> None:
+        self.status = "unloaded"
+
+    def count_tokens(self, prompt: Prompt) -> int | None:
+        """Prompt tokens, when the provider can tell before decoding (None: unknown)."""
+        return None
+
+    @property
+    def context_length(self) -> int:
+        return self.config.context_length
+
+    @abc.abstractmethod
+    def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Piece, None]:
+        """Yield the pieces of one generation."""

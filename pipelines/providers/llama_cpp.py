@@ -1,0 +1,555 @@
+"""A local GGUF model through llama-cpp-python, one token per piece.
+
+llama.cpp calls block for milliseconds per token, so decoding runs on a worker thread
+and each token crosses to the event loop as soon as it is sampled. Sampling uses
+llama.cpp's sampler chain directly (rather than `Llama.generate`) so that the grammar
+is checked before any decode work, the context is cleared before every generation,
+and logprobs can be read from the logits of the sampled position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import threading
+from collections.abc import AsyncGenerator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from pipelines.errors import ContextLengthExceeded, GenerationFailed, InvalidRequest, ModelUnavailable
+from pipelines.model_files import ChecksumCache, resolve_model_path
+from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Prompt, Provider
+from pipelines.types import LogprobEntry, Message, Piece, ResponseFormat, TopLogprob
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    from pipelines.config import ModelConfig
+
+__all__ = ["LlamaCppProvider", "grammar_for"]
+
+_SCHEMA_PARAM = "response_format.json_schema.schema"
+_PENALTY_LAST_N = 64
+"""How many recent tokens repeat/frequency/presence penalties look at (llama-cpp-python's default)."""
+
+# Keywords the JSON-schema-to-grammar converter ignores or cannot express: output would
+# not be guaranteed to validate, so such schemas are refused instead of silently loosened.
+_UNSUPPORTED_KEYWORDS = (
+    "not",
+    "if",
+    "then",
+    "else",
+    "patternProperties",
+    "propertyNames",
+    "dependentSchemas",
+    "dependentRequired",
+    "dependencies",
+    "contains",
+    "minContains",
+    "maxContains",
+    "uniqueItems",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "minProperties",
+    "maxProperties",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+)
+_SCHEMA_TYPES = frozenset({"string", "number", "integer", "boolean", "object", "array", "null"})
+_STRING_FORMATS = frozenset({"date", "time", "date-time", "uuid", "uuid1", "uuid2", "uuid3", "uuid4", "uuid5"})
+
+
+def grammar_for(response_format: ResponseFormat) -> LlamaGrammar | None:
+    """The grammar that constrains output to `response_format` (None for plain text).
+
+    Raises `InvalidRequest` naming the construct when a JSON schema cannot be enforced.
+    """
+    gbnf = _gbnf_for(response_format)
+    if gbnf is None:
+        return None
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    return LlamaGrammar.from_string(gbnf, verbose=False)
+
+
+def _gbnf_for(response_format: ResponseFormat) -> str | None:
+    from llama_cpp import llama_grammar
+
+    if response_format.type == "json_object":
+        return str(llama_grammar.JSON_GBNF)
+    if response_format.type != "json_schema":
+        return None
+    schema = response_format.schema
+    if schema is None:
+        raise InvalidRequest("response_format json_schema needs a schema", param=_SCHEMA_PARAM)
+    problem = _unsupported_construct(schema, "#")
+    if problem is not None:
+        raise InvalidRequest(f"response_format: JSON schema not supported: {problem}", param=_SCHEMA_PARAM)
+    try:
+        return str(llama_grammar.json_schema_to_gbnf(json.dumps(schema)))
+    except Exception as exc:  # the converter reports with asserts and ValueErrors alike
+        raise InvalidRequest(
+            f"response_format: JSON schema not supported: {type(exc).__name__}: {exc}", param=_SCHEMA_PARAM
+        ) from None
+
+
+def _unsupported_construct(schema: object, where: str) -> str | None:
+    """The first construct in `schema` the grammar converter cannot enforce, described."""
+    if isinstance(schema, bool):
+        return None
+    if not isinstance(schema, dict):
+        return f"{where} is not a schema object"
+    for keyword in _UNSUPPORTED_KEYWORDS:
+        if keyword in schema:
+            return f"keyword {keyword!r} at {where}"
+    types = schema.get("type")
+    for type_name in types if isinstance(types, list) else [types]:
+        if type_name is not None and type_name not in _SCHEMA_TYPES:
+            return f"type {type_name!r} at {where}"
+    fmt = schema.get("format")
+    if fmt is not None and fmt not in _STRING_FORMATS:
+        return f"format {fmt!r} at {where}"
+    ref = schema.get("$ref")
+    if ref is not None and not (isinstance(ref, str) and ref.startswith("#/")):
+        return f"non-local $ref {ref!r} at {where}"
+    pattern = schema.get("pattern")
+    if pattern is not None and not (isinstance(pattern, str) and pattern.startswith("^") and pattern.endswith("$")):
+        return f"pattern {pattern!r} at {where} (patterns must be anchored with ^ and $)"
+    for sub_where, sub in _subschemas(schema, where):
+        problem = _unsupported_construct(sub, sub_where)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _subschemas(schema: dict[str, Any], where: str) -> list[tuple[str, object]]:
+    found: list[tuple[str, object]] = []
+    for keyword in ("properties", "$defs", "definitions"):
+        members = schema.get(keyword)
+        if isinstance(members, dict):
+            found.extend((f"{where}/{keyword}/{name}", sub) for name, sub in members.items())
+    for keyword in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        members = schema.get(keyword)
+        if isinstance(members, list):
+            found.extend((f"{where}/{keyword}/{i}", sub) for i, sub in enumerate(members))
+    items = schema.get("items")
+    if isinstance(items, list):
+        found.extend((f"{where}/items/{i}", sub) for i, sub in enumerate(items))
+    elif items is not None:
+        found.append((f"{where}/items", items))
+    additional = schema.get("additionalProperties")
+    if isinstance(additional, dict):
+        found.append((f"{where}/additionalProperties", additional))
+    return found
+
+
+class _Done:
+    """End of a generation, sent through the queue after the last piece."""
+
+
+_DONE = _Done()
+_QueueItem = Piece | _Done | BaseException
+
+
+class _Plan(msgspec.Struct, kw_only=True):
+    """One generation, prepared (and validated) before the model lock is taken."""
+
+    tokens: list[int]
+    max_new: int
+    gbnf: str | None
+    params: DecodeParams
+
+
+class LlamaCppProvider(Provider):
+    """Serves one GGUF file; one generation at a time per loaded model."""
+
+    kind = "llama_cpp"
+
+    def __init__(self, config: ModelConfig, *, cache_dir: Path) -> None:
+        super().__init__(config)
+        self.cache_dir = cache_dir
+        self.model_path: Path | None = None
+        self._llm: Llama | None = None
+        self._formatter: Jinja2ChatFormatter | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._log_callback: Any = None
+        # Held from the start of a generation until its decode thread has finished, so
+        # two generations never touch one llama context at once.
+        self._lock = asyncio.Lock()
+        self._active_stop: threading.Event | None = None
+        self._last_prompt: tuple[Llama, Prompt, list[int]] | None = None
+
+    @property
+    def capabilities(self) -> dict[str, bool]:
+        return {**super().capabilities, "json_schema": True, "logprobs": True}
+
+    @property
+    def context_length(self) -> int:
+        return self._llm.n_ctx() if self._llm is not None else self.config.context_length
+
+    async def load(self) -> None:
+        if self._llm is not None:
+            return
+        self.status = "loading"
+        try:
+            self._llm = await asyncio.to_thread(self._load_blocking)
+        except BaseException:
+            self.status = "unloaded"
+            raise
+        self._formatter = self._chat_formatter(self._llm)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{self.config.id}")
+        self.status = "loaded"
+
+    def _load_blocking(self) -> Llama:
+        try:
+            import llama_cpp
+        except ImportError as exc:
+            raise LoadFailure("import_error", f"llama_cpp: {exc}") from exc
+        self._silence_llama_log(llama_cpp)
+        path = resolve_model_path(self.config, cache_dir=self.cache_dir)
+        if self.config.sha256 and self.config.verify_checksum:
+            ChecksumCache(self.cache_dir).verify(path, self.config.sha256)
+        try:
+            llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=self.config.context_length,
+                n_threads=self.config.threads or os.cpu_count() or 1,
+                n_batch=self.config.batch_size,
+                verbose=False,
+                logits_all=False,
+            )
+        except Exception as exc:
+            raise LoadFailure("load_error", f"{type(exc).__name__}: {exc}") from exc
+        self.model_path = path
+        return llm
+
+    def _silence_llama_log(self, llama_cpp: Any) -> None:
+        # llama.cpp prints model-loading chatter (and Gemma's SWA notice) to stderr even
+        # with verbose=False. The log hook is process-wide and C keeps only a raw
+        # pointer, so the callback must stay referenced while it is installed: it lives
+        # on this instance, and `unload` puts llama-cpp-python's own (module-lived) one back.
+        @llama_cpp.llama_log_callback
+        def _ignore(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+            return None
+
+        self._log_callback = _ignore
+        llama_cpp.llama_log_set(_ignore, ctypes.c_void_p(0))
+
+    @staticmethod
+    def _chat_formatter(llm: Llama) -> Jinja2ChatFormatter | None:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            return None
+        return Jinja2ChatFormatter(
+            template=template,
+            eos_token=_token_text(llm, llm.token_eos()),
+            bos_token=_token_text(llm, llm.token_bos()),
+            add_generation_prompt=True,
+        )
+
+    async def unload(self) -> None:
+        llm = self._llm
+        if llm is None:
+            self.status = "unloaded"
+            return
+        if self._active_stop is not None:
+            self._active_stop.set()  # cut off a running generation rather than wait it out
+        async with self._lock:
+            self._llm = None
+            self._formatter = None
+            self._last_prompt = None
+            await asyncio.to_thread(llm.close)
+            if self._executor is not None:
+                self._executor.shutdown(wait=False)
+                self._executor = None
+            self._restore_llama_log()
+        self.status = "unloaded"
+
+    def _restore_llama_log(self) -> None:
+        if self._log_callback is None:
+            return
+        from llama_cpp import _logger, llama_log_set
+
+        llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+        self._log_callback = None
+
+    def count_tokens(self, prompt: Prompt) -> int:
+        """Prompt tokens exactly as `generate` will feed them; needs the model loaded."""
+        return len(self._prompt_tokens(self._loaded(), prompt))
+
+    def _loaded(self) -> Llama:
+        if self._llm is None:
+            raise ModelUnavailable(f"model {self.config.id!r} is not loaded")
+        return self._llm
+
+    def _prompt_tokens(self, llm: Llama, prompt: Prompt) -> list[int]:
+        # The pipeline counts a prompt right before generating it: remember the last one
+        # so a long template render and tokenization happen once per request.
+        memo = self._last_prompt
+        if memo is not None and memo[0] is llm and (memo[1] is prompt or memo[1] == prompt):
+            return memo[2]
+        tokens = self._tokenize(llm, prompt)
+        self._last_prompt = (llm, prompt, tokens)
+        return tokens
+
+    def _tokenize(self, llm: Llama, prompt: Prompt) -> list[int]:
+        if prompt.text is not None:
+            # Harmony text writes its control tokens literally; `add_bos` defers to the
+            # model's own add_bos flag.
+            tokens = llm.tokenize(prompt.text.encode(), add_bos=True, special=True)
+        elif self._formatter is not None:
+            messages: list[Any] = [_template_message(m) for m in prompt.messages]
+            rendered = self._formatter(messages=messages)
+            # The template writes BOS itself where the model wants one.
+            tokens = llm.tokenize(rendered.prompt.encode(), add_bos=False, special=True)
+        else:
+            # No chat template (base models such as Gemma 3 270M): there is no right
+            # format, so the turns' texts are joined by newlines for the model to continue.
+            # Client text is not parsed for special tokens here: it cannot forge any.
+            text = "\n".join(m.content for m in prompt.messages if m.content)
+            tokens = llm.tokenize(text.encode(), add_bos=True, special=False)
+        bos = llm.token_bos()
+        if len(tokens) >= 2 and tokens[0] == bos and tokens[1] == bos:
+            tokens = tokens[1:]
+        return tokens
+
+    def _plan(self, llm: Llama, prompt: Prompt, params: DecodeParams) -> _Plan:
+        gbnf = _gbnf_for(params.response_format)
+        tokens = self._prompt_tokens(llm, prompt)
+        n_ctx = llm.n_ctx()
+        if not tokens:
+            raise InvalidRequest("the prompt is empty", param="messages")
+        if len(tokens) + 1 > n_ctx:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {n_ctx} tokens; the prompt has {len(tokens)} tokens.",
+                param="messages",
+            )
+        # Clamp so prompt + output never overflow the context: the cap ends the output.
+        return _Plan(tokens=tokens, max_new=min(params.max_tokens, n_ctx - len(tokens)), gbnf=gbnf, params=params)
+
+    async def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Piece, None]:
+        llm = self._loaded()
+        # Validation (grammar, tokens, context size) before waiting for the model, so a
+        # bad request fails at once even while another generation runs. It runs on the
+        # loop, not a thread: `unload` cannot free the model in the middle of it.
+        plan = self._plan(llm, prompt, params)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[_QueueItem] = asyncio.Queue()
+        stop = threading.Event()
+
+        def emit(item: _QueueItem) -> bool:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                return False
+            return True
+
+        await self._lock.acquire()
+        try:
+            if self._llm is not llm or self._executor is None:
+                raise ModelUnavailable(f"model {self.config.id!r} was unloaded")
+            sampler = _build_sampler(llm, plan)
+        except BaseException:
+            self._lock.release()
+            raise
+        try:
+            future = loop.run_in_executor(self._executor, self._decode, llm, plan, sampler, cancel, stop, emit)
+        except BaseException:
+            _free_sampler(sampler)
+            self._lock.release()
+            raise
+        self._active_stop = stop
+        future.add_done_callback(lambda _: self._release(stop))
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, _Done) or cancel.cancelled:
+                    return  # pieces still queued after a cancel are nobody's business
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            if not future.done():
+                # Wait for the thread to notice (within one token) so the next request
+                # finds the model free; the lock itself is released by the future's
+                # callback, even if this wait is cancelled again.
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(future)
+
+    def _release(self, stop: threading.Event) -> None:
+        if self._active_stop is stop:
+            self._active_stop = None
+        self._lock.release()
+
+    def _decode(
+        self,
+        llm: Llama,
+        plan: _Plan,
+        sampler: Any,
+        cancel: CancelToken,
+        stop: threading.Event,
+        emit: Callable[[_QueueItem], bool],
+    ) -> None:
+        """The decode loop, on the worker thread: checks for cancellation before every token."""
+        import llama_cpp
+
+        try:
+            vocab = llama_cpp.llama_model_get_vocab(llm.model)
+            n_vocab = llm.n_vocab()
+            params = plan.params
+            # A fresh context every time: reusing a cached prefix changes greedy numerics.
+            llm.reset()
+            memory = llama_cpp.llama_get_memory(llm.ctx)
+            if memory is not None:
+                llama_cpp.llama_memory_clear(memory, True)
+            for start in range(0, len(plan.tokens), llm.n_batch):
+                if cancel.cancelled or stop.is_set():
+                    break
+                llm.eval(plan.tokens[start : start + llm.n_batch])
+            else:
+                for _ in range(plan.max_new):
+                    if cancel.cancelled or stop.is_set():
+                        break
+                    token = llama_cpp.llama_sampler_sample(sampler, llm.ctx, -1)
+                    if llama_cpp.llama_vocab_is_eog(vocab, token):
+                        break
+                    data = _token_bytes(vocab, token)
+                    logprob = None
+                    if params.logprobs:
+                        logits = _logits(llama_cpp.llama_get_logits_ith(llm.ctx, -1), n_vocab)
+                        logprob = _logprob_entry(vocab, logits, token, data, params.top_logprobs)
+                    piece = Piece(data=data, special=llama_cpp.llama_vocab_is_control(vocab, token), logprob=logprob)
+                    if not emit(piece):
+                        return
+                    llm.eval([token])
+        except Exception as exc:
+            emit(GenerationFailed(f"llama.cpp decode failed: {type(exc).__name__}: {exc}"))
+            return
+        finally:
+            _free_sampler(sampler)
+        if stop.is_set() and not cancel.cancelled:
+            emit(GenerationFailed("the generation was cut off (model unloading)"))
+        else:
+            emit(_DONE)
+
+
+def _build_sampler(llm: Llama, plan: _Plan) -> Any:
+    """llama.cpp's sampler chain for `plan` (a ctypes pointer; the caller owns and frees it)."""
+    import llama_cpp
+
+    params = plan.params
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+
+    def add(sampler: Any) -> None:
+        llama_cpp.llama_sampler_chain_add(chain, sampler)
+
+    if params.repeat_penalty != 1.0 or params.frequency_penalty or params.presence_penalty:
+        add(
+            llama_cpp.llama_sampler_init_penalties(
+                llm.n_vocab(),
+                _PENALTY_LAST_N,
+                params.repeat_penalty,
+                params.frequency_penalty,
+                params.presence_penalty,
+            )
+        )
+    if plan.gbnf is not None:
+        grammar = llama_cpp.llama_sampler_init_grammar(vocab, plan.gbnf.encode(), b"root")
+        if not grammar:
+            llama_cpp.llama_sampler_free(chain)
+            raise InvalidRequest("response_format: llama.cpp rejected the derived grammar", param=_SCHEMA_PARAM)
+        add(grammar)
+    if params.temperature <= 0:
+        add(llama_cpp.llama_sampler_init_greedy())
+    else:
+        if params.top_k > 0:
+            add(llama_cpp.llama_sampler_init_top_k(params.top_k))
+        if params.top_p < 1.0:
+            add(llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
+        if params.min_p > 0.0:
+            add(llama_cpp.llama_sampler_init_min_p(params.min_p, 1))
+        add(llama_cpp.llama_sampler_init_temp(params.temperature))
+        seed = params.seed if params.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED
+        add(llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+    return chain
+
+
+def _free_sampler(sampler: Any) -> None:
+    import llama_cpp
+
+    llama_cpp.llama_sampler_free(sampler)
+
+
+def _template_message(message: Message) -> dict[str, str]:
+    return {"role": "system" if message.role == "developer" else message.role, "content": message.content}
+
+
+def _token_text(llm: Llama, token: int) -> str:
+    import llama_cpp
+
+    if token < 0:
+        return ""
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    return bytes(llama_cpp.llama_vocab_get_text(vocab, token)).decode("utf-8", errors="replace")
+
+
+def _token_bytes(vocab: Any, token: int) -> bytes:
+    """The token's exact bytes, control tokens written out (no leading-space stripping)."""
+    import llama_cpp
+
+    buf = ctypes.create_string_buffer(64)
+    n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, True)
+    if n < 0:
+        buf = ctypes.create_string_buffer(-n)
+        n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, True)
+    return buf.raw[:n]
+
+
+def _logits(pointer: Any, n_vocab: int) -> npt.NDArray[np.float32]:
+    import numpy as np
+
+    return np.ctypeslib.as_array(pointer, shape=(n_vocab,))
+
+
+def _logprob_entry(vocab: Any, logits: npt.NDArray[np.float32], token: int, data: bytes, top: int) -> LogprobEntry:
+    """Log-softmax of the raw logits (before penalties, grammar and temperature), as OpenAI reports them."""
+    import numpy as np
+
+    peak = float(logits.max())
+    log_total = peak + float(np.log(np.exp(logits - peak, dtype=np.float64).sum()))
+    top_entries: list[TopLogprob] = []
+    if top > 0:
+        k = min(top, logits.shape[0])
+        best = np.argpartition(logits, -k)[-k:]
+        for candidate in best[np.argsort(logits[best])[::-1]]:
+            candidate_bytes = data if int(candidate) == token else _token_bytes(vocab, int(candidate))
+            top_entries.append(
+                TopLogprob(
+                    token=candidate_bytes.decode("utf-8", errors="replace"),
+                    logprob=float(logits[candidate]) - log_total,
+                    bytes=list(candidate_bytes),
+                )
+            )
+    return LogprobEntry(
+        token=data.decode("utf-8", errors="replace"),
+        logprob=float(logits[token]) - log_total,
+        bytes=list(data),
+        top_logprobs=top_entries,
+    )

@@ -1,0 +1,146 @@
+"""The deterministic stub (ADR-0015): what a model id serves when its weights are not
+real here. Output is derived from the request alone, so the same request gives the
+same bytes; it is never empty; a Harmony model's stub speaks Harmony (analysis, then
+final) so the whole channel path runs."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncGenerator, Iterator
+from typing import TYPE_CHECKING
+
+from pipelines.providers.base import CancelToken, DecodeParams, Prompt, Provider
+from pipelines.types import Piece
+
+if TYPE_CHECKING:
+    from pipelines.config import ModelConfig
+
+__all__ = ["StubProvider"]
+
+_WORDS = [
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+    "mike",
+    "november",
+    "oscar",
+    "papa",
+    "quebec",
+    "romeo",
+    "sierra",
+    "tango",
+    "uniform",
+    "victor",
+    "whiskey",
+    "xray",
+    "yankee",
+    "zulu",
+    "amber",
+    "basil",
+    "cedar",
+    "dune",
+    "ember",
+    "fern",
+    "grove",
+    "harbor",
+    "island",
+    "jade",
+    "kelp",
+    "lagoon",
+    "meadow",
+    "nectar",
+    "orchid",
+    "pebble",
+    "quartz",
+    "river",
+    "summit",
+    "thistle",
+    "umber",
+    "valley",
+    "willow",
+    "yarrow",
+    "zephyr",
+]
+
+_SPECIAL = frozenset({b"<|channel|>", b"<|message|>", b"<|end|>", b"<|start|>", b"<|return|>"})
+
+
+def _prompt_digest(prompt: Prompt, params: DecodeParams) -> bytes:
+    h = hashlib.sha256()
+    if prompt.text is not None:
+        h.update(prompt.text.encode())
+    for m in prompt.messages:
+        h.update(f"\x00{m.role}\x00{m.content}".encode())
+    h.update(f"\x00seed={params.seed}".encode())
+    return h.digest()
+
+
+def _words(seed: bytes, n: int) -> Iterator[str]:
+    block = seed
+    produced = 0
+    while produced < n:
+        block = hashlib.sha256(block).digest()
+        for byte in block:
+            if produced == n:
+                return
+            yield _WORDS[byte % len(_WORDS)]
+            produced += 1
+
+
+class StubProvider(Provider):
+    """Serves a model id deterministically; `stub_reason` says why it is not real."""
+
+    kind = "stub"
+    stub = True
+
+    def __init__(self, config: ModelConfig, *, reason: str = "configured") -> None:
+        super().__init__(config)
+        self.stub_reason = reason
+
+    def count_tokens(self, prompt: Prompt) -> int:
+        # The stub has no tokenizer: whitespace-separated words stand in for tokens.
+        if prompt.text is not None:
+            return len(prompt.text.split())
+        return sum(len(m.content.split()) + 1 for m in prompt.messages)
+
+    def _pieces(self, prompt: Prompt, params: DecodeParams) -> list[bytes]:
+        seed = _prompt_digest(prompt, params)
+        n = self.config.stub_words
+        answer = [f"{w} " for w in _words(seed, n)]
+        answer[-1] = answer[-1].rstrip()
+        if self.config.format != "harmony":
+            return [w.encode() for w in answer]
+        reasoning = [f"{w} " for w in _words(seed[::-1], max(1, n // 2))]
+        reasoning[-1] = reasoning[-1].rstrip()
+        return [
+            b"<|channel|>",
+            b"analysis",
+            b"<|message|>",
+            *(w.encode() for w in reasoning),
+            b"<|end|>",
+            b"<|start|>",
+            b"assistant",
+            b"<|channel|>",
+            b"final",
+            b"<|message|>",
+            *(w.encode() for w in answer),
+            b"<|return|>",
+        ]
+
+    async def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Piece, None]:
+        for i, data in enumerate(self._pieces(prompt, params)):
+            if i >= params.max_tokens or cancel.cancelled:
+                return
+            yield Piece(data=data, special=data in _SPECIAL)
+            # yield to the loop so a stub stream behaves like a real one (and can be cancelled)
+            await asyncio.sleep(0)

@@ -1,0 +1,22 @@
+"""Shared fixtures: one served stub gateway for the whole session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.configs import STUB_MODELS
+from tests.support.served import ServedGateway, serve
+
+
+@pytest.fixture(scope="session")
+def stub_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedGateway]:
+    with serve(STUB_MODELS, tmp_path_factory.mktemp("stub-gw")) as gw:
+        yield gw
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]

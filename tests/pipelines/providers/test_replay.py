@@ -1,0 +1,113 @@
+"""The replay provider: a recorded completion, played back as pieces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import ModelConfig
+from pipelines.harmony.mapping import HarmonyDeltaMapper
+from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Prompt
+from pipelines.providers.replay import ReplayProvider
+from pipelines.types import DeltaKind, Piece
+
+RECORDING = (
+    "<|channel|>analysis<|message|>L'utilisateur dit bonjour 👋.<|end|>"
+    "<|start|>assistant<|channel|>final<|message|>Bonjour ! 你好 😀<|return|>"
+)
+SPECIALS = {b"<|channel|>", b"<|message|>", b"<|end|>", b"<|start|>", b"<|return|>"}
+
+
+def provider_for(path: Path | None, chunk: int = 3) -> ReplayProvider:
+    config = ModelConfig(
+        id="replayed",
+        format="harmony",
+        provider="replay",
+        replay_file=None if path is None else str(path),
+        replay_chunk_bytes=chunk,
+    )
+    return ReplayProvider(config)
+
+
+@pytest.fixture
+def recording(tmp_path: Path) -> Path:
+    path = tmp_path / "completion.txt"
+    path.write_text(RECORDING, encoding="utf-8")
+    return path
+
+
+async def collect(provider: ReplayProvider, max_tokens: int = 10_000, cancel: CancelToken | None = None) -> list[Piece]:
+    out: list[Piece] = []
+    async for piece in provider.generate(
+        Prompt(text="ignored"), DecodeParams(max_tokens=max_tokens), cancel or CancelToken()
+    ):
+        out.append(piece)
+    return out
+
+
+async def test_load_and_pieces(recording: Path) -> None:
+    provider = provider_for(recording, chunk=3)
+    assert provider.kind == "replay" and provider.stub is False
+    await provider.load()
+    assert provider.status == "loaded"
+    pieces = await collect(provider)
+    assert b"".join(p.data for p in pieces) == RECORDING.encode()
+    assert {p.data for p in pieces if p.special} == SPECIALS
+    assert all(p.data not in SPECIALS for p in pieces if not p.special)
+    assert all(1 <= len(p.data) <= 3 for p in pieces if not p.special)
+    # Multi-byte characters are split across pieces on purpose.
+    assert any(not _is_utf8(p.data) for p in pieces)
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+async def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(LoadFailure) as info:
+        await provider_for(tmp_path / "absent.txt").load()
+    assert info.value.reason == "missing_file"
+    with pytest.raises(LoadFailure) as info:
+        await provider_for(None).load()
+    assert info.value.reason == "missing_file"
+
+
+async def test_max_tokens_counts_pieces(recording: Path) -> None:
+    provider = provider_for(recording, chunk=4)
+    everything = await collect(provider)
+    assert await collect(provider, max_tokens=5) == everything[:5]
+    assert await collect(provider, max_tokens=0) == []
+
+
+async def test_cancel_stops_the_replay(recording: Path) -> None:
+    provider = provider_for(recording)
+    cancel = CancelToken()
+    seen: list[Piece] = []
+    async for piece in provider.generate(Prompt(), DecodeParams(max_tokens=1000), cancel):
+        seen.append(piece)
+        if len(seen) == 3:
+            cancel.cancel("client_gone")
+    assert len(seen) == 3
+
+
+async def test_deterministic(recording: Path) -> None:
+    first = await collect(provider_for(recording, chunk=2))
+    second = await collect(provider_for(recording, chunk=2))
+    assert first == second
+
+
+async def test_through_the_harmony_mapper(recording: Path) -> None:
+    mapper = HarmonyDeltaMapper()
+    deltas = []
+    for piece in await collect(provider_for(recording, chunk=1)):
+        deltas += mapper.feed(piece)
+    deltas += mapper.finish()
+    assert "".join(d.text for d in deltas if d.kind is DeltaKind.REASONING) == "L'utilisateur dit bonjour 👋."
+    assert "".join(d.text for d in deltas if d.kind is DeltaKind.CONTENT) == "Bonjour ! 你好 😀"
+    assert all("\ufffd" not in d.text for d in deltas)
+    assert mapper.finish_kind == "stop" and mapper.done_reason == "return"

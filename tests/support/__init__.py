@@ -1,0 +1,1 @@
+"""Helpers for tests: served gateway processes, settings files."""
