@@ -78,6 +78,7 @@ class HarmonyDeltaMapper:
         self._call_count = 0
         self._logprobs: list[LogprobEntry] = []
         self._labelled_decoders: dict[DeltaKind, codecs.IncrementalDecoder] = {}
+        self._labelled_logprobs: list[LogprobEntry] = []
         self.reasoning_tokens = 0
         """Tokens that were reasoning (see the module docstring)."""
 
@@ -165,10 +166,14 @@ class HarmonyDeltaMapper:
         decoder = self._labelled_decoders.get(kind)
         if decoder is None:
             decoder = self._labelled_decoders[kind] = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        if piece.logprob is not None and kind is DeltaKind.CONTENT:
+            self._labelled_logprobs.append(piece.logprob)
         text = decoder.decode(piece.data)
         if not text:
             return []
-        logprobs = (piece.logprob,) if piece.logprob is not None and kind is DeltaKind.CONTENT else ()
+        logprobs = tuple(self._labelled_logprobs) if kind is DeltaKind.CONTENT else ()
+        if logprobs:
+            self._labelled_logprobs.clear()
         return [Delta(kind, text, logprobs=logprobs)]
 
 

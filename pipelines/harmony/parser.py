@@ -17,7 +17,8 @@ the remaining words the last is either `to=RECIPIENT` or a content type (`json`,
 `<|channel|>commentary to=functions.f <|constrain|>json` and
 `assistant to=functions.f<|channel|>commentary json` address `functions.f`.
 
-Strict mode raises `HarmonyParseError` on any protocol violation. Permissive mode (the
+Strict mode raises `HarmonyParseError` on any protocol violation, including control
+tokens inside content (openai-harmony would keep those as text). Permissive mode (the
 default) keeps going and loses as little text as it can:
 
 - Missing `<|message|>`. A valid header never holds a newline and is short, so when the
@@ -194,7 +195,9 @@ class HarmonyParser:
             self._decoder = _utf8_decoder()
             self._close(out, "incomplete")
         elif self._state is ParserState.HEADER and not self.strict:
-            start, content = _salvage(self._header_text(), self._header_role)
+            header = bytes(self._header)
+            text = header[: _complete_utf8_length(header)].decode("utf-8", "replace")
+            start, content = _salvage(text, self._header_role)
             if content:
                 out += [start, TextDelta(content), MessageEnd("incomplete")]
         if self._done_reason is None:
@@ -285,12 +288,17 @@ class HarmonyParser:
         newline = header.find(b"\n")
         if newline < 0 and len(header) <= _MAX_HEADER_BYTES:
             return
-        head, tail = (header[:newline], header[newline + 1 :]) if newline >= 0 else (header, b"")
+        if newline >= 0:
+            head, tail = header[:newline], header[newline + 1 :]
+            # The newline separated the header from the text; it is part of the text only
+            # when some text came before it.
+            separator = b"\n"
+        else:
+            cut = _complete_utf8_length(header)
+            head, tail, separator = header[:cut], header[cut:], b""
         start, content = _salvage(head.decode("utf-8", "replace"), self._header_role)
         self._open(start, out)
-        # The newline separated the header from the text; it is part of the text only
-        # when some text came before it.
-        self._text((content + "\n").encode() + tail if content else tail, out)
+        self._text(content.encode() + separator + tail if content else tail, out)
 
     def _begin(self, role: str | None) -> None:
         self._state = ParserState.HEADER
@@ -332,6 +340,18 @@ class HarmonyParser:
 
 
 _END_REASONS: Final[dict[str, EndReason]] = {tk.END: "end", tk.RETURN: "return", tk.CALL: "call"}
+
+
+def _complete_utf8_length(data: bytes) -> int:
+    """Length of `data` without a trailing, still incomplete UTF-8 sequence."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            return len(data)
+        if byte >= 0xC0:
+            needed = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(data) - back if needed > back else len(data)
+    return len(data)
 
 
 def _parse_header(text: str, role: str | None, *, strict: bool) -> MessageStart:

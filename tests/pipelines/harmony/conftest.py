@@ -20,7 +20,7 @@ ReferenceRender = Callable[..., str]
 @pytest.fixture(scope="session")
 def harmony_encoding() -> Any:
     if not (_VOCAB / "o200k_base.tiktoken").is_file():
-        pytest.skip(f"Harmony vocabulary not found at {_VOCAB}")
+        pytest.fail(f"Harmony vocabulary not found at {_VOCAB}: the tests need ../shared/vocab beside the repo")
     os.environ["TIKTOKEN_ENCODINGS_BASE"] = str(_VOCAB)
     from openai_harmony import HarmonyEncodingName, load_harmony_encoding
 

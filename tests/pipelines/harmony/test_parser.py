@@ -346,3 +346,14 @@ def test_missing_message_token_matches_permissive_harmony(harmony_encoding: Any)
     reference.process_eos()
     (message,) = reference.messages
     assert messages(run(raw)) == [(message.channel, message.recipient, None, message.content[0].text, "end")]
+
+
+def test_long_text_without_header_streams_before_the_end() -> None:
+    text = "é" * 200
+    parser = HarmonyParser()
+    streamed: list[ParserEvent] = []
+    for piece in pieces(text, chunk=1):
+        streamed += parser.feed(piece)
+    assert streamed and streamed[0] == MessageStart("assistant")
+    events = streamed + parser.finish()
+    assert messages(events) == [(None, None, None, text, "incomplete")]
