@@ -20,3 +20,10 @@ def stub_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedGat
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def default_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedGateway]:
+    """The embedded default, served as a user would run it: two real models and a stub."""
+    with serve(None, tmp_path_factory.mktemp("default-gw")) as gw:
+        yield gw

