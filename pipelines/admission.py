@@ -91,6 +91,9 @@ class Admission:
 
     def gate(self, model_id: str, slots: int) -> AdmissionGate:
         gate = self._gates.get(model_id)
+        if gate is not None and gate.slots != slots:
+            # the provider behind the id changed (a stub fallback, a reload): follow it
+            gate.slots = slots
         if gate is None:
 
             def changed() -> None:

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Generation", "GenerationService", "admission_events"]
 
+_STUB_SLOTS = 512
+
 
 class Generation:
     """A started generation holding its model and admission slot until it ends."""
@@ -209,7 +211,10 @@ class GenerationService:
                 )
             )
             queued = time.perf_counter()
-            gate = self._admission.gate(entry.config.id, entry.config.slots)
+            # A stub costs next to nothing per generation: it is not the scarce resource
+            # admission control protects, so it gets many slots.
+            slots = entry.config.slots if not provider.stub else max(entry.config.slots, _STUB_SLOTS)
+            gate = self._admission.gate(entry.config.id, slots)
             await stack.enter_async_context(gate.admit())
         except BaseException:
             await stack.aclose()
