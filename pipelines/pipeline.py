@@ -8,6 +8,7 @@ assembles the result. Subclasses say how pieces become deltas.
 from __future__ import annotations
 
 import abc
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -70,6 +71,9 @@ class PipelineContext:
     tool_calls: list[ToolCall] = field(default_factory=list)
     logprobs: list[LogprobEntry] = field(default_factory=list)
     stop_reason: StopReason | None = None
+    reported_usage: Usage | None = None
+    """Counts a backend reported itself (an upstream's `usage`); they win over ours."""
+    tool_args: dict[int, list[str]] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
     """Pipeline-specific facts for the completion event (e.g. invalid tool JSON)."""
     state: Any = None
@@ -220,7 +224,12 @@ class GenerationPipeline(abc.ABC):
                 ctx.completion_tokens += piece.tokens
                 if piece.logprob is not None:
                     ctx.logprobs.append(piece.logprob)
-                for delta in self.map_piece(ctx, piece):
+                if piece.usage is not None:
+                    ctx.reported_usage = piece.usage
+                if piece.stop is not None:
+                    ctx.stop_reason = piece.stop
+                deltas = [piece.delta] if piece.delta is not None else self.map_piece(ctx, piece)
+                for delta in deltas:
                     out = self._post(ctx, delta, stops, echo)
                     if out is not None:
                         yield out
@@ -245,7 +254,8 @@ class GenerationPipeline(abc.ABC):
         if delta.kind is DeltaKind.REASONING:
             ctx.reasoning.append(delta.text)
             return delta
-        if delta.kind is not DeltaKind.CONTENT:
+        if delta.kind is DeltaKind.TOOL_CALL:
+            _aggregate_tool_call(ctx, delta)
             return delta
         text = echo.feed(delta.text) if echo else delta.text
         text = stops.feed(text)
@@ -269,19 +279,28 @@ class GenerationPipeline(abc.ABC):
             finish = "stop"
         if ctx.stub and stop is not StopReason.ERROR:
             stop = StopReason.STUB
+        tool_calls = [
+            ToolCall(id=c.id, name=c.name, arguments="".join(ctx.tool_args.get(i, ())))
+            for i, c in enumerate(ctx.tool_calls)
+        ]
+        invalid = [c.name for c in tool_calls if not _is_json(c.arguments)]
+        if invalid:
+            # passed on as produced; the completion event records it
+            ctx.notes["invalid_tool_arguments"] = invalid
+        usage = ctx.reported_usage or Usage(
+            prompt_tokens=ctx.prompt_tokens,
+            completion_tokens=ctx.completion_tokens,
+            reasoning_tokens=self.reasoning_tokens(ctx),
+        )
         end = ctx.last_token_at or time.perf_counter()
         first = ctx.first_token_at
         return PipelineResult(
             content="".join(ctx.content),
             reasoning="".join(ctx.reasoning),
-            tool_calls=tuple(ctx.tool_calls),
+            tool_calls=tuple(tool_calls),
             finish_reason=finish,
             stop_reason=stop,
-            usage=Usage(
-                prompt_tokens=ctx.prompt_tokens,
-                completion_tokens=ctx.completion_tokens,
-                reasoning_tokens=self.reasoning_tokens(ctx),
-            ),
+            usage=usage,
             sampling=ctx.sampling,
             logprobs=tuple(ctx.logprobs),
             first_token_seconds=(first - ctx.started_at) if first is not None else None,
@@ -292,6 +311,24 @@ class GenerationPipeline(abc.ABC):
 
     def reasoning_tokens(self, ctx: PipelineContext) -> int:
         return 0
+
+
+def _aggregate_tool_call(ctx: PipelineContext, delta: Delta) -> None:
+    """Collects a streamed tool call into `ctx.tool_calls` (arguments joined at the end)."""
+    i = delta.tool_index
+    if i not in ctx.tool_args:
+        ctx.tool_args[i] = []
+        ctx.tool_calls.append(ToolCall(id=delta.tool_id or f"call_{i}", name=delta.tool_name or "", arguments=""))
+    if delta.text:
+        ctx.tool_args[i].append(delta.text)
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _last_user_text(req: GenerationRequest) -> str:

@@ -11,7 +11,7 @@ from pipelines.harmony.mapping import HarmonyDeltaMapper
 from pipelines.harmony.render import render_prompt
 from pipelines.pipeline import GenerationPipeline, PipelineContext
 from pipelines.providers.base import Prompt, Provider
-from pipelines.types import Delta, GenerationRequest, Piece, StopReason, ToolCall
+from pipelines.types import Delta, GenerationRequest, Piece, StopReason
 
 if TYPE_CHECKING:
     from pipelines.sampling import SamplingSnapshot
@@ -82,13 +82,7 @@ class PrimaryPipeline(GenerationPipeline):
     def flush(self, ctx: PipelineContext) -> list[Delta]:
         mapper = self._mapper(ctx)
         deltas = mapper.finish()
-        calls = mapper.tool_calls
-        ctx.tool_calls.extend(ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in calls)
-        invalid = [c.name for c in calls if not c.arguments_valid_json]
-        if invalid:
-            # passed on as produced; the completion event records it
-            ctx.notes["invalid_tool_arguments"] = invalid
-        if calls and ctx.stop_reason is None and ctx.completion_tokens < ctx.params.max_tokens:
+        if mapper.tool_calls and ctx.stop_reason is None and ctx.completion_tokens < ctx.params.max_tokens:
             ctx.stop_reason = StopReason.TOOL_CALL
         return deltas
 

@@ -116,13 +116,20 @@ class Piece(msgspec.Struct, frozen=True):
     `special` marks control tokens (Harmony's `<|channel|>` etc.), which are never
     text. `tokens` is how many model tokens the piece stands for. `channel` is set
     by providers that already know it (an upstream that split reasoning out).
+
+    Providers whose backend already speaks in deltas (an OpenAI-compatible upstream)
+    set `delta` instead of `data` (a tool-call delta, typically), and may end with a
+    piece carrying `usage` (the backend's own counts) and `stop` (why it stopped).
     """
 
-    data: bytes
+    data: bytes = b""
     special: bool = False
     tokens: int = 1
     channel: Literal["reasoning", "content"] | None = None
     logprob: LogprobEntry | None = None
+    delta: Delta | None = None
+    usage: Usage | None = None
+    stop: StopReason | None = None
 
 
 class TopLogprob(msgspec.Struct, frozen=True):
