@@ -81,6 +81,14 @@ def _explain(exc: msgspec.ValidationError, source: str, raw: Mapping[str, Any]) 
     if unknown:
         key = f"{key}.{unknown.group('field')}" if key else unknown.group("field")
         msg = "unknown key"
+    # msgspec writes dict keys as `[...]`: find the preset that fails, to name it.
+    if key.startswith("presets[...]"):
+        for name, table in (raw.get("presets") or {}).items():
+            try:
+                msgspec.convert(table, Preset)
+            except msgspec.ValidationError:
+                key = f"presets.{name}" + key.removeprefix("presets[...]")
+                break
     # Say which model an index points at, so the operator finds it in the file.
     mm = re.match(r"models\[(\d+)\]", key)
     if mm:

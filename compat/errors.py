@@ -20,6 +20,7 @@ from pipelines.errors import (
 
 __all__ = ["WireError", "from_decode_error", "from_gateway_error", "http_error"]
 
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 
 
@@ -55,10 +56,14 @@ def from_decode_error(exc: msgspec.DecodeError) -> WireError:
     path = m.group("path") if m else None
     param = _param(path) if path is not None else None
     if isinstance(exc, msgspec.ValidationError):
-        msg = msg.replace("Object missing required field", "Missing required parameter")
+        missing = _MISSING.match(msg)
+        if missing:
+            # OpenAI names the missing field itself, not the object that lacks it
+            param = f"{param}.{missing.group('field')}" if param else missing.group("field")
+            return http_error(
+                400, f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+            )
         text = f"Invalid value for '{param}': {msg}." if param else f"Invalid request: {msg}."
-        if msg.startswith("Missing required parameter"):
-            text = f"{msg}{' in ' + param if param else ''}."
         return http_error(400, text, param=param, code="invalid_value")
     return http_error(400, f"The request body is not valid JSON: {msg}.", code="invalid_json")
 

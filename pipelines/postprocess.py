@@ -58,9 +58,14 @@ class EchoStripper:
         self._tail = tail.strip()
         self._buffer = ""
         self._decided = not self._tail
+        self._trim = False
+        """An echo was dropped at a piece boundary: trim the whitespace that follows it."""
 
     def feed(self, text: str) -> str:
         if self._decided:
+            if self._trim:
+                text = text.lstrip()
+                self._trim = not text
             return text
         buf = self._buffer + text
         probe = buf.lstrip()
@@ -68,7 +73,9 @@ class EchoStripper:
             self._decided = True
             self._buffer = ""
             if probe.startswith(self._tail):
-                return probe[len(self._tail) :].lstrip()
+                rest = probe[len(self._tail) :].lstrip()
+                self._trim = not rest
+                return rest
             return buf
         if self._tail.startswith(probe):
             self._buffer = buf

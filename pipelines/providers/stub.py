@@ -73,6 +73,7 @@ _WORDS = [
 ]
 
 _SPECIAL = frozenset({b"<|channel|>", b"<|message|>", b"<|end|>", b"<|start|>", b"<|return|>"})
+_FRAMING = _SPECIAL | {b"analysis", b"assistant", b"final"}
 
 
 def _prompt_digest(prompt: Prompt, params: DecodeParams) -> bytes:
@@ -138,9 +139,16 @@ class StubProvider(Provider):
         ]
 
     async def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Piece, None]:
-        for i, data in enumerate(self._pieces(prompt, params)):
-            if i >= params.max_tokens or cancel.cancelled:
+        # Harmony framing does not spend the output cap: a tiny cap still yields words.
+        budget = params.max_tokens
+        for data in self._pieces(prompt, params):
+            if cancel.cancelled:
                 return
-            yield Piece(data=data, special=data in _SPECIAL)
+            framing = data in _FRAMING
+            if not framing:
+                if budget <= 0:
+                    return
+                budget -= 1
+            yield Piece(data=data, special=data in _SPECIAL, tokens=0 if framing else 1)
             # yield to the loop so a stub stream behaves like a real one (and can be cancelled)
             await asyncio.sleep(0)

@@ -99,7 +99,7 @@ def test_switching_unloads_with_reasons_in_order(tmp_path: Path) -> None:
         for model in ("heavy-b", "light-c", "heavy-a"):
             client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=2)
         status = {m["id"]: m["status"] for m in httpx.get(f"{gw.api_url}/models").json()["data"]}
-        r = httpx.post(f"{gw.base_url}/admin/models/light-c/unload")
+        r = httpx.post(f"{gw.base_url}/admin/unload/light-c")
         assert r.status_code == 200 and r.json()["unloaded"] is True
         time.sleep(0.05)
         log = gw.log()
