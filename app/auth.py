@@ -6,6 +6,7 @@ import hmac
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app.settings import SettingsError
 from compat.errors import http_error
 
 if TYPE_CHECKING:
@@ -19,10 +20,24 @@ _OPEN = frozenset({"/health", "/ready"})
 
 
 def load_keys(server: ServerSettings) -> tuple[bytes, ...]:
-    keys = list(server.api_keys)
+    """The accepted keys: `api_keys` plus one per line of `api_keys_file` (blank lines and
+    `#` comments skipped). A keys file that cannot be read, or holds no key, is a settings
+    error: the operator asked for keys, so the gateway must not start open."""
+    keys = [k.strip() for k in server.api_keys if k.strip()]
     if server.api_keys_file:
-        text = Path(server.api_keys_file).expanduser().read_text(encoding="utf-8")
-        keys += [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+        path = Path(server.api_keys_file).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SettingsError(
+                f"invalid setting 'server.api_keys_file': cannot read {path}: {exc.strerror or exc}"
+            ) from None
+        except UnicodeDecodeError:
+            raise SettingsError(f"invalid setting 'server.api_keys_file': {path} is not UTF-8") from None
+        from_file = [s for s in (line.strip() for line in text.splitlines()) if s and not s.startswith("#")]
+        if not from_file:
+            raise SettingsError(f"invalid setting 'server.api_keys_file': {path} holds no key")
+        keys += from_file
     return tuple(k.encode() for k in keys)
 
 

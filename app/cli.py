@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from collections.abc import Sequence
@@ -85,9 +86,18 @@ def _serve(args: argparse.Namespace) -> int:
 
     class _Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
-            # Stop admitting at once; the lifespan drains running generations.
-            gateway.draining = True
+            # Drain at once, on the loop: queued requests get 503 now, running generations
+            # have `shutdown_grace` seconds, then end with `reason=shutdown` (a clean error
+            # event on a stream) -- all before uvicorn's own timeout cancels connections.
+            if not gateway.draining:
+                gateway.draining = True
+                loop = asyncio.get_event_loop()
+                loop.call_soon_threadsafe(self._begin_drain, loop)
             super().handle_exit(sig, frame)
+
+        def _begin_drain(self, loop: asyncio.AbstractEventLoop) -> None:
+            gateway.admission.close("The gateway is shutting down.")
+            self._drain_task = loop.create_task(gateway.service.drain(server.shutdown_grace))
 
     config = uvicorn.Config(
         app,

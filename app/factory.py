@@ -19,6 +19,7 @@ from app.routes.chat import chat_completions
 from app.routes.health import health, ready
 from app.routes.metrics import metrics
 from app.routes.models import get_model, list_models, unload_model
+from pipelines.upstream import run_probes
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp
@@ -49,11 +50,14 @@ def create_litestar(gateway: Gateway) -> Litestar:
         # Load in the background: /health answers at once, /ready says when models are in.
         loader = asyncio.create_task(gateway.manager.load_all())
         idle = asyncio.create_task(_idle_unloader(gateway))
+        # Upstream health probes; the upstreams' clients open and close with their models.
+        probes = asyncio.create_task(run_probes(e.provider for e in gateway.manager.entries))
         try:
             yield
         finally:
             gateway.draining = True
             idle.cancel()
+            probes.cancel()
             loader.cancel()
             with contextlib.suppress(BaseException):
                 await loader

@@ -46,7 +46,7 @@ def build_gateway(
     bus = bus or EventBus()
     registry = registry or CollectorRegistry(auto_describe=True)
     server = settings.server
-    factory = provider_factory or DefaultProviderFactory(cache_dir=Path(server.cache_dir).expanduser())
+    factory = provider_factory or DefaultProviderFactory(cache_dir=Path(server.cache_dir).expanduser(), bus=bus)
     manager = ModelManager(settings.models, bus, factory, load_timeout=server.load_timeout)
     config = PipelineConfig(
         presets=dict(settings.presets), gateway_max_output_tokens=server.max_output_tokens, current_date=current_date

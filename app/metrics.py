@@ -8,6 +8,7 @@ cannot mint series.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -24,6 +25,7 @@ from pipelines.events import (
     ModelUnloaded,
     RequestFinished,
 )
+from pipelines.upstream import RESULTS, UpstreamRequestFinished, UpstreamStateChanged, upstream_labels
 
 if TYPE_CHECKING:
     from app.gateway import Gateway
@@ -36,12 +38,21 @@ ITL_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 _STOP_REASONS = frozenset({"eos", "length", "stop", "tool_call", "stub", "error"})
+_REAL_STOP_REASONS = ("eos", "length", "stop", "tool_call", "error")
+_STUB_STOP_REASONS = ("stub", "error")
 _CANCEL_REASONS = frozenset({"client_disconnect", "timeout", "shutdown", "upstream_error", "error"})
+_UNLOAD_REASONS = frozenset({"switch_heavy", "switch_heavy_to_lightweight", "explicit_unload", "idle", "shutdown"})
 _OTHER = "other"
+_TOKEN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 def _bounded(value: str, allowed: frozenset[str]) -> str:
     return value if value in allowed else _OTHER
+
+
+def _word(value: str) -> str:
+    """A short snake_case code as is; anything else (free text) as `other`."""
+    return value if _TOKEN.match(value) else _OTHER
 
 
 def _stub(flag: bool) -> str:
@@ -51,8 +62,12 @@ def _stub(flag: bool) -> str:
 class GatewayMetrics:
     """Every series the gateway exports, updated by `handle(event)`."""
 
-    def __init__(self, registry: CollectorRegistry, model_ids: list[str]) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, model_ids: list[str], upstreams: dict[str, list[str]] | None = None
+    ) -> None:
         self._models = frozenset(model_ids)
+        self._upstreams = frozenset((m, u) for m, labels in (upstreams or {}).items() for u in labels)
+        """(model, upstream label) pairs of the configuration: the only upstream series."""
         gen = ("model", "stub")
         self.decode_tps = Histogram(
             "mia_decode_tokens_per_second",
@@ -124,6 +139,22 @@ class GatewayMetrics:
             ("from_model", "to_model", "reason"),
             registry=registry,
         )
+        ups = ("model", "upstream")
+        self.upstream_healthy = Gauge(
+            "mia_upstream_healthy", "1 while the upstream takes traffic, 0 while ejected.", ups, registry=registry
+        )
+        self.upstream_ejections = Counter(
+            "mia_upstream_ejections",
+            "Times the upstream was ejected after consecutive failures.",
+            ups,
+            registry=registry,
+        )
+        self.upstream_requests = Counter(
+            "mia_upstream_requests", "Requests sent to the upstream, by result.", (*ups, "result"), registry=registry
+        )
+        for model, upstream in sorted(self._upstreams):
+            self.upstream_healthy.labels(model, upstream).set(1)
+            self.upstream_ejections.labels(model, upstream)
         for model in sorted(self._models):
             # Series exist from the start, so dashboards show zeros rather than gaps.
             self.running.labels(model).set(0)
@@ -161,7 +192,11 @@ class GatewayMetrics:
                 itl.observe(gap)
 
     def _on_GenerationCancelled(self, e: GenerationCancelled) -> None:  # noqa: N802
-        self.cancellations.labels(self._model(e.model_id), _stub(e.stub), _bounded(e.reason, _CANCEL_REASONS)).inc()
+        labels = (self._model(e.model_id), _stub(e.stub))
+        self.cancellations.labels(*labels, _bounded(e.reason, _CANCEL_REASONS)).inc()
+        # Tokens decoded before the cancel were still generated (and cost decode time).
+        if e.completion_tokens:
+            self.generation_tokens.labels(*labels).inc(e.completion_tokens)
 
     def _on_AdmissionChanged(self, e: AdmissionChanged) -> None:  # noqa: N802
         model = self._model(e.model_id)
@@ -173,6 +208,15 @@ class GatewayMetrics:
         self.model_loaded.labels(model).set(1)
         self.model_stub.labels(model).set(1 if e.stub else 0)
         self.loads.labels(model, "stub" if e.stub else "ok").inc()
+        # Create the model's generation series at zero now: `rate()` then counts its very
+        # first generation, and dashboards show zeros rather than gaps.
+        labels = (model, _stub(e.stub))
+        for metric in (self.decode_tps, self.ttft, self.itl, self.queue, self.prompt_tokens, self.generation_tokens):
+            metric.labels(*labels)
+        for reason in _STUB_STOP_REASONS if e.stub else _REAL_STOP_REASONS:
+            self.generations.labels(*labels, reason)
+        for reason in sorted(_CANCEL_REASONS):
+            self.cancellations.labels(*labels, reason)
 
     def _on_ModelLoadFailed(self, e: ModelLoadFailed) -> None:  # noqa: N802
         self.loads.labels(self._model(e.model_id), "failed").inc()
@@ -180,17 +224,34 @@ class GatewayMetrics:
     def _on_ModelUnloaded(self, e: ModelUnloaded) -> None:  # noqa: N802
         model = self._model(e.model_id)
         self.model_loaded.labels(model).set(0)
-        self.unloads.labels(model, e.reason).inc()
+        self.model_stub.labels(model).set(0)
+        self.unloads.labels(model, _bounded(e.reason, _UNLOAD_REASONS)).inc()
 
     def _on_RequestFinished(self, e: RequestFinished) -> None:  # noqa: N802
         self.requests.labels(e.endpoint, str(e.status)).inc()
         self.request_duration.labels(e.endpoint).observe(e.duration_seconds)
 
     def _on_FallbackTriggered(self, e: FallbackTriggered) -> None:  # noqa: N802
-        self.fallbacks.labels(self._model(e.from_model), self._model(e.to_model), e.reason).inc()
+        self.fallbacks.labels(self._model(e.from_model), self._model(e.to_model), _word(e.reason)).inc()
+
+    def _upstream(self, model_id: str, upstream: str) -> tuple[str, str]:
+        pair = (model_id, upstream)
+        return pair if pair in self._upstreams else (self._model(model_id), _OTHER)
+
+    def _on_UpstreamRequestFinished(self, e: UpstreamRequestFinished) -> None:  # noqa: N802
+        self.upstream_requests.labels(*self._upstream(e.model_id, e.upstream), _bounded(e.result, RESULTS)).inc()
+
+    def _on_UpstreamStateChanged(self, e: UpstreamStateChanged) -> None:  # noqa: N802
+        labels = self._upstream(e.model_id, e.upstream)
+        self.upstream_healthy.labels(*labels).set(1 if e.state == "healthy" else 0)
+        if e.state == "ejected":
+            self.upstream_ejections.labels(*labels).inc()
 
 
 def install_metrics(gateway: Gateway) -> GatewayMetrics:
-    metrics = GatewayMetrics(gateway.registry, [m.id for m in gateway.settings.models])
+    models = gateway.settings.models
+    metrics = GatewayMetrics(
+        gateway.registry, [m.id for m in models], {m.id: upstream_labels(m.upstreams) for m in models if m.upstreams}
+    )
     gateway.bus.subscribe(metrics.handle)
     return metrics

@@ -39,6 +39,27 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): _error(text[c]) for c in codes}
 
 
+def _sse_event(chunk: dict[str, Any]) -> dict[str, Any]:
+    """One server-sent event (OpenAPI 3.2 `itemSchema`, which schemathesis honours under 3.1
+    too): `data` is `[DONE]`, or JSON that is a chunk or an error envelope."""
+    return {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {
+                "anyOf": [
+                    {"const": "[DONE]"},
+                    {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": {"anyOf": [chunk, {"$ref": "#/components/schemas/ErrorEnvelope"}]},
+                    },
+                ]
+            }
+        },
+    }
+
+
 def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
     (req, comp, chunk, models, card, _err), components = msgspec.json.schema_components(
         [ChatCompletionRequest, ChatCompletion, ChatCompletionChunk, ModelList, ModelCard, ErrorEnvelope],
@@ -63,7 +84,7 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
                             "description": "A completion, or a stream of chunks ending in `data: [DONE]`.",
                             "content": {
                                 "application/json": {"schema": comp},
-                                "text/event-stream": {"schema": {"type": "string"}, "x-chunk-schema": chunk},
+                                "text/event-stream": {"itemSchema": _sse_event(chunk)},
                             },
                         },
                         **_errors(400, 401, 404, 413, 415, 429, 499, 500, 502, 503),

@@ -26,13 +26,47 @@ class AdmissionGate:
         self.running = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._on_change = on_change
+        self._closed: str | None = None
 
     @property
     def waiting(self) -> int:
         return len(self._waiters)
 
+    def close(self, message: str) -> None:
+        """Admits nobody from now on: every waiter, and every later arrival, gets
+        `ModelUnavailable` (503) with `message`. Running generations are untouched."""
+        self._closed = message
+        rejected = False
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_exception(self._unavailable())
+                rejected = True
+        if rejected:
+            self._on_change()
+
+    def resize(self, slots: int) -> None:
+        """Follows a change of slots; new free slots go to the oldest waiters at once."""
+        self.slots = slots
+        woke = False
+        while self.running < self.slots and self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                self.running += 1
+                woke = True
+        if woke:
+            self._on_change()
+
+    def _unavailable(self) -> ModelUnavailable:
+        exc = ModelUnavailable(self._closed or "", retry_after=1.0)
+        exc.code = "shutting_down"
+        return exc
+
     @contextlib.asynccontextmanager
     async def admit(self) -> AsyncIterator[None]:
+        if self._closed is not None:
+            raise self._unavailable()
         if self.running < self.slots and not self._waiters:
             self.running += 1
         else:
@@ -49,9 +83,12 @@ class AdmissionGate:
                 async with asyncio.timeout(self.max_wait):
                     await fut
             except BaseException as exc:
-                if fut.done() and not fut.cancelled():
+                if fut.done() and not fut.cancelled() and fut.exception() is None:
                     # the slot was handed over just as we gave up: pass it on
                     self._release()
+                elif fut.done() and not fut.cancelled():
+                    # `close` turned this waiter away (and already took it off the queue)
+                    raise self._unavailable() from None
                 else:
                     fut.cancel()
                     with contextlib.suppress(ValueError):
@@ -88,12 +125,13 @@ class Admission:
         self._max_wait = max_wait
         self._gates: dict[str, AdmissionGate] = {}
         self._on_change = on_change
+        self._closed: str | None = None
 
     def gate(self, model_id: str, slots: int) -> AdmissionGate:
         gate = self._gates.get(model_id)
         if gate is not None and gate.slots != slots:
             # the provider behind the id changed (a stub fallback, a reload): follow it
-            gate.slots = slots
+            gate.resize(slots)
         if gate is None:
 
             def changed() -> None:
@@ -102,9 +140,17 @@ class Admission:
             gate = AdmissionGate(
                 model_id, slots=slots, queue_size=self._queue_size, max_wait=self._max_wait, on_change=changed
             )
+            if self._closed is not None:
+                gate.close(self._closed)
             self._gates[model_id] = gate
         return gate
 
     @property
     def gates(self) -> list[AdmissionGate]:
         return list(self._gates.values())
+
+    def close(self, message: str = "The gateway is shutting down.") -> None:
+        """Shutdown: every gate, present and future, turns waiters and newcomers away (503)."""
+        self._closed = message
+        for gate in self._gates.values():
+            gate.close(message)

@@ -99,6 +99,15 @@ class ModelConfig(_Strict, frozen=True, kw_only=True):
     fallbacks: list[str] = []
     connect_timeout: Annotated[float, Meta(gt=0)] = 5.0
     read_timeout: Annotated[float, Meta(gt=0)] = 60.0
+    eject_after: Annotated[int, Meta(ge=1)] = 3
+    """`openai_http`: consecutive failures after which an upstream is ejected."""
+    eject_seconds: Annotated[float, Meta(gt=0)] = 30.0
+    """`openai_http`: how long an ejected upstream takes no traffic (restarted by each failure)."""
+    probe_seconds: Annotated[float, Meta(ge=0)] = 10.0
+    """`openai_http`: period of the active health probe (0: no probes)."""
+    health_path: str | None = None
+    """`openai_http`: what the probe GETs: `{base_url}/models` by default; a path starting
+    with `/` is taken from the server's root (e.g. `/health`), else below `base_url`."""
 
     @property
     def is_heavy(self) -> bool:

@@ -32,7 +32,7 @@ class LightweightPipeline(GenerationPipeline):
             )
 
     def build_prompt(self, req: GenerationRequest, sampling: SamplingSnapshot) -> Prompt:
-        return Prompt(messages=req.messages)
+        return Prompt(messages=req.messages, request=req)
 
     def map_piece(self, ctx: PipelineContext, piece: Piece) -> list[Delta]:
         if ctx.state is None:

@@ -10,14 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import TYPE_CHECKING, NamedTuple
 
-from pipelines.errors import GenerationFailed
+import msgspec
+
+from pipelines.errors import (
+    GatewayError,
+    GenerationFailed,
+    InvalidRequest,
+    ModelUnavailable,
+    QueueFull,
+    UpstreamError,
+)
 from pipelines.events import (
     AdmissionChanged,
     EventBus,
+    FallbackTriggered,
     GenerationCancelled,
     GenerationChunk,
     GenerationCompleted,
@@ -25,40 +36,78 @@ from pipelines.events import (
     ModelRouted,
 )
 from pipelines.pipeline import GenerationPipeline, PipelineContext, PipelineResult
-from pipelines.types import Delta, GenerationRequest
+from pipelines.providers.base import CancelToken, DecodeParams, Prompt, Provider
+from pipelines.types import Delta, GenerationRequest, Piece
+from pipelines.upstream import Upstream, UpstreamFailure, UpstreamRouted
 
 if TYPE_CHECKING:
     from pipelines.admission import Admission
+    from pipelines.manager import ModelEntry
     from pipelines.router import ModelRouter
 
-__all__ = ["Generation", "GenerationService", "admission_events"]
+__all__ = ["Generation", "GenerationService", "Hop", "admission_events"]
+
+_log = logging.getLogger(__name__)
 
 _STUB_SLOTS = 512
 
 
+class Hop(msgspec.Struct, frozen=True):
+    """One step of a fallback: the attempt on `from_model` failed for `reason`, and the
+    request went on to `to_model` (the same model when it was another of its upstreams)."""
+
+    from_model: str
+    to_model: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.from_model}->{self.to_model}:{self.reason}"
+
+
+class _Attempt(NamedTuple):
+    """One try at serving a request: prepared and admitted on a model, and (on the
+    fallback path) with its first piece already read."""
+
+    ctx: PipelineContext
+    pipeline: GenerationPipeline
+    stack: contextlib.AsyncExitStack
+    """What the attempt holds (the model in use, its admission slot, its stream)."""
+    queue_seconds: float
+
+
 class Generation:
-    """A started generation holding its model and admission slot until it ends."""
+    """A started generation holding its model and admission slot until it ends.
+
+    A non-stream generation on the fallback path may change attempts part-way (see
+    `collect`): `ctx`, `pipeline` and `model_id` then describe the one that served."""
 
     def __init__(
         self,
-        ctx: PipelineContext,
-        pipeline: GenerationPipeline,
-        stack: contextlib.AsyncExitStack,
+        attempt: _Attempt,
         bus: EventBus,
         *,
-        queue_seconds: float,
         timeout: float | None,
-        on_close: Callable[[Generation], None] | None = None,
+        live: set[Generation],
+        hops: list[Hop] | None = None,
+        chain: AsyncGenerator[_Attempt, UpstreamFailure] | None = None,
     ) -> None:
-        self._on_close = on_close
-        self.ctx = ctx
-        self.pipeline = pipeline
-        self._stack = stack
         self._bus = bus
-        self._queue_seconds = queue_seconds
         self._timeout = timeout
+        self._live = live
+        self.hops: list[Hop] = hops if hops is not None else []
+        """The fallback hops this request took (oldest first)."""
+        self._chain = chain
+        """The rest of the fallback chain, for a non-stream generation that may still move on."""
+        self._resume(attempt)
+
+    def _resume(self, attempt: _Attempt) -> None:
+        self.ctx = attempt.ctx
+        self.pipeline = attempt.pipeline
+        self._stack = attempt.stack
+        self._queue_seconds = attempt.queue_seconds
         self.result: PipelineResult | None = None
         self._closed = False
+        self._live.add(self)
 
     @property
     def model_id(self) -> str:
@@ -117,6 +166,9 @@ class Generation:
         except (GeneratorExit, asyncio.CancelledError):
             ctx.cancel.cancel("client_disconnect")
             raise
+        except UpstreamError:
+            ctx.cancel.cancel("upstream_error")
+            raise
         except BaseException:
             ctx.cancel.cancel("error")
             raise
@@ -128,9 +180,25 @@ class Generation:
             await self.aclose()
 
     async def collect(self) -> PipelineResult:
-        """Runs the generation to its end (non-stream requests)."""
-        async for _ in self.deltas():
-            pass
+        """Runs the generation to its end (non-stream requests).
+
+        Nothing of a non-stream answer reaches the client before its end, so on the
+        fallback path an upstream that fails part-way is replaced by the next attempt of
+        the chain: the failed generation ends in its `GenerationCancelled`, a new one starts."""
+        try:
+            while True:
+                try:
+                    async for _ in self.deltas():
+                        pass
+                    break
+                except UpstreamFailure as failure:
+                    if self._chain is None or not failure.retryable:
+                        raise
+                    # raises the last error once the chain has nothing left to try
+                    self._resume(await self._chain.asend(failure))
+        finally:
+            if self._chain is not None:
+                await self._chain.aclose()
         if self.result is None:
             raise GenerationFailed(f"Generation was cancelled ({self.ctx.cancel.reason}).")
         return self.result
@@ -153,8 +221,7 @@ class Generation:
             try:
                 await self._stack.aclose()
             finally:
-                if self._on_close is not None:
-                    self._on_close(self)
+                self._live.discard(self)
 
 
 class GenerationService:
@@ -194,42 +261,230 @@ class GenerationService:
             await asyncio.sleep(0.02)
 
     async def start(self, req: GenerationRequest) -> Generation:
-        router = self._router
-        entry = router.entry(req.model)
+        entry = self._router.entry(req.model)
+        if entry.config.upstreams or entry.config.fallbacks:
+            return await self._start_chain(req, entry)
         stack = contextlib.AsyncExitStack()
         try:
-            provider = await stack.enter_async_context(router.manager.using(entry))
-            pipeline = self._pipelines[entry.config.format]
-            ctx = pipeline.prepare(req, provider, entry.config)
-            self._bus.emit(
-                ModelRouted(
-                    request_id=req.request_id,
-                    model_id=entry.config.id,
-                    pipeline=pipeline.name,
-                    stub=provider.stub,
-                    capabilities=provider.capabilities,
-                )
-            )
-            queued = time.perf_counter()
-            # A stub costs next to nothing per generation: it is not the scarce resource
-            # admission control protects, so it gets many slots.
-            slots = entry.config.slots if not provider.stub else max(entry.config.slots, _STUB_SLOTS)
-            gate = self._admission.gate(entry.config.id, slots)
-            await stack.enter_async_context(gate.admit())
+            ctx, pipeline, queue_seconds = await self._admit(req, entry, stack)
         except BaseException:
             await stack.aclose()
             raise
-        gen = Generation(
-            ctx,
-            pipeline,
-            stack,
-            self._bus,
-            queue_seconds=time.perf_counter() - queued,
-            timeout=self._timeout,
-            on_close=self._live.discard,
+        return Generation(
+            _Attempt(ctx, pipeline, stack, queue_seconds), self._bus, timeout=self._timeout, live=self._live
         )
-        self._live.add(gen)
-        return gen
+
+    async def _admit(
+        self, req: GenerationRequest, entry: ModelEntry, stack: contextlib.AsyncExitStack
+    ) -> tuple[PipelineContext, GenerationPipeline, float]:
+        """Loads, prepares and admits on `entry`'s model; what it holds goes on `stack`."""
+        provider = await stack.enter_async_context(self._router.manager.using(entry))
+        pipeline = self._pipelines[entry.config.format]
+        ctx = pipeline.prepare(req, provider, entry.config)
+        self._bus.emit(
+            ModelRouted(
+                request_id=req.request_id,
+                model_id=entry.config.id,
+                pipeline=pipeline.name,
+                stub=provider.stub,
+                capabilities=provider.capabilities,
+            )
+        )
+        queued = time.perf_counter()
+        slots = entry.config.slots
+        if provider.stub:
+            # A stub costs next to nothing per generation: it is not the scarce resource
+            # admission control protects, so it gets many slots.
+            slots = max(slots, _STUB_SLOTS)
+        elif isinstance(provider, UpstreamRouted):
+            # `slots` is what one upstream server takes at once; the fleet takes that many each.
+            slots *= len(entry.config.upstreams)
+        gate = self._admission.gate(entry.config.id, slots)
+        await stack.enter_async_context(gate.admit())
+        return ctx, pipeline, time.perf_counter() - queued
+
+    # -- fallback ---------------------------------------------------------------
+
+    async def _start_chain(self, req: GenerationRequest, entry: ModelEntry) -> Generation:
+        """Starts on the first attempt of the chain that yields a first piece.
+
+        Reading that piece here, before the caller commits to a response, keeps every
+        failure until then a clean HTTP error or a fallback. A stream is never retried
+        after it (its first piece may reach the client at once); a non-stream generation
+        keeps the rest of the chain (see `Generation.collect`). Models without upstreams
+        or fallbacks never come this way: local generations pay nothing for it."""
+        hops: list[Hop] = []
+        chain = self._attempts(req, entry, hops)
+        attempt = await anext(chain)
+        if req.stream:
+            await chain.aclose()
+        return Generation(
+            attempt,
+            self._bus,
+            timeout=self._timeout,
+            live=self._live,
+            hops=hops,
+            chain=None if req.stream else chain,
+        )
+
+    async def _attempts(
+        self, req: GenerationRequest, entry: ModelEntry, hops: list[Hop]
+    ) -> AsyncGenerator[_Attempt, UpstreamFailure]:
+        """Yields attempts along the model's upstreams, then each model of its fallbacks.
+
+        An attempt that fails before its first piece with a retryable error (connect
+        error, timeout, 429, 5xx, a busy or unloadable model) is followed by the next;
+        so is a yielded one whose failure is sent back. Each step is a hop (an event and
+        `hops`). A fallback model that cannot serve the request at all (a 400 of ours,
+        e.g. no logprobs) is skipped as `unsupported`. When nothing is left, the last
+        retryable error is raised."""
+        failed: tuple[str, str] | None = None
+        """(model, reason) of the attempt that just failed: the next attempt is its hop."""
+        last_error: GatewayError | None = None
+        for target in self._chain(entry):
+            model_id = target.config.id
+            upstreams: list[Upstream] | None = None
+            """This model's order of tries, fixed at its first attempt."""
+            tried = 0
+            while upstreams is None or tried < len(upstreams):
+                if failed is not None:
+                    hops.append(self._hop(req, failed, model_id))
+                    failed = None
+                stack = contextlib.AsyncExitStack()
+                try:
+                    ctx, pipeline, queue_seconds = await self._admit(req, target, stack)
+                except GatewayError as exc:
+                    await stack.aclose()
+                    reason = _retry_reason(exc)
+                    if reason is not None:
+                        last_error = exc
+                    elif target is not entry and isinstance(exc, InvalidRequest):
+                        reason = "unsupported"  # fine for the model asked for, not for this one
+                    else:
+                        raise
+                    failed = (model_id, reason)
+                    break  # a model-level failure: on to the next model
+                except BaseException:
+                    await stack.aclose()
+                    raise
+                provider = ctx.provider
+                if upstreams is None:
+                    upstreams = provider.pool.candidates() if isinstance(provider, UpstreamRouted) else []
+                started = time.perf_counter()
+                if isinstance(provider, UpstreamRouted) and upstreams:
+                    gen = provider.generate_via(upstreams[tried], ctx.prompt, ctx.params, ctx.cancel)
+                else:
+                    gen = provider.generate(ctx.prompt, ctx.params, ctx.cancel)
+                tried += 1
+                try:
+                    first: Piece | None = await anext(gen)
+                except StopAsyncIteration:
+                    first = None
+                except GatewayError as exc:
+                    await gen.aclose()
+                    await stack.aclose()
+                    reason = _retry_reason(exc)
+                    if reason is None:
+                        raise
+                    last_error = exc
+                    failed = (model_id, reason)
+                except BaseException:
+                    await gen.aclose()
+                    await stack.aclose()
+                    raise
+                else:
+                    # the stream is closed with the attempt, even if never read further
+                    stack.push_async_callback(gen.aclose)
+                    ctx.provider = _Primed(provider, ctx, first, gen, started)
+                    failure = yield _Attempt(ctx, pipeline, stack, queue_seconds)
+                    # sent back: the attempt failed part-way (its generation closed it)
+                    last_error = failure
+                    failed = (model_id, failure.reason)
+                if not upstreams:
+                    break  # a local model: one attempt
+        assert last_error is not None  # the model asked for failed, or we would have raised
+        raise last_error
+
+    def _chain(self, entry: ModelEntry) -> list[ModelEntry]:
+        """The model asked for, then its fallbacks, each once (the chain is not transitive:
+        a fallback's own fallbacks are not followed)."""
+        chain = [entry]
+        for model_id in entry.config.fallbacks:
+            fallback = self._router.entry(model_id)
+            if all(fallback.config.id != e.config.id for e in chain):
+                chain.append(fallback)
+        return chain
+
+    def _hop(self, req: GenerationRequest, failed: tuple[str, str], to_model: str) -> Hop:
+        hop = Hop(from_model=failed[0], to_model=to_model, reason=failed[1])
+        _log.info("request %s falls back %s", req.request_id, hop)
+        self._bus.emit(
+            FallbackTriggered(
+                request_id=req.request_id, from_model=hop.from_model, to_model=to_model, reason=hop.reason
+            )
+        )
+        return hop
+
+
+def _retry_reason(exc: GatewayError) -> str | None:
+    """Why another attempt may follow a failure before the first token (None: it may not)."""
+    if isinstance(exc, UpstreamFailure):
+        return exc.reason if exc.retryable else None
+    if isinstance(exc, QueueFull):
+        return "rate_limited"
+    if isinstance(exc, ModelUnavailable):
+        return "unavailable"
+    if isinstance(exc, GenerationFailed):
+        return "error"
+    return None
+
+
+class _Primed(Provider):
+    """What the pipeline reads from once the service has opened a generation and taken
+    its first piece (so that a failure before it could still fall back): that piece,
+    then the rest of the same generation. Everything else is the real provider's."""
+
+    def __init__(
+        self,
+        inner: Provider,
+        ctx: PipelineContext,
+        first: Piece | None,
+        rest: AsyncGenerator[Piece, None],
+        started: float,
+    ) -> None:
+        super().__init__(inner.config)
+        self.inner = inner
+        self.kind = inner.kind
+        self.stub = inner.stub
+        self.stub_reason = inner.stub_reason
+        self.status = inner.status
+        self._ctx = ctx
+        self._first = first
+        self._rest = rest
+        self._started = started
+
+    @property
+    def capabilities(self) -> dict[str, bool]:
+        return self.inner.capabilities
+
+    @property
+    def context_length(self) -> int:
+        return self.inner.context_length
+
+    def count_tokens(self, prompt: Prompt) -> int | None:
+        return self.inner.count_tokens(prompt)
+
+    async def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Piece, None]:
+        # The serving attempt began before the pipeline started reading: time to first
+        # token counts from when its request went out.
+        self._ctx.started_at = self._started
+        try:
+            if self._first is not None:
+                yield self._first
+            async for piece in self._rest:
+                yield piece
+        finally:
+            await self._rest.aclose()
 
 
 def admission_events(bus: EventBus) -> Callable[[str, int, int], None]:

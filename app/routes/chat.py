@@ -19,7 +19,7 @@ from app.limits import check_limits
 from compat.errors import from_decode_error, from_gateway_error, http_error
 from compat.requests import ChatCompletionRequest
 from compat.translate import StreamEncoder, to_completion, to_internal
-from pipelines.errors import GatewayError
+from pipelines.errors import GatewayError, GenerationFailed
 
 if TYPE_CHECKING:
     from litestar.types import Receive, Send
@@ -54,7 +54,7 @@ class _SSE(ASGIStreamingResponse):
 
 
 def _log_unknown(body: bytes) -> None:
-    with contextlib.suppress(msgspec.DecodeError):
+    with contextlib.suppress(msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         raw = msgspec.json.decode(body)
         if isinstance(raw, dict):
             unknown = sorted(set(raw) - _KNOWN)
@@ -87,6 +87,14 @@ async def _sse(gen: Generation, enc: StreamEncoder) -> AsyncIterator[bytes]:
     yield enc.done()
 
 
+def _headers(gen: Generation) -> dict[str, str]:
+    headers = {"x-mia-model": gen.model_id}
+    if gen.hops:
+        # which model served is in `model`; how the request got there is here
+        headers["x-mia-fallback"] = ",".join(str(hop) for hop in gen.hops)
+    return headers
+
+
 async def _wait_disconnect(receive: Receive) -> None:
     while True:
         message = await receive()
@@ -97,14 +105,18 @@ async def _wait_disconnect(receive: Receive) -> None:
 @post("/v1/chat/completions", operation_id="createChatCompletion", status_code=200, include_in_schema=False)
 async def chat_completions(request: Request[Any, Any, Any]) -> ASGIResponse:
     gw: Gateway = request.app.state.gateway
-    content_type = request.headers.get("content-type", "")
-    if not content_type.lower().startswith("application/json"):
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
         return error_asgi(http_error(415, "Content-Type must be application/json.", code="unsupported_media_type"))
     body = await request.body()
     try:
         wire = _DECODER.decode(body)
     except msgspec.DecodeError as exc:
         return error_asgi(from_decode_error(exc))
+    except UnicodeDecodeError:
+        return error_asgi(http_error(400, "The request body is not valid UTF-8.", code="invalid_json"))
+    except RecursionError:
+        return error_asgi(http_error(400, "The request body is nested too deeply.", code="invalid_json"))
     if _log.isEnabledFor(logging.DEBUG):
         _log_unknown(body)
     state = request.scope["state"]
@@ -116,7 +128,7 @@ async def chat_completions(request: Request[Any, Any, Any]) -> ASGIResponse:
     state["model_id"] = gen.model_id
     completion_id = f"chatcmpl-{state['request_id'].removeprefix('req_')}"
     created = int(time.time())
-    headers = {"x-mia-model": gen.model_id}
+    headers = _headers(gen)
     if req.stream:
         enc = StreamEncoder(
             completion_id=completion_id,
@@ -145,7 +157,17 @@ async def chat_completions(request: Request[Any, Any, Any]) -> ASGIResponse:
         with contextlib.suppress(BaseException):
             await collect
         return error_asgi(http_error(499, "Client closed the request.", code="client_disconnect"))
-    result = collect.result()
+    try:
+        result = collect.result()
+    except GenerationFailed:
+        reason = gen.ctx.cancel.reason
+        if reason not in ("timeout", "shutdown"):
+            raise
+        err = http_error(503, f"Generation cancelled ({reason}).", code=reason)
+        return error_asgi(msgspec.structs.replace(err, headers={"retry-after": "1"}))
+    # a non-stream generation may have moved on to another upstream or model part-way
+    state["model_id"] = gen.model_id
+    headers = _headers(gen)
     completion = to_completion(
         result,
         completion_id=completion_id,

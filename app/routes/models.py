@@ -11,6 +11,7 @@ from app.errors import error_response
 from compat.errors import from_gateway_error
 from compat.responses import ModelCard, ModelList
 from pipelines.errors import ModelNotFound
+from pipelines.upstream import UpstreamRouted
 
 if TYPE_CHECKING:
     from app.gateway import Gateway
@@ -38,6 +39,7 @@ def model_card(gw: Gateway, entry: ModelEntry) -> ModelCard:
         context_length=config.context_length,
         max_output_tokens=config.max_output_tokens,
         capabilities=provider.capabilities,
+        upstreams=[u.snapshot() for u in provider.pool.upstreams] if isinstance(provider, UpstreamRouted) else None,
     )
 
 
@@ -63,7 +65,7 @@ async def get_model(request: Request[Any, Any, Any], model: str) -> Response[byt
     return _json(model_card(gw, entry))
 
 
-@post("/admin/models/{model:path}/unload", operation_id="unloadModel", status_code=200, include_in_schema=False)
+@post("/admin/unload/{model:path}", operation_id="unloadModel", status_code=200, include_in_schema=False)
 async def unload_model(request: Request[Any, Any, Any], model: str) -> Response[bytes]:
     """Unloads a loaded model (`ModelUnloaded reason=explicit_unload`); it reloads on next use."""
     gw: Gateway = request.app.state.gateway

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
-from pipelines.types import Message, Piece, ResponseFormat
+from pipelines.types import GenerationRequest, Message, Piece, ResponseFormat
 
 if TYPE_CHECKING:
     from pipelines.config import ModelConfig
@@ -25,6 +25,9 @@ class Prompt(msgspec.Struct, frozen=True):
 
     text: str | None = None
     messages: tuple[Message, ...] = ()
+    request: GenerationRequest | None = None
+    """The request the prompt was built from, for providers that pass it on whole
+    (an upstream needs its tools, tool choice, stop and response format)."""
 
 
 class DecodeParams(msgspec.Struct, frozen=True):

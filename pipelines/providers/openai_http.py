@@ -1,0 +1,162 @@
+"""The `openai_http` provider: a model served by OpenAI-compatible servers (vLLM,
+llama.cpp's server, another mia-gateway) over HTTP.
+
+Every request goes upstream streamed (`stream: true`, usage included), whatever the
+client asked: pieces are relayed as they arrive, and a non-stream client gets them
+collected by the pipeline as for a local model. Chat format only: the pipeline hands
+over messages (and the request, for tools, stop, response format); raw Harmony
+completions are not sent upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING
+
+import httpx
+import msgspec
+
+from pipelines.events import EventBus
+from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Prompt
+from pipelines.types import Piece
+from pipelines.upstream.errors import UpstreamFailure, from_status, from_transport
+from pipelines.upstream.pool import Upstream, UpstreamPool
+from pipelines.upstream.routed import UpstreamRouted
+from pipelines.upstream.wire import ChunkReader, SSEDecoder, chat_body
+
+if TYPE_CHECKING:
+    from pipelines.config import ModelConfig
+
+__all__ = ["OpenAIHTTPProvider"]
+
+_ENCODER = msgspec.json.Encoder()
+_USER_AGENT = "mia-gateway"
+
+
+class OpenAIHTTPProvider(UpstreamRouted):
+    """One pooled `httpx.AsyncClient` per upstream, opened at load, closed at unload."""
+
+    kind = "openai_http"
+    stub = False
+
+    def __init__(self, config: ModelConfig, *, bus: EventBus) -> None:
+        super().__init__(config)
+        self.pool = UpstreamPool(config, bus)
+
+    @property
+    def capabilities(self) -> dict[str, bool]:
+        # Passed through: the upstream decides; an upstream that cannot do one says so
+        # with a 400, which reaches the client as it was.
+        return {"tool_calls": True, "reasoning": True, "json_schema": True, "logprobs": True, "streaming": True}
+
+    async def load(self) -> None:
+        config = self.config
+        if config.format != "chat":
+            raise LoadFailure(
+                "unsupported_format", f"openai_http serves chat-format models only (model {config.id!r}: format chat)"
+            )
+        keys: dict[int, str] = {}
+        for i, up in enumerate(config.upstreams):
+            if up.api_key_env is None:
+                continue
+            key = os.environ.get(up.api_key_env)
+            if not key:
+                raise LoadFailure("missing_api_key", f"environment variable {up.api_key_env} is not set")
+            keys[i] = key
+        timeout = httpx.Timeout(
+            connect=config.connect_timeout,
+            read=config.read_timeout,
+            write=config.read_timeout,
+            pool=config.read_timeout,
+        )
+        # Admission control bounds how many requests run at once, so the pool need not.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+
+        def client(up: Upstream) -> httpx.AsyncClient:
+            headers = {"user-agent": _USER_AGENT}
+            if up.index in keys:
+                headers["authorization"] = f"Bearer {keys[up.index]}"
+            return httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers)
+
+        self.pool.open(client)
+        self.status = "loaded"
+
+    async def unload(self) -> None:
+        await self.pool.aclose()
+        self.status = "unloaded"
+
+    async def generate_via(
+        self, upstream: Upstream, prompt: Prompt, params: DecodeParams, cancel: CancelToken
+    ) -> AsyncGenerator[Piece, None]:
+        where = f"Upstream {upstream.label} of model '{self.config.id}'"
+        remote_model = upstream.config.model or self.config.id
+        client = upstream.client
+        if client is None:
+            raise UpstreamFailure(f"{where} is not open (model unloaded).", reason="connect_error", retryable=True)
+        body = _ENCODER.encode(chat_body(remote_model, prompt, params))
+        headers = {"content-type": "application/json", "accept": "text/event-stream"}
+        if prompt.request is not None:
+            headers["x-request-id"] = prompt.request.request_id
+        result = "bad_response"
+        upstream.in_flight += 1
+        try:
+            try:
+                async with client.stream(
+                    "POST", f"{upstream.base_url}/chat/completions", content=body, headers=headers
+                ) as response:
+                    if response.status_code != 200:
+                        raise from_status(response.status_code, await response.aread(), where, remote_model)
+                    ctype = response.headers.get("content-type", "")
+                    if not ctype.startswith("text/event-stream"):
+                        snippet = (await response.aread())[:200]
+                        raise UpstreamFailure(
+                            f"{where} answered {ctype or 'no content type'}, not an event stream: {snippet!r}",
+                            reason="bad_response",
+                            retryable=True,
+                        )
+                    sse = SSEDecoder()
+                    reader = ChunkReader(where)
+                    async for line in response.aiter_lines():
+                        data = sse.feed(line)
+                        if data is not None:
+                            for piece in reader.pieces(data):
+                                yield piece
+                        if reader.done or cancel.cancelled:
+                            break
+                    else:
+                        data = sse.flush()
+                        if data is not None:
+                            for piece in reader.pieces(data):
+                                yield piece
+                    if cancel.cancelled:
+                        result = "cancelled"
+                        return
+                    if not reader.finished:
+                        raise UpstreamFailure(
+                            f"{where} ended its stream before finishing.", reason="network_error", retryable=True
+                        )
+                    final = reader.final()
+                    if final is not None:
+                        yield final
+                    result = "ok"
+            except httpx.TransportError as exc:
+                raise from_transport(exc, where) from exc
+            except httpx.HTTPError as exc:  # a body that would not decode, and the like
+                raise UpstreamFailure(
+                    f"{where} sent a bad response: {exc}", reason="bad_response", retryable=True
+                ) from exc
+        except UpstreamFailure as failure:
+            result = failure.reason
+            raise
+        except GeneratorExit:
+            # the pipeline stopped reading: the client left, or a stop sequence matched here
+            result = "cancelled" if cancel.cancelled else "ok"
+            raise
+        except asyncio.CancelledError:
+            result = "cancelled"
+            raise
+        finally:
+            upstream.in_flight -= 1
+            self.pool.record(upstream, result)

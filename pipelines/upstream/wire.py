@@ -1,0 +1,337 @@
+"""The OpenAI chat wire as an upstream client speaks it: the request body we send, and
+the event stream we read back, turned into pieces.
+
+This is not `compat/` (our server-side wire): it is a provider's backend protocol, kept
+to the fields an upstream streams. Unknown fields are ignored; the parts are pure
+functions and classes, so every odd stream can be tested without HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from pipelines.providers.base import DecodeParams, Prompt
+from pipelines.types import (
+    Delta,
+    DeltaKind,
+    LogprobEntry,
+    Message,
+    Piece,
+    ResponseFormat,
+    StopReason,
+    TopLogprob,
+    Usage,
+)
+from pipelines.upstream.errors import UpstreamFailure
+
+__all__ = ["ChunkReader", "SSEDecoder", "chat_body"]
+
+
+# -- the request ------------------------------------------------------------------
+
+
+def _message(m: Message) -> dict[str, Any]:
+    # Reasoning of earlier turns is not sent back: OpenAI's request has no field for it,
+    # and chat templates drop it anyway.
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.name is not None:
+        out["name"] = m.name
+    if m.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in m.tool_calls
+        ]
+        if not m.content:
+            out["content"] = None
+    if m.tool_call_id is not None:
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def _response_format(rf: ResponseFormat) -> dict[str, Any] | None:
+    if rf.type == "json_object":
+        return {"type": "json_object"}
+    if rf.type == "json_schema":
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": rf.name or "response", "schema": rf.schema or {}, "strict": rf.strict},
+        }
+    return None
+
+
+def chat_body(model: str, prompt: Prompt, params: DecodeParams) -> dict[str, Any]:
+    """The upstream request for one generation.
+
+    Always streamed with usage (so that pieces relay as they come and the upstream's own
+    counts win). Sampling is the merged snapshot (`params`), so the upstream decodes with
+    what our events report; extensions (`top_k`, `min_p`, `repeat_penalty`) are sent only
+    when they differ from neutral. Tools, tool choice, stop and the reasoning effort come
+    from the request the pipeline attached to the prompt."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [_message(m) for m in prompt.messages],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": params.max_tokens,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+    }
+    if params.top_k:
+        body["top_k"] = params.top_k
+    if params.min_p:
+        body["min_p"] = params.min_p
+    if params.repeat_penalty != 1.0:
+        body["repeat_penalty"] = params.repeat_penalty
+    if params.presence_penalty:
+        body["presence_penalty"] = params.presence_penalty
+    if params.frequency_penalty:
+        body["frequency_penalty"] = params.frequency_penalty
+    if params.seed is not None:
+        body["seed"] = params.seed
+    if params.logprobs:
+        body["logprobs"] = True
+        if params.top_logprobs:
+            body["top_logprobs"] = params.top_logprobs
+    rf = _response_format(params.response_format)
+    if rf is not None:
+        body["response_format"] = rf
+    req = prompt.request
+    if req is None:
+        return body
+    if req.stop:
+        body["stop"] = list(req.stop)
+    if req.sampling.reasoning_effort is not None:
+        body["reasoning_effort"] = req.sampling.reasoning_effort
+    if req.tools:
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    k: v
+                    for k, v in (
+                        ("name", t.name),
+                        ("description", t.description),
+                        ("parameters", t.parameters),
+                        ("strict", t.strict),
+                    )
+                    if v is not None
+                },
+            }
+            for t in req.tools
+        ]
+        forced = req.forced_tool
+        body["tool_choice"] = {"type": "function", "function": {"name": forced}} if forced else req.tool_choice
+        body["parallel_tool_calls"] = req.parallel_tool_calls
+    return body
+
+
+# -- the event stream -------------------------------------------------------------
+
+
+class SSEDecoder:
+    """Lines of a `text/event-stream` in, the data of each complete event out.
+
+    Only `data:` fields matter here; comments (`: keep-alive`), `event:`, `id:` and
+    `retry:` are skipped. Several `data:` lines of one event are joined by newlines."""
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> str | None:
+        if not line:
+            return self.flush()
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        if name == "data":
+            self._data.append(value.removeprefix(" "))
+        return None
+
+    def flush(self) -> str | None:
+        if not self._data:
+            return None
+        data = "\n".join(self._data)
+        self._data = []
+        return data
+
+
+class _FunctionDelta(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolCallDelta(msgspec.Struct):
+    index: int = 0
+    id: str | None = None
+    function: _FunctionDelta | None = None
+
+
+class _TopLogprob(msgspec.Struct):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class _Logprob(msgspec.Struct):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+    top_logprobs: list[_TopLogprob] | None = None
+
+
+class _ChoiceLogprobs(msgspec.Struct):
+    content: list[_Logprob] | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[_ToolCallDelta] | None = None
+
+
+class _Choice(msgspec.Struct):
+    index: int = 0
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+    logprobs: _ChoiceLogprobs | None = None
+
+
+class _Details(msgspec.Struct):
+    reasoning_tokens: int | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    completion_tokens_details: _Details | None = None
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
+    error: Any = None
+    """An in-band error event (`data: {"error": …}`), as this gateway itself sends mid-stream."""
+
+
+_CHUNK = msgspec.json.Decoder(_Chunk)
+
+_STOPS = {
+    "stop": StopReason.EOS,
+    "length": StopReason.LENGTH,
+    "tool_calls": StopReason.TOOL_CALL,
+    "function_call": StopReason.TOOL_CALL,
+}
+"""An upstream's finish_reason -> ours; anything else (`content_filter`, vendor values) ends as `eos`."""
+
+
+def _logprob(lp: _Logprob) -> LogprobEntry:
+    return LogprobEntry(
+        token=lp.token,
+        logprob=lp.logprob,
+        bytes=lp.bytes if lp.bytes is not None else list(lp.token.encode()),
+        top_logprobs=[
+            TopLogprob(
+                token=t.token, logprob=t.logprob, bytes=t.bytes if t.bytes is not None else list(t.token.encode())
+            )
+            for t in lp.top_logprobs or ()
+        ],
+    )
+
+
+class ChunkReader:
+    """Turns the data of each stream event into pieces, holding back the end.
+
+    The finish reason arrives before the usage chunk (`stream_options.include_usage`),
+    and the pipeline stops reading at the first piece that carries a stop: so both are
+    kept until the stream is over and go out together in one last `tokens=0` piece.
+    Each piece of text counts as one token; the upstream's usage, when it sends one,
+    replaces those counts."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.stop: StopReason | None = None
+        self.usage: Usage | None = None
+        self.done = False
+        """`[DONE]` was read."""
+        self._calls: set[int] = set()
+
+    def pieces(self, data: str) -> list[Piece]:
+        if data.strip() == "[DONE]":
+            self.done = True
+            return []
+        try:
+            chunk = _CHUNK.decode(data)
+        except msgspec.DecodeError as exc:
+            raise UpstreamFailure(
+                f"{self.where} sent a malformed stream event ({exc}): {data[:200]!r}",
+                reason="bad_response",
+                retryable=True,
+            ) from None
+        if chunk.error is not None:
+            err = chunk.error
+            message = err.get("message") if isinstance(err, dict) else str(err)
+            raise UpstreamFailure(
+                f"{self.where} reported an error mid-stream: {message}", reason="server_error", retryable=True
+            )
+        if chunk.usage is not None:
+            u = chunk.usage
+            details = u.completion_tokens_details
+            self.usage = Usage(
+                prompt_tokens=u.prompt_tokens or 0,
+                completion_tokens=u.completion_tokens or 0,
+                reasoning_tokens=(details.reasoning_tokens or 0) if details is not None else 0,
+            )
+        out: list[Piece] = []
+        for choice in chunk.choices or ():
+            if choice.index != 0:
+                continue  # we always ask for one choice
+            if choice.delta is not None:
+                out += self._delta_pieces(choice.delta, choice.logprobs)
+            if choice.finish_reason:
+                self.stop = _STOPS.get(choice.finish_reason, StopReason.EOS)
+        return out
+
+    def _delta_pieces(self, d: _Delta, logprobs: _ChoiceLogprobs | None) -> list[Piece]:
+        out: list[Piece] = []
+        reasoning = d.reasoning_content or d.reasoning
+        if reasoning:
+            out.append(Piece(data=reasoning.encode(), channel="reasoning"))
+        entries = [_logprob(lp) for lp in (logprobs.content or ())] if logprobs is not None else []
+        if d.content or entries:
+            # the text goes with the first logprob entry; further entries follow as empty
+            # pieces, so that every token's logprob reaches the result
+            first = entries[0] if entries else None
+            out.append(Piece(data=(d.content or "").encode(), channel="content", logprob=first))
+            out += [Piece(channel="content", logprob=e) for e in entries[1:]]
+        for call in d.tool_calls or ():
+            fn = call.function or _FunctionDelta()
+            # id and name go out with a call's first delta only: some servers repeat them,
+            # and clients concatenate whatever arrives
+            first_of_call = call.index not in self._calls
+            self._calls.add(call.index)
+            out.append(
+                Piece(
+                    delta=Delta(
+                        kind=DeltaKind.TOOL_CALL,
+                        text=fn.arguments or "",
+                        tool_index=call.index,
+                        tool_id=(call.id or f"call_{call.index}") if first_of_call else None,
+                        tool_name=(fn.name or "") if first_of_call else None,
+                    )
+                )
+            )
+        return out
+
+    def final(self) -> Piece | None:
+        """The closing piece (usage and stop), once the stream is over."""
+        if self.stop is None and self.usage is None:
+            return None
+        return Piece(tokens=0, usage=self.usage, stop=self.stop or StopReason.EOS)
+
+    @property
+    def finished(self) -> bool:
+        """The upstream said it was done (`[DONE]` or a finish reason)."""
+        return self.done or self.stop is not None

@@ -1,0 +1,431 @@
+"""Fallback, balancing and health of upstream pools, against respx-mocked upstreams.
+
+Before the first token, a connect error, a timeout, a 429 or a 5xx moves a request to the
+model's next upstream, then to the next model of its `fallbacks`; after it, never. Each
+hop is an event, a metric and a step of `x-mia-fallback`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from app.metrics import install_metrics
+from pipelines.config import ModelConfig, UpstreamConfig
+from pipelines.errors import InvalidRequest, UpstreamError
+from pipelines.events import EventBus, FallbackTriggered, GenerationCancelled, GenerationCompleted, GenerationStarted
+from pipelines.providers.openai_http import OpenAIHTTPProvider
+from pipelines.upstream import UpstreamFailure, UpstreamPool, UpstreamStateChanged, run_probes
+from tests.pipelines.conftest import Harness
+from tests.pipelines.providers.test_openai_http import (
+    CHAT,
+    STUB_CHAT,
+    UP1,
+    UP2,
+    UP3,
+    answer,
+    asgi,
+    dies_after,
+    remote_model,
+)
+
+HarnessFactory = Callable[..., Harness]
+
+CHAIN = remote_model("a", (UP1, UP2), fallbacks=["b"]) + remote_model("b", (UP3,))
+
+# what goes wrong -> (the hop's reason, the client's status once nothing is left to try)
+BEFORE_FIRST_TOKEN: dict[str, tuple[Any, str, int]] = {
+    "connect_error": (httpx.ConnectError("connection refused"), "connect_error", 502),
+    "connect_timeout": (httpx.ConnectTimeout("timed out"), "timeout", 504),
+    "read_timeout": (httpx.ReadTimeout("timed out"), "timeout", 504),
+    "429": (httpx.Response(429, json={"error": {"message": "busy"}}), "rate_limited", 429),
+    "500": (httpx.Response(500, json={"error": {"message": "boom"}}), "server_error", 502),
+    "503": (httpx.Response(503, text="overloaded"), "server_error", 502),
+}
+KINDS = sorted(BEFORE_FIRST_TOKEN)
+
+
+def fail(route: respx.Route, kind: str) -> respx.Route:
+    effect = BEFORE_FIRST_TOKEN[kind][0]
+    return route.mock(side_effect=effect) if isinstance(effect, Exception) else route.mock(return_value=effect)
+
+
+def routes(respx_mock: respx.MockRouter) -> tuple[respx.Route, respx.Route, respx.Route]:
+    return (
+        respx_mock.post(f"{UP1}/chat/completions"),
+        respx_mock.post(f"{UP2}/chat/completions"),
+        respx_mock.post(f"{UP3}/chat/completions"),
+    )
+
+
+def pool_of(h: Harness, model_id: str) -> UpstreamPool:
+    entry = h.gateway.manager.get(model_id)
+    assert entry is not None and isinstance(entry.provider, OpenAIHTTPProvider)
+    return entry.provider.pool
+
+
+def hops(h: Harness, request_id: str) -> list[tuple[str, str, str]]:
+    return [(e.from_model, e.to_model, e.reason) for e in h.of(FallbackTriggered, request_id)]
+
+
+# -- the matrix -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_failing_upstream_falls_back_to_the_next_upstream(
+    make_harness: HarnessFactory, respx_mock: respx.MockRouter, kind: str
+) -> None:
+    up1, up2, up3 = routes(respx_mock)
+    fail(up1, kind)
+    up2.mock(return_value=answer("from", " two"))
+    h = make_harness(CHAIN)
+    gen, _ = await h.run(h.request("a"))
+    reason = BEFORE_FIRST_TOKEN[kind][1]
+    assert gen.model_id == "a" and gen.result is not None and gen.result.content == "from two"
+    assert [str(hop) for hop in gen.hops] == [f"a->a:{reason}"]
+    assert hops(h, gen.request_id) == [("a", "a", reason)]
+    assert (up1.call_count, up2.call_count, up3.call_count) == (1, 1, 0)
+    assert len(h.of(GenerationStarted, gen.request_id)) == 1
+    assert len(h.of(GenerationCompleted, gen.request_id)) == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_when_every_upstream_fails_the_next_model_serves(
+    make_harness: HarnessFactory, respx_mock: respx.MockRouter, kind: str
+) -> None:
+    up1, up2, up3 = routes(respx_mock)
+    fail(up1, kind)
+    fail(up2, kind)
+    up3.mock(return_value=answer("from", " b"))
+    h = make_harness(CHAIN)
+    gen, _ = await h.run(h.request("a"))
+    reason = BEFORE_FIRST_TOKEN[kind][1]
+    assert gen.model_id == "b" and gen.result is not None and gen.result.content == "from b"
+    assert [str(hop) for hop in gen.hops] == [f"a->a:{reason}", f"a->b:{reason}"]
+    assert hops(h, gen.request_id) == [("a", "a", reason), ("a", "b", reason)]
+    (done,) = h.of(GenerationCompleted, gen.request_id)
+    assert done.model_id == "b"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_when_the_whole_chain_fails_the_client_gets_the_last_error(
+    make_harness: HarnessFactory, respx_mock: respx.MockRouter, kind: str
+) -> None:
+    for route in routes(respx_mock):
+        fail(route, kind)
+    h = make_harness(CHAIN)
+    async with asgi(h) as client:
+        r = await client.post("/v1/chat/completions", json={**CHAT, "model": "a"})
+    status = BEFORE_FIRST_TOKEN[kind][2]
+    assert r.status_code == status
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert err["code"] == {429: "rate_limit_exceeded", 502: "upstream_error", 504: "upstream_timeout"}[status]
+    assert "'b'" in err["message"]  # the last attempt's error
+    assert not h.of(GenerationStarted)
+
+
+async def test_the_response_names_the_serving_model_and_the_hops(
+    make_harness: HarnessFactory, respx_mock: respx.MockRouter
+) -> None:
+    up1, up2, up3 = routes(respx_mock)
+    up1.mock(side_effect=httpx.ConnectError("refused"))
+    up2.mock(return_value=httpx.Response(503))
+    up3.mock(side_effect=lambda _: answer("served", " by", " b"))
+    h = make_harness(CHAIN)
+    async with asgi(h) as client:
+        r = await client.post("/v1/chat/completions", json={**CHAT, "model": "a"})
+        assert r.status_code == 200
+        assert r.json()["model"] == "b"
+        assert r.headers["x-mia-model"] == "b"
+        assert r.headers["x-mia-fallback"] == "a->a:connect_error,a->b:server_error"
+        r = await client.post("/v1/chat/completions", json={**CHAT, "model": "a", "stream": True})
+    assert r.status_code == 200
+    # this time the upstreams were tried the other way round (they are taken in turn)
+    assert r.headers["x-mia-fallback"] == "a->a:server_error,a->b:connect_error"
+    chunks = [json.loads(x[6:]) for x in r.text.splitlines() if x.startswith("data: {")]
+    assert {c["model"] for c in chunks} == {"b"}
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == "served by b"
+
+
+async def test_a_local_model_can_be_the_fallback(make_harness: HarnessFactory, respx_mock: respx.MockRouter) -> None:
+    respx_mock.post(f"{UP1}/chat/completions").mock(return_value=httpx.Response(500))
+    h = make_harness(remote_model("a", (UP1,), fallbacks=["stub-chat"]) + STUB_CHAT)
+    gen, deltas = await h.run(h.request("a"))
+    assert gen.model_id == "stub-chat" and deltas
+    assert [str(hop) for hop in gen.hops] == ["a->stub-chat:server_error"]
+    (done,) = h.of(GenerationCompleted, gen.request_id)
+    assert done.stub is True and done.stop_reason == "stub"
+
+
+async def test_a_fallback_that_cannot_serve_the_request_is_skipped(
+    make_harness: HarnessFactory, respx_mock: respx.MockRouter
+) -> None:
+    up1, _, up3 = routes(respx_mock)
+    up1.mock(return_value=httpx.Response(500))
+    up3.mock(return_value=answer("ok"))
+    toml = remote_model("a", (UP1,), fallbacks=["stub-chat", "c"]) + STUB_CHAT + remote_model("c", (UP3,))
+    h = make_harness(toml)
+    gen, _ = await h.run(h.request("a", logprobs=True))  # the stub has no logprobs
+    assert gen.model_id == "c"
+    assert [str(hop) for hop in gen.hops] == ["a->stub-chat:server_error", "stub-chat->c:unsupported"]
+
+
+async def test_a_bad_request_is_not_retried_anywhere(
+    make_harness: HarnessFactory, respx_mock: respx.MockRouter
+) -> None:
+    up1, up2, up3 = routes(respx_mock)
+    up1.mock(return_value=httpx.Response(400, json={"error": {"message": "no", "param": "messages"}}))
+    h = make_harness(CHAIN)
+    with pytest.raises(UpstreamFailure) as info:
+        await h.start(h.request("a"))
+    assert (info.value.status, info.value.param) == (400, "messages")
+    with pytest.raises(InvalidRequest):
+        await h.start(h.request("a", preset="no-such-preset"))  # ours, before any upstream
+    assert (up1.call_count, up2.call_count, up3.call_count) == (1, 0, 0)
+    assert not h.of(FallbackTriggered)
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+async def test_an_upstream_that_refuses_us_is_a_502_without_fallback(
+    make_harness: HarnessFactory, respx_mock: respx.MockRouter, status: int
+) -> None:
+    up1, up2, _ = routes(respx_mock)
+    up1.mock(return_value=httpx.Response(status, json={"error": {"message": "nope"}}))
+    h = make_harness(CHAIN)
+    with pytest.raises(UpstreamFailure) as info:
+        await h.start(h.request("a"))
+    assert info.value.status == 502 and info.value.code == "upstream_error"
+    assert up2.call_count == 0
+
+
+# -- after the first token: never for a stream ------------------------------------
+
+
+async def test_an_upstream_dying_mid_stream_is_not_retried(
+    make_harness: HarnessFactory, respx_mock: respx.MockRouter
+) -> None:
+    up1, up2, up3 = routes(respx_mock)
+    up1.mock(return_value=dies_after("Hello", " wor"))
+    h = make_harness(CHAIN)
+    gen = await h.start(h.request("a", stream=True))
+    got: list[str] = []
+    with pytest.raises(UpstreamError) as info:
+        async for delta in gen.deltas():
+            got.append(delta.text)
+    assert got == ["Hello", " wor"]
+    assert info.value.status == 502
+    (cancelled,) = h.of(GenerationCancelled, gen.request_id)
+    assert cancelled.reason == "upstream_error" and cancelled.completion_tokens == 2
+    assert not h.of(GenerationCompleted, gen.request_id)
+    assert (up2.call_count, up3.call_count) == (0, 0)
+    assert pool_of(h, "a").upstreams[0].consecutive_failures == 1
+
+
+async def test_mid_stream_death_through_the_app(make_harness: HarnessFactory, respx_mock: respx.MockRouter) -> None:
+    up1, up2, _ = routes(respx_mock)
+    up1.mock(side_effect=lambda _: dies_after("Hello"))
+    up2.mock(side_effect=lambda _: dies_after("Hi"))
+    h = make_harness(CHAIN)
+    async with asgi(h) as client:
+        r = await client.post("/v1/chat/completions", json={**CHAT, "model": "a", "stream": True})
+    assert r.status_code == 200  # the status went out with the first byte
+    events = [x[6:] for x in r.text.splitlines() if x.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    error = json.loads(events[-2])["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["code"] == "upstream_error" and error["type"] == "server_error"
+    contents = [json.loads(e)["choices"][0]["delta"].get("content") for e in events[:-2]]
+    assert contents in (["", "Hello"], ["", "Hi"])
+    (cancelled,) = h.of(GenerationCancelled)
+    assert cancelled.reason == "upstream_error"
+    assert len(h.of(GenerationStarted)) == 1 and not h.of(FallbackTriggered)
+
+
+# -- ... but a non-stream answer has not reached the client until it ends -----------
+
+
+async def test_a_non_stream_request_moves_on_when_an_upstream_dies_part_way(
+    make_harness: HarnessFactory, respx_mock: respx.MockRouter
+) -> None:
+    up1, up2, up3 = routes(respx_mock)
+    up1.mock(side_effect=lambda _: dies_after("Hello"))
+    up2.mock(side_effect=lambda _: dies_after("Hi", " there"))
+    up3.mock(side_effect=lambda _: answer("All", " of", " it"))
+    h = make_harness(CHAIN)
+    async with asgi(h) as client:
+        r = await client.post("/v1/chat/completions", json={**CHAT, "model": "a"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["model"] == "b" and out["choices"][0]["message"]["content"] == "All of it"
+    assert out["usage"]["completion_tokens"] == 3  # the served attempt's, not the sum
+    assert r.headers["x-mia-model"] == "b"
+    assert r.headers["x-mia-fallback"] == "a->a:network_error,a->b:network_error"
+    # each attempt is a generation of its own, with its one terminal event
+    assert [e.model_id for e in h.of(GenerationStarted)] == ["a", "a", "b"]
+    assert [(e.model_id, e.reason) for e in h.of(GenerationCancelled)] == [("a", "upstream_error")] * 2
+    assert [e.model_id for e in h.of(GenerationCompleted)] == ["b"]
+    assert [u.in_flight for u in pool_of(h, "a").upstreams] == [0, 0]
+    assert h.gateway.service.live == 0
+
+
+async def test_a_non_stream_request_fails_cleanly_when_the_whole_chain_dies_part_way(
+    make_harness: HarnessFactory, respx_mock: respx.MockRouter
+) -> None:
+    for route in routes(respx_mock):
+        route.mock(side_effect=lambda _: dies_after("Hello"))
+    h = make_harness(CHAIN)
+    gen = await h.start(h.request("a"))
+    with pytest.raises(UpstreamFailure) as info:
+        await gen.collect()
+    assert info.value.status == 502 and "'b'" in info.value.message
+    assert len(h.of(GenerationCancelled)) == len(h.of(GenerationStarted)) == 3
+    assert h.gateway.service.live == 0
+
+
+# -- balancing --------------------------------------------------------------------
+
+
+async def test_the_upstream_with_fewest_requests_in_flight_is_chosen(
+    make_harness: HarnessFactory, respx_mock: respx.MockRouter
+) -> None:
+    up1, up2, _ = routes(respx_mock)
+    up1.mock(side_effect=lambda _: answer("one"))
+    up2.mock(side_effect=lambda _: answer("two"))
+    h = make_harness(remote_model("a", (UP1, UP2), slots=2))
+    pool = pool_of(h, "a")
+    held = [await h.start(h.request("a")) for _ in range(3)]  # started, first piece read, not finished
+    assert [u.in_flight for u in pool.upstreams] == [2, 1]
+    for gen in held[1:]:
+        await gen.aclose()
+    assert [u.in_flight for u in pool.upstreams] == [1, 0]
+    gen, _ = await h.run(h.request("a"))
+    assert gen.result is not None and gen.result.content == "two"
+    await held[0].aclose()
+    assert [u.in_flight for u in pool.upstreams] == [0, 0]
+    # with nothing in flight, sequential requests take the upstreams in turn
+    served = [(await h.run(h.request("a")))[0].result.content for _ in range(4)]  # type: ignore[union-attr]
+    assert sorted(served) == ["one", "one", "two", "two"]
+
+
+# -- ejection ---------------------------------------------------------------------
+
+
+async def test_consecutive_failures_eject_an_upstream_for_a_cool_down(
+    make_harness: HarnessFactory, respx_mock: respx.MockRouter
+) -> None:
+    up1, up2, _ = routes(respx_mock)
+    up1.mock(side_effect=httpx.ConnectError("refused"))
+    up2.mock(side_effect=lambda _: answer("ok"))
+    h = make_harness(remote_model("a", (UP1, UP2), eject_after=2, eject_seconds=0.3))
+    install_metrics(h.gateway)
+    sample = h.gateway.registry.get_sample_value
+    labels = {"model": "a", "upstream": "up1.test:80"}
+    for _ in range(6):
+        gen, _ = await h.run(h.request("a"))
+        assert gen.result is not None and gen.result.content == "ok"  # no request lost
+    # tries alternate, so up1 was first for requests 1 and 3: ejected at its second failure
+    assert up1.call_count == 2
+    (ejected,) = h.of(UpstreamStateChanged)
+    assert (ejected.upstream, ejected.state, ejected.reason) == ("up1.test:80", "ejected", "connect_error")
+    assert sample("mia_upstream_healthy", labels) == 0
+    assert sample("mia_upstream_ejections_total", labels) == 1
+    assert sample("mia_upstream_requests_total", {**labels, "result": "connect_error"}) == 2
+    assert sample("mia_fallbacks_total", {"from_model": "a", "to_model": "a", "reason": "connect_error"}) == 2
+    snap = pool_of(h, "a").upstreams[0].snapshot()
+    assert (snap["state"], snap["consecutive_failures"]) == ("ejected", 2)
+
+    await asyncio.sleep(0.4)  # the cool-down ends: back in, one failure from the next ejection
+    assert [e.state for e in h.of(UpstreamStateChanged)] == ["ejected", "healthy"]
+    assert sample("mia_upstream_healthy", labels) == 1
+    for _ in range(2):
+        await h.run(h.request("a"))
+    assert up1.call_count == 3
+    assert [e.state for e in h.of(UpstreamStateChanged)] == ["ejected", "healthy", "ejected"]
+    assert sample("mia_upstream_ejections_total", labels) == 2
+
+
+async def test_a_success_clears_the_failure_count(make_harness: HarnessFactory, respx_mock: respx.MockRouter) -> None:
+    up1, _, _ = routes(respx_mock)
+    up1.mock(side_effect=[httpx.Response(500), httpx.Response(500), answer("ok"), httpx.Response(500)])
+    h = make_harness(remote_model("a", (UP1,), eject_after=3))
+    for _ in range(2):
+        with pytest.raises(UpstreamFailure):
+            await h.start(h.request("a"))
+    assert pool_of(h, "a").upstreams[0].consecutive_failures == 2
+    await h.run(h.request("a"))
+    assert pool_of(h, "a").upstreams[0].consecutive_failures == 0
+    with pytest.raises(UpstreamFailure):
+        await h.start(h.request("a"))
+    assert not h.of(UpstreamStateChanged)
+
+
+async def test_when_all_upstreams_are_ejected_they_are_still_tried(
+    make_harness: HarnessFactory, respx_mock: respx.MockRouter
+) -> None:
+    up1, up2, _ = routes(respx_mock)
+    up1.mock(side_effect=[httpx.ConnectError("refused"), answer("back")])
+    up2.mock(side_effect=[httpx.ConnectError("refused"), httpx.ConnectError("refused")])
+    h = make_harness(remote_model("a", (UP1, UP2), eject_after=1, eject_seconds=60))
+    with pytest.raises(UpstreamFailure):
+        await h.start(h.request("a"))
+    assert {u.state for u in pool_of(h, "a").upstreams} == {"ejected"}
+    gen, _ = await h.run(h.request("a"))
+    assert gen.result is not None and gen.result.content == "back"
+
+
+# -- active probes ----------------------------------------------------------------
+
+
+async def test_probes_count_towards_ejection_but_do_not_cut_it_short(
+    make_harness: HarnessFactory, respx_mock: respx.MockRouter
+) -> None:
+    health1 = respx_mock.get(f"{UP1}/models").mock(return_value=httpx.Response(200, json={"data": []}))
+    health2 = respx_mock.get("http://up2.test/health").mock(return_value=httpx.Response(503))
+    h = make_harness(remote_model("a", (UP1, UP2), eject_after=2, eject_seconds=60))
+    entry = h.gateway.manager.get("a")
+    assert entry is not None
+    pool = pool_of(h, "a")
+    pool.upstreams[1].health_url = "http://up2.test/health"  # what `health_path = "/health"` gives
+    await pool.probe_once()
+    assert health1.call_count == health2.call_count == 0  # not loaded yet: no client to probe with
+    await h.gateway.manager.ensure_loaded(entry)
+    await pool.probe_once()
+    await pool.probe_once()
+    assert [u.state for u in pool.upstreams] == ["healthy", "ejected"]
+    (event,) = h.of(UpstreamStateChanged)
+    assert event.reason == "probe_failed"
+    health2.mock(return_value=httpx.Response(200))
+    await pool.probe_once()
+    up2 = pool.upstreams[1]
+    assert (up2.state, up2.consecutive_failures) == ("ejected", 0)
+
+
+def test_health_urls_and_labels() -> None:
+    ups = [UpstreamConfig(base_url="http://h:8000/v1"), UpstreamConfig(base_url="http://h:8000/v1/")]
+    cases = [(None, "http://h:8000/v1/models"), ("/health", "http://h:8000/health"), ("ping", "http://h:8000/v1/ping")]
+    for path, url in cases:
+        pool = UpstreamPool(ModelConfig(id="m", provider="openai_http", upstreams=ups, health_path=path), EventBus())
+        assert [u.health_url for u in pool.upstreams] == [url, url]
+        # host:port, made unique: bounded by the configuration
+        assert [u.label for u in pool.upstreams] == ["h:8000", "h:8000#1"]
+
+
+async def test_run_probes_probes_every_pool_periodically(
+    make_harness: HarnessFactory, respx_mock: respx.MockRouter
+) -> None:
+    health = respx_mock.get(f"{UP1}/models").mock(return_value=httpx.Response(200, json={"data": []}))
+    h = make_harness(remote_model("a", (UP1,), probe_seconds=0.05) + STUB_CHAT)
+    await h.gateway.manager.load_all()
+    task = asyncio.create_task(run_probes(e.provider for e in h.gateway.manager.entries))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert health.call_count >= 3
+    assert await asyncio.wait_for(run_probes([]), 1) is None  # nothing to probe: returns at once
