@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from litestar.types import Receive, Send
 
     from app.gateway import Gateway
+    from pipelines.pipeline import PipelineResult
     from pipelines.service import Generation
 
 __all__ = ["chat_completions"]
@@ -95,6 +96,30 @@ def _headers(gen: Generation) -> dict[str, str]:
     return headers
 
 
+class _ClientGone(Exception):
+    """The client disconnected before its non-stream answer was ready."""
+
+
+async def _collect(gen: Generation, receive: Receive) -> PipelineResult:
+    """Runs a non-stream generation, cancelling it at once if the client leaves."""
+    if gen.ctx.stub:
+        # A stub answers in microseconds: watching the socket would cost more than it saves.
+        return await gen.collect()
+    collect = asyncio.ensure_future(gen.collect())
+    watch = asyncio.ensure_future(_wait_disconnect(receive))
+    try:
+        done, _ = await asyncio.wait((collect, watch), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    if collect not in done:
+        gen.ctx.cancel.cancel("client_disconnect")
+        collect.cancel()
+        with contextlib.suppress(BaseException):
+            await collect
+        raise _ClientGone
+    return collect.result()
+
+
 async def _wait_disconnect(receive: Receive) -> None:
     while True:
         message = await receive()
@@ -144,21 +169,10 @@ async def chat_completions(request: Request[Any, Any, Any]) -> ASGIResponse:
             media_type="text/event-stream",
             headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
         )
-    # Non-stream: watch for the client leaving, so its generation is cancelled at once.
-    collect = asyncio.ensure_future(gen.collect())
-    watch = asyncio.ensure_future(_wait_disconnect(request.receive))
     try:
-        done, _ = await asyncio.wait((collect, watch), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watch.cancel()
-    if collect not in done:
-        gen.ctx.cancel.cancel("client_disconnect")
-        collect.cancel()
-        with contextlib.suppress(BaseException):
-            await collect
+        result = await _collect(gen, request.receive)
+    except _ClientGone:
         return error_asgi(http_error(499, "Client closed the request.", code="client_disconnect"))
-    try:
-        result = collect.result()
     except GenerationFailed:
         reason = gen.ctx.cancel.reason
         if reason not in ("timeout", "shutdown"):

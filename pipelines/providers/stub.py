@@ -73,6 +73,7 @@ _WORDS = [
 ]
 
 _SPECIAL = frozenset({b"<|channel|>", b"<|message|>", b"<|end|>", b"<|start|>", b"<|return|>"})
+_YIELD_EVERY = 8
 _FRAMING = _SPECIAL | {b"analysis", b"assistant", b"final"}
 
 
@@ -141,6 +142,7 @@ class StubProvider(Provider):
     async def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Piece, None]:
         # Harmony framing does not spend the output cap: a tiny cap still yields words.
         budget = params.max_tokens
+        n = 0
         for data in self._pieces(prompt, params):
             if cancel.cancelled:
                 return
@@ -150,5 +152,7 @@ class StubProvider(Provider):
                     return
                 budget -= 1
             yield Piece(data=data, special=data in _SPECIAL, tokens=0 if framing else 1)
-            # yield to the loop so a stub stream behaves like a real one (and can be cancelled)
-            await asyncio.sleep(0)
+            n += 1
+            if n % _YIELD_EVERY == 0:
+                # give the loop a turn now and then, so a long stub stream can be cancelled
+                await asyncio.sleep(0)
