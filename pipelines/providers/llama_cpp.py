@@ -226,11 +226,14 @@ class LlamaCppProvider(Provider):
         path = resolve_model_path(self.config, cache_dir=self.cache_dir)
         if self.config.sha256 and self.config.verify_checksum:
             ChecksumCache(self.cache_dir).verify(path, self.config.sha256)
+        threads = self.config.threads or os.cpu_count() or 1
         try:
             llm = llama_cpp.Llama(
                 model_path=str(path),
                 n_ctx=self.config.context_length,
-                n_threads=self.config.threads or os.cpu_count() or 1,
+                n_threads=threads,
+                # llama-cpp-python would evaluate prompts on every core whatever `threads` says.
+                n_threads_batch=threads,
                 n_batch=self.config.batch_size,
                 verbose=False,
                 logits_all=False,
