@@ -3,6 +3,7 @@ the stub fallback with its reason, and heavy/lightweight switching (ADR-0015).""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -123,3 +124,44 @@ def test_switching_unloads_with_reasons_in_order(tmp_path: Path) -> None:
             loaded_at.setdefault(e["model_id"], i)
         if e["event"].startswith("Generation"):
             assert loaded_at.get(e["model_id"], 10**9) < i
+
+
+def _waiting(gw: ServedGateway, model: str) -> float:
+    for line in httpx.get(f"{gw.base_url}/metrics").text.splitlines():
+        if line.startswith(f'mia_num_requests_waiting{{model="{model}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_disconnect_frees_the_model_for_the_next_request_within_100ms(tmp_path: Path) -> None:
+    # Gemma 270M is a base model: it rambles on instead of stopping, so the stream is long
+    config = "[server]\nqueue_size = 4\n" + gemma("solo", slots=1, max_output_tokens=2000)
+    second_out: list[str] = []
+    with serve(config, tmp_path / "gw") as gw, httpx.Client(base_url=gw.api_url, timeout=60) as http:
+        body = {"model": "solo", "max_tokens": 2000, "temperature": 0.8}
+        story = {**body, "stream": True, "messages": [{"role": "user", "content": "Tell a long story."}]}
+        with http.stream("POST", "/chat/completions", json=story) as first:
+            lines = first.iter_lines()  # not a for-break: closing this iterator closes the connection
+            while not ('"content":"' in (line := next(lines)) and '"content":""' not in line):
+                pass  # until decoding has begun
+            hello = {**body, "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}
+            url = f"{gw.api_url}/chat/completions"
+            t = threading.Thread(target=lambda: second_out.append(httpx.post(url, json=hello, timeout=60).text))
+            t.start()  # the next request queues behind the one decoding
+            deadline = time.monotonic() + 10
+            while _waiting(gw, "solo") < 1:
+                assert time.monotonic() < deadline, "the second request never queued"
+                time.sleep(0.01)
+        # leaving the `with` closed the first stream mid-way: its client is gone
+        t.join(60)
+        log = gw.log()
+    assert second_out and '"finish_reason"' in second_out[0]
+    cancelled = events(log, "GenerationCancelled")
+    assert [e["reason"] for e in cancelled] == ["client_disconnect"]
+    [completed] = events(log, "GenerationCompleted")
+    started = next(e for e in events(log, "GenerationStarted") if e["request_id"] == completed["request_id"])
+    # The cancel is emitted once the decode thread has stopped and the model is free; the
+    # queued request is admitted and starts its prompt at once. (Its first token then
+    # takes a prompt evaluation: tens of ms on a quiet machine, seconds on a loaded one.)
+    assert started["ts"] - cancelled[0]["ts"] < 0.1
+    assert completed["result_summary"]["usage"]["completion_tokens"] > 0
