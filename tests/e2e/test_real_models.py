@@ -3,6 +3,7 @@ the stub fallback with its reason, and heavy/lightweight switching (ADR-0015).""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -165,3 +166,77 @@ def test_a_disconnect_frees_the_model_for_the_next_request_within_100ms(tmp_path
     # takes a prompt evaluation: tens of ms on a quiet machine, seconds on a loaded one.)
     assert started["ts"] - cancelled[0]["ts"] < 0.1
     assert completed["result_summary"]["usage"]["completion_tokens"] > 0
+
+
+PERSON_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 20},
+        "age": {"type": "integer"},
+        "colors": {"type": "array", "items": {"type": "string", "enum": ["red", "green", "blue"]}, "maxItems": 3},
+    },
+    "required": ["name", "age", "colors"],
+    "additionalProperties": False,
+}
+
+
+def test_json_schema_output_validates(client: openai.OpenAI) -> None:
+    import jsonschema
+
+    out = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=[{"role": "user", "content": "Describe a person as JSON."}],
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "person", "schema": PERSON_SCHEMA, "strict": True},
+        },
+        temperature=0,
+        max_tokens=120,
+    )
+    assert out.choices[0].finish_reason == "stop"
+    jsonschema.validate(json.loads(out.choices[0].message.content or ""), PERSON_SCHEMA)
+
+
+def test_a_schema_the_grammar_cannot_enforce_is_a_400_naming_it(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model="smollm2-135m-instruct",
+            messages=[{"role": "user", "content": "x"}],
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "n", "schema": {"type": "object", "not": {"required": ["a"]}}},
+            },
+        )
+    body = info.value.body
+    assert isinstance(body, dict) and "not" in body["message"]
+    assert body["param"] == "response_format.json_schema.schema"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_logprobs_have_openai_shape(client: openai.OpenAI, stream: bool) -> None:
+    kw = {
+        "model": "smollm2-135m-instruct",
+        "messages": [{"role": "user", "content": "Say hello."}],
+        "logprobs": True,
+        "top_logprobs": 3,
+        "max_tokens": 8,
+        "temperature": 0,
+    }
+    if stream:
+        entries = []
+        text = ""
+        for chunk in client.chat.completions.create(stream=True, **kw):  # type: ignore[call-overload]
+            if chunk.choices and chunk.choices[0].logprobs and chunk.choices[0].logprobs.content:
+                entries += chunk.choices[0].logprobs.content
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+    else:
+        out = client.chat.completions.create(**kw)  # type: ignore[call-overload]
+        assert out.choices[0].logprobs is not None and out.choices[0].logprobs.content is not None
+        entries = out.choices[0].logprobs.content
+        text = out.choices[0].message.content or ""
+    assert len(entries) == 8 or "".join(e.token for e in entries) == text
+    for e in entries:
+        assert e.logprob <= 0 and len(e.top_logprobs) == 3
+        assert e.bytes == list(e.token.encode())
+        assert e.top_logprobs[0].logprob >= e.top_logprobs[-1].logprob
