@@ -3,7 +3,8 @@
 `GenerationService.start` does everything that can fail with a clean client error
 (routing, loading, prepare, admission) before the caller commits to a response;
 `Generation.deltas` then streams, and ends in exactly one `GenerationCompleted` or
-`GenerationCancelled`.
+`GenerationCancelled`. For a model with upstreams or fallbacks, `start` also reads the
+first piece, falling back along the upstreams and models until one attempt yields it.
 """
 
 from __future__ import annotations
@@ -347,6 +348,8 @@ class GenerationService:
             """This model's order of tries, fixed at its first attempt."""
             tried = 0
             while upstreams is None or tried < len(upstreams):
+                # Every attempt prepares and admits afresh (its stack is what the Generation
+                # then owns): moving to another upstream gives the slot back and queues again.
                 if failed is not None:
                     hops.append(self._hop(req, failed, model_id))
                     failed = None

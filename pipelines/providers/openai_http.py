@@ -11,9 +11,10 @@ completions are not sent upstream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import httpx
 import msgspec
@@ -118,18 +119,21 @@ class OpenAIHTTPProvider(UpstreamRouted):
                         )
                     sse = SSEDecoder()
                     reader = ChunkReader(where)
-                    async for line in response.aiter_lines():
-                        data = sse.feed(line)
-                        if data is not None:
-                            for piece in reader.pieces(data):
-                                yield piece
-                        if reader.done or cancel.cancelled:
-                            break
-                    else:
-                        data = sse.flush()
-                        if data is not None:
-                            for piece in reader.pieces(data):
-                                yield piece
+                    # closed here, not whenever it is collected (httpx types it as a bare iterator)
+                    lines = cast("AsyncGenerator[str, None]", response.aiter_lines())
+                    async with contextlib.aclosing(lines):
+                        async for line in lines:
+                            data = sse.feed(line)
+                            if data is not None:
+                                for piece in reader.pieces(data):
+                                    yield piece
+                            if reader.done or cancel.cancelled:
+                                break
+                        else:
+                            data = sse.flush()  # a last event without its blank line
+                            if data is not None:
+                                for piece in reader.pieces(data):
+                                    yield piece
                     if cancel.cancelled:
                         result = "cancelled"
                         return

@@ -142,8 +142,7 @@ class StubProvider(Provider):
     async def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Piece, None]:
         # Harmony framing does not spend the output cap: a tiny cap still yields words.
         budget = params.max_tokens
-        n = 0
-        for data in self._pieces(prompt, params):
+        for n, data in enumerate(self._pieces(prompt, params), 1):
             if cancel.cancelled:
                 return
             framing = data in _FRAMING
@@ -152,7 +151,6 @@ class StubProvider(Provider):
                     return
                 budget -= 1
             yield Piece(data=data, special=data in _SPECIAL, tokens=0 if framing else 1)
-            n += 1
             if n % _YIELD_EVERY == 0:
                 # give the loop a turn now and then, so a long stub stream can be cancelled
                 await asyncio.sleep(0)

@@ -130,13 +130,9 @@ def from_status(status: int, body: bytes, where: str, upstream_model: str) -> Up
     message, param, code = _error_fields(body[: _BODY_LIMIT * 4])
     said = f": {message}" if message else ""
     if status in (401, 403):
-        return UpstreamFailure(
-            f"{where} rejected the gateway's credentials (HTTP {status}){said}", reason="auth_error"
-        )
+        return UpstreamFailure(f"{where} rejected the gateway's credentials (HTTP {status}){said}", reason="auth_error")
     if status == 404:
-        return UpstreamFailure(
-            f"{where} does not serve model '{upstream_model}' (HTTP 404){said}", reason="not_found"
-        )
+        return UpstreamFailure(f"{where} does not serve model '{upstream_model}' (HTTP 404){said}", reason="not_found")
     if status == 408:
         return UpstreamFailure(
             f"{where} timed out (HTTP 408){said}", reason="timeout", status=504, retryable=True, code="upstream_timeout"
