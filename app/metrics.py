@@ -23,6 +23,7 @@ from pipelines.events import (
     ModelLoaded,
     ModelLoadFailed,
     ModelUnloaded,
+    PromptProcessed,
     RequestFinished,
 )
 from pipelines.upstream import RESULTS, UpstreamRequestFinished, UpstreamStateChanged, upstream_labels
@@ -99,6 +100,13 @@ class GatewayMetrics:
         )
         self.prompt_tokens = Counter("mia_prompt_tokens", "Prompt tokens processed.", gen, registry=registry)
         self.generation_tokens = Counter("mia_generation_tokens", "Tokens generated.", gen, registry=registry)
+        self.prompt_cache_hits = Counter(
+            "mia_prompt_cache_hit_tokens",
+            "Prompt tokens read from a slot's cached prefix instead of evaluated (hit rate: "
+            "divide by mia_prompt_tokens_total).",
+            gen,
+            registry=registry,
+        )
         self.generations = Counter(
             "mia_generations_completed",
             "Generations that completed, by stop reason.",
@@ -198,6 +206,9 @@ class GatewayMetrics:
         if e.completion_tokens:
             self.generation_tokens.labels(*labels).inc(e.completion_tokens)
 
+    def _on_PromptProcessed(self, e: PromptProcessed) -> None:  # noqa: N802
+        self.prompt_cache_hits.labels(self._model(e.model_id), _stub(False)).inc(e.cached_tokens)
+
     def _on_AdmissionChanged(self, e: AdmissionChanged) -> None:  # noqa: N802
         model = self._model(e.model_id)
         self.running.labels(model).set(e.running)
@@ -211,7 +222,15 @@ class GatewayMetrics:
         # Create the model's generation series at zero now: `rate()` then counts its very
         # first generation, and dashboards show zeros rather than gaps.
         labels = (model, _stub(e.stub))
-        for metric in (self.decode_tps, self.ttft, self.itl, self.queue, self.prompt_tokens, self.generation_tokens):
+        for metric in (
+            self.decode_tps,
+            self.ttft,
+            self.itl,
+            self.queue,
+            self.prompt_tokens,
+            self.prompt_cache_hits,
+            self.generation_tokens,
+        ):
             metric.labels(*labels)
         for reason in _STUB_STOP_REASONS if e.stub else _REAL_STOP_REASONS:
             self.generations.labels(*labels, reason)

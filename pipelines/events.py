@@ -28,6 +28,7 @@ __all__ = [
     "ModelLoaded",
     "ModelRouted",
     "ModelUnloaded",
+    "PromptProcessed",
     "RequestFinished",
 ]
 
@@ -112,6 +113,21 @@ class GenerationCancelled(Event, frozen=True, kw_only=True):
     reason: str
     """`client_disconnect`, `timeout`, `shutdown`, `upstream_error`, `error`."""
     completion_tokens: int = 0
+
+
+class PromptProcessed(Event, frozen=True, kw_only=True):
+    """A batched llama.cpp generation has read its prompt (emitted before its first piece):
+    how much of it a slot's cached prefix held and how much was evaluated."""
+
+    request_id: str | None
+    """None for prompts built without a request (Harmony text)."""
+    model_id: str
+    prompt_tokens: int
+    cached_tokens: int
+    evaluated_tokens: int
+    slot: int
+    seconds: float
+    """From joining the engine to the first token's logits (queueing for a slot included)."""
 
 
 class FallbackTriggered(Event, frozen=True, kw_only=True):

@@ -7,6 +7,7 @@ from pathlib import Path
 from pipelines.config import ModelConfig
 from pipelines.events import EventBus
 from pipelines.providers.base import Provider
+from pipelines.providers.llama_batch import LlamaBatchProvider
 from pipelines.providers.llama_cpp import LlamaCppProvider
 from pipelines.providers.openai_http import OpenAIHTTPProvider
 from pipelines.providers.replay import ReplayProvider
@@ -25,6 +26,8 @@ class ProviderFactory:
 
     def __call__(self, config: ModelConfig) -> Provider:
         if config.provider == "llama_cpp":
+            if config.slots > 1:  # several generations at once: one context, continuous batching
+                return LlamaBatchProvider(config, cache_dir=self._cache_dir, bus=self._bus)
             return LlamaCppProvider(config, cache_dir=self._cache_dir)
         if config.provider == "replay":
             return ReplayProvider(config)

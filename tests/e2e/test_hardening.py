@@ -193,14 +193,16 @@ def smoke(gw: ServedGateway) -> None:
 
 
 async def test_one_slot_and_a_queue_of_4_serve_5_of_16_and_refuse_11_at_once(real_gw: ServedGateway) -> None:
-    client = async_client(real_gw)
+    client = async_client(real_gw, timeout=300.0)
     outcomes: list[tuple[str, Any]] = []
 
     async def one(i: int) -> None:
         sent = time.perf_counter()
         try:
+            # long enough that all 16 arrive while the first decodes; short enough that the
+            # 5 served ones finish in time on a busy 2-core machine
             stream = await client.chat.completions.create(
-                model=REAL, messages=story(i), max_tokens=200, temperature=0.8, stream=True
+                model=REAL, messages=story(i), max_tokens=96, temperature=0.8, stream=True
             )
             text, finish = [], None
             async for chunk in stream:
