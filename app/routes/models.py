@@ -7,10 +7,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from litestar import Request, Response, get, post
 
-from app.errors import error_response
-from compat.errors import from_gateway_error
 from compat.responses import ModelCard, ModelList
-from pipelines.errors import ModelNotFound
 from pipelines.upstream import UpstreamRouted
 
 if TYPE_CHECKING:
@@ -56,12 +53,7 @@ async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
 @get("/v1/models/{model:path}", operation_id="retrieveModel", include_in_schema=False)
 async def get_model(request: Request[Any, Any, Any], model: str) -> Response[bytes]:
     gw: Gateway = request.app.state.gateway
-    model_id = model.lstrip("/")
-    entry = gw.manager.get(model_id)
-    if entry is None:
-        return error_response(
-            from_gateway_error(ModelNotFound(f"The model '{model_id}' does not exist.", param="model"))
-        )
+    entry = gw.router.entry(model.lstrip("/"))  # unknown: 404 model_not_found
     return _json(model_card(gw, entry))
 
 
@@ -69,11 +61,6 @@ async def get_model(request: Request[Any, Any, Any], model: str) -> Response[byt
 async def unload_model(request: Request[Any, Any, Any], model: str) -> Response[bytes]:
     """Unloads a loaded model (`ModelUnloaded reason=explicit_unload`); it reloads on next use."""
     gw: Gateway = request.app.state.gateway
-    model_id = model.lstrip("/")
-    entry = gw.manager.get(model_id)
-    if entry is None:
-        return error_response(
-            from_gateway_error(ModelNotFound(f"The model '{model_id}' does not exist.", param="model"))
-        )
+    entry = gw.router.entry(model.lstrip("/"))  # unknown: 404 model_not_found
     unloaded = await gw.manager.unload(entry.config.id, "explicit_unload")
     return _json({"id": entry.config.id, "unloaded": unloaded, "status": entry.provider.status})
