@@ -5,6 +5,11 @@ and each token crosses to the event loop as soon as it is sampled. Sampling uses
 llama.cpp's sampler chain directly (rather than `Llama.generate`) so that the grammar
 is checked before any decode work, the context is cleared before every generation,
 and logprobs can be read from the logits of the sampled position.
+
+`LlamaCppProvider` decodes one generation at a time (`slots = 1`). What it shares with
+the batched provider (`llama_batch.py`, `slots > 1`) lives here too: `LlamaProviderBase`
+(model file, chat template, tokenization, the checks before decoding) and the sampler
+chain and piece helpers.
 """
 
 from __future__ import annotations
@@ -37,9 +42,13 @@ if TYPE_CHECKING:
     from pipelines.config import ModelConfig
 
 __all__ = [
+    "DONE",
     "FLASH_ATTENTION",
+    "Done",
     "LlamaCppProvider",
     "LlamaProviderBase",
+    "Plan",
+    "Tokenizer",
     "build_sampler",
     "free_sampler",
     "grammar_for",
@@ -47,10 +56,12 @@ __all__ = [
 ]
 
 _SCHEMA_PARAM = "response_format.json_schema.schema"
-FLASH_ATTENTION = True
-"""Both llama.cpp providers use flash attention: on this CPU it decodes about 10% faster
-alone and 20% faster with 4 sequences batched (measured, docs/performance.md). It changes
-the numerics, so both providers must agree on it for their greedy outputs to match."""
+FLASH_ATTENTION = False
+"""Flash attention decodes 10-20% faster on this CPU, but its numerics depend on how a
+prompt was split between decode calls: a prompt read partly from a cached prefix then gave
+logits 0.8 apart from a fresh read on SmolLM2, and greedy output changed (docs/performance.md).
+Without it, cached prefixes, chunked prompts and batched sequences all reproduce a fresh
+single-sequence run exactly on SmolLM2. Both providers must agree on it."""
 _PENALTY_LAST_N = 64
 """How many recent tokens repeat/frequency/presence penalties look at (llama-cpp-python's default)."""
 
@@ -168,15 +179,15 @@ def _subschemas(schema: dict[str, Any], where: str) -> list[tuple[str, object]]:
     return found
 
 
-class _Done:
+class Done:
     """End of a generation, sent through the queue after the last piece."""
 
 
-_DONE = _Done()
-_QueueItem = Piece | _Done | BaseException
+DONE = Done()
+_QueueItem = Piece | Done | BaseException
 
 
-class _Plan(msgspec.Struct, kw_only=True):
+class Plan(msgspec.Struct, kw_only=True):
     """One generation, prepared (and validated) before the model lock is taken."""
 
     tokens: list[int]
@@ -185,7 +196,7 @@ class _Plan(msgspec.Struct, kw_only=True):
     params: DecodeParams
 
 
-class _Tokenizer(Protocol):
+class Tokenizer(Protocol):
     """What prompt rendering needs of a loaded model: `Llama` and llama-cpp-python's
     internal `LlamaModel` both have it."""
 
@@ -207,7 +218,7 @@ class LlamaProviderBase(Provider):
         self.model_path: Path | None = None
         self._formatter: Jinja2ChatFormatter | None = None
         self._log_callback: Any = None
-        self._last_prompt: tuple[_Tokenizer, Prompt, list[int]] | None = None
+        self._last_prompt: tuple[Tokenizer, Prompt, list[int]] | None = None
 
     @property
     def capabilities(self) -> dict[str, bool]:
@@ -267,14 +278,14 @@ class LlamaProviderBase(Provider):
         )
 
     @abc.abstractmethod
-    def _tokenizer(self) -> _Tokenizer:
+    def _tokenizer(self) -> Tokenizer:
         """The loaded model's tokenizer; raises `ModelUnavailable` when not loaded."""
 
     def count_tokens(self, prompt: Prompt) -> int:
         """Prompt tokens exactly as `generate` will feed them; needs the model loaded."""
         return len(self._prompt_tokens(self._tokenizer(), prompt))
 
-    def _prompt_tokens(self, tok: _Tokenizer, prompt: Prompt) -> list[int]:
+    def _prompt_tokens(self, tok: Tokenizer, prompt: Prompt) -> list[int]:
         # The pipeline counts a prompt right before generating it: remember the last one
         # so a long template render and tokenization happen once per request.
         memo = self._last_prompt
@@ -284,7 +295,7 @@ class LlamaProviderBase(Provider):
         self._last_prompt = (tok, prompt, tokens)
         return tokens
 
-    def _tokenize(self, tok: _Tokenizer, prompt: Prompt) -> list[int]:
+    def _tokenize(self, tok: Tokenizer, prompt: Prompt) -> list[int]:
         if prompt.text is not None:
             # Harmony text writes its control tokens literally; `add_bos` defers to the
             # model's own add_bos flag.
@@ -310,7 +321,7 @@ class LlamaProviderBase(Provider):
             tokens = tokens[1:]
         return tokens
 
-    def _plan(self, tok: _Tokenizer, prompt: Prompt, params: DecodeParams, n_ctx: int) -> _Plan:
+    def _plan(self, tok: Tokenizer, prompt: Prompt, params: DecodeParams, n_ctx: int) -> Plan:
         """Grammar, tokens and context checks: everything that can fail before decode work.
 
         `n_ctx` is the context one generation has (a batched model's per-sequence share)."""
@@ -324,7 +335,7 @@ class LlamaProviderBase(Provider):
                 param="messages",
             )
         # Clamp so prompt + output never overflow the context: the cap ends the output.
-        return _Plan(tokens=tokens, max_new=min(params.max_tokens, n_ctx - len(tokens)), gbnf=gbnf, params=params)
+        return Plan(tokens=tokens, max_new=min(params.max_tokens, n_ctx - len(tokens)), gbnf=gbnf, params=params)
 
 
 class LlamaCppProvider(LlamaProviderBase):
@@ -401,7 +412,7 @@ class LlamaCppProvider(LlamaProviderBase):
             self._restore_llama_log()
         self.status = "unloaded"
 
-    def _tokenizer(self) -> _Tokenizer:
+    def _tokenizer(self) -> Tokenizer:
         return self._loaded()
 
     def _loaded(self) -> Llama:
@@ -445,7 +456,7 @@ class LlamaCppProvider(LlamaProviderBase):
         try:
             while True:
                 item = await queue.get()
-                if isinstance(item, _Done) or cancel.cancelled:
+                if isinstance(item, Done) or cancel.cancelled:
                     return  # pieces still queued after a cancel are nobody's business
                 if isinstance(item, BaseException):
                     raise item
@@ -468,7 +479,7 @@ class LlamaCppProvider(LlamaProviderBase):
     def _decode(
         self,
         llm: Llama,
-        plan: _Plan,
+        plan: Plan,
         sampler: Any,
         cancel: CancelToken,
         stop: threading.Event,
@@ -510,7 +521,7 @@ class LlamaCppProvider(LlamaProviderBase):
             return
         finally:
             free_sampler(sampler)
-        emit(GenerationFailed("the generation was cut off (model unloading)") if cut_off else _DONE)
+        emit(GenerationFailed("the generation was cut off (model unloading)") if cut_off else DONE)
 
 
 def make_piece(vocab: Any, token: int, ctx: Any, index: int, n_vocab: int, params: DecodeParams) -> Piece:
@@ -525,7 +536,7 @@ def make_piece(vocab: Any, token: int, ctx: Any, index: int, n_vocab: int, param
     return Piece(data=data, special=llama_cpp.llama_vocab_is_control(vocab, token), logprob=logprob)
 
 
-def build_sampler(model: Any, plan: _Plan) -> Any:
+def build_sampler(model: Any, plan: Plan) -> Any:
     """llama.cpp's sampler chain for `plan` (a ctypes pointer; the caller owns and frees it)."""
     import llama_cpp
 

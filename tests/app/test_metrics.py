@@ -313,7 +313,7 @@ def test_names_prefix_units_and_total(registry: CollectorRegistry, metrics: Gate
                 assert s.labels["stub"] in ("true", "false")
                 assert "model" in s.labels
     generation = [f for f in families.values() if f.name.split("_")[1] in ("decode", "time", "inter", "prompt")]
-    assert len(generation) == 4
+    assert len(generation) == 5  # prompt_tokens and prompt_cache_hit_tokens are both "prompt"
     for f in generation:
         assert {"model", "stub"} <= {k for s in f.samples for k in s.labels}, f.name
 
