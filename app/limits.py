@@ -29,6 +29,8 @@ def check_limits(req: GenerationRequest, limits: ServerSettings) -> None:
             raise InvalidRequest(
                 f"Stop sequence {i} is {len(s)} characters long (at most {limits.max_stop_chars}).", param=f"stop[{i}]"
             )
+    if req.n > limits.max_choices:
+        raise InvalidRequest(f"Too many choices: n = {req.n} (at most {limits.max_choices}).", param="n")
     if len(req.tools) > limits.max_tools:
         raise InvalidRequest(f"Too many tools: {len(req.tools)} (at most {limits.max_tools}).", param="tools")
     for i, tool in enumerate(req.tools):

@@ -55,6 +55,8 @@ class ServerSettings(_Strict, frozen=True, kw_only=True):
     max_stop: Annotated[int, Meta(ge=0)] = 16
     max_stop_chars: Annotated[int, Meta(ge=1)] = 512
     max_tools: Annotated[int, Meta(ge=0)] = 128
+    max_choices: Annotated[int, Meta(ge=1, le=128)] = 16
+    """The most choices (`n`) one request may ask for; a local model also needs as many slots."""
     max_tool_schema_bytes: Annotated[int, Meta(ge=64)] = 65536
     api_keys: list[str] = []
     api_keys_file: str | None = None

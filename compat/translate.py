@@ -216,6 +216,16 @@ def to_completion(
     reasoning_fields: ReasoningFields = "both",
     logprobs: bool = False,
 ) -> ChatCompletion:
+    return ChatCompletion(
+        id=completion_id,
+        created=created,
+        model=model,
+        choices=[_choice(c, reasoning_fields, logprobs) for c in result.all_choices],
+        usage=usage_wire(result.usage),
+    )
+
+
+def _choice(result: PipelineResult, reasoning_fields: ReasoningFields, logprobs: bool) -> Choice:
     reasoning = result.reasoning or None
     calls = [
         ToolCallWire(id=c.id, function=FunctionCallWire(name=c.name, arguments=c.arguments)) for c in result.tool_calls
@@ -226,19 +236,11 @@ def to_completion(
         reasoning_content=reasoning if reasoning_fields != "reasoning" else None,
         reasoning=reasoning if reasoning_fields != "reasoning_content" else None,
     )
-    return ChatCompletion(
-        id=completion_id,
-        created=created,
-        model=model,
-        choices=[
-            Choice(
-                index=0,
-                message=message,
-                finish_reason=result.finish_reason,
-                logprobs=ChoiceLogprobs(content=[_logprob(e) for e in result.logprobs]) if logprobs else None,
-            )
-        ],
-        usage=usage_wire(result.usage),
+    return Choice(
+        index=result.index,
+        message=message,
+        finish_reason=result.finish_reason,
+        logprobs=ChoiceLogprobs(content=[_logprob(e) for e in result.logprobs]) if logprobs else None,
     )
 
 
@@ -254,6 +256,7 @@ class StreamEncoder:
         reasoning_fields: ReasoningFields = "both",
         include_usage: bool = False,
         logprobs: bool = False,
+        choices: int = 1,
     ) -> None:
         self._id = completion_id
         self._model = model
@@ -261,31 +264,36 @@ class StreamEncoder:
         self._reasoning_fields = reasoning_fields
         self._include_usage = include_usage
         self._logprobs = logprobs
+        self._choices = choices
         self._encoder = msgspec.json.Encoder()
 
-    def _chunk(self, delta: ChunkDelta, finish: str | None = None, logprobs: ChoiceLogprobs | None = None) -> bytes:
+    def _chunk(
+        self, delta: ChunkDelta, finish: str | None = None, logprobs: ChoiceLogprobs | None = None, index: int = 0
+    ) -> bytes:
         chunk = ChatCompletionChunk(
             id=self._id,
             created=self._created,
             model=self._model,
-            choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish, logprobs=logprobs)],
+            choices=[ChunkChoice(index=index, delta=delta, finish_reason=finish, logprobs=logprobs)],
         )
         return b"data: " + self._encoder.encode(chunk) + b"\n\n"
 
     def first(self) -> bytes:
-        return self._chunk(ChunkDelta(role="assistant", content=""))
+        """The role of every choice, before any of them has content."""
+        return b"".join(self._chunk(ChunkDelta(role="assistant", content=""), index=i) for i in range(self._choices))
 
     def delta(self, d: Delta) -> bytes:
         if d.kind is DeltaKind.CONTENT:
             lp = ChoiceLogprobs(content=[_logprob(e) for e in d.logprobs]) if self._logprobs else None
-            return self._chunk(ChunkDelta(content=d.text), logprobs=lp)
+            return self._chunk(ChunkDelta(content=d.text), logprobs=lp, index=d.choice)
         if d.kind is DeltaKind.REASONING:
             fields = self._reasoning_fields
             return self._chunk(
                 ChunkDelta(
                     reasoning_content=d.text if fields != "reasoning" else None,
                     reasoning=d.text if fields != "reasoning_content" else None,
-                )
+                ),
+                index=d.choice,
             )
         call = ToolCallDelta(
             index=d.tool_index,
@@ -296,10 +304,10 @@ class StreamEncoder:
         if d.tool_name is not None and d.text:
             # first delta of a call carrying arguments too: name first, arguments in the same object
             call.function = ToolCallFunctionDelta(name=d.tool_name, arguments=d.text)
-        return self._chunk(ChunkDelta(tool_calls=[call]))
+        return self._chunk(ChunkDelta(tool_calls=[call]), index=d.choice)
 
     def final(self, result: PipelineResult) -> bytes:
-        out = self._chunk(ChunkDelta(), finish=result.finish_reason)
+        out = b"".join(self._chunk(ChunkDelta(), finish=c.finish_reason, index=c.index) for c in result.all_choices)
         if self._include_usage:
             chunk = ChatCompletionChunk(
                 id=self._id, created=self._created, model=self._model, choices=[], usage=usage_wire(result.usage)

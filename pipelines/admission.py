@@ -12,9 +12,18 @@ from pipelines.errors import ModelUnavailable, QueueFull
 __all__ = ["Admission", "AdmissionGate"]
 
 
+class _Waiter:
+    __slots__ = ("future", "weight")
+
+    def __init__(self, future: asyncio.Future[None], weight: int) -> None:
+        self.future = future
+        self.weight = weight
+
+
 class AdmissionGate:
-    """One model's gate: `slots` generations at once, `queue_size` waiting, each
-    waiting at most `max_wait` seconds. First come, first served."""
+    """One model's gate: `slots` sequences at once, `queue_size` requests waiting, each
+    waiting at most `max_wait` seconds. First come, first served: a request that needs
+    several slots (several choices) holds back those behind it until it fits."""
 
     def __init__(
         self, model_id: str, *, slots: int, queue_size: int, max_wait: float, on_change: Callable[[], None]
@@ -24,7 +33,7 @@ class AdmissionGate:
         self.queue_size = queue_size
         self.max_wait = max_wait
         self.running = 0
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._waiters: collections.deque[_Waiter] = collections.deque()
         self._on_change = on_change
         self._closed: str | None = None
 
@@ -38,7 +47,7 @@ class AdmissionGate:
         self._closed = message
         rejected = False
         while self._waiters:
-            fut = self._waiters.popleft()
+            fut = self._waiters.popleft().future
             if not fut.done():
                 fut.set_exception(self._unavailable())
                 rejected = True
@@ -48,14 +57,7 @@ class AdmissionGate:
     def resize(self, slots: int) -> None:
         """Follows a change of slots; new free slots go to the oldest waiters at once."""
         self.slots = slots
-        woke = False
-        while self.running < self.slots and self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                self.running += 1
-                woke = True
-        if woke:
+        if self._wake():
             self._on_change()
 
     def _unavailable(self) -> ModelUnavailable:
@@ -64,11 +66,13 @@ class AdmissionGate:
         return exc
 
     @contextlib.asynccontextmanager
-    async def admit(self) -> AsyncIterator[None]:
+    async def admit(self, weight: int = 1) -> AsyncIterator[None]:
+        """Holds `weight` slots (at most all of them) while the block runs."""
         if self._closed is not None:
             raise self._unavailable()
-        if self.running < self.slots and not self._waiters:
-            self.running += 1
+        weight = max(1, min(weight, self.slots))
+        if self.running + weight <= self.slots and not self._waiters:
+            self.running += weight
         else:
             if len(self._waiters) >= self.queue_size:
                 raise QueueFull(
@@ -77,22 +81,24 @@ class AdmissionGate:
                     retry_after=1.0,
                 )
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(fut)
+            waiter = _Waiter(fut, weight)
+            self._waiters.append(waiter)
             self._on_change()
             try:
                 async with asyncio.timeout(self.max_wait):
                     await fut
             except BaseException as exc:
                 if fut.done() and not fut.cancelled() and fut.exception() is None:
-                    # the slot was handed over just as we gave up: pass it on
-                    self._release()
+                    # the slots were handed over just as we gave up: pass them on
+                    self._release(waiter.weight)
                 elif fut.done() and not fut.cancelled():
                     # `close` turned this waiter away (and already took it off the queue)
                     raise self._unavailable() from None
                 else:
                     fut.cancel()
                     with contextlib.suppress(ValueError):
-                        self._waiters.remove(fut)
+                        self._waiters.remove(waiter)
+                    self._wake()  # a heavy waiter leaving may let lighter ones behind it in
                 self._on_change()
                 if isinstance(exc, TimeoutError):
                     raise ModelUnavailable(
@@ -100,21 +106,35 @@ class AdmissionGate:
                         retry_after=self.max_wait,
                     ) from None
                 raise
+            weight = waiter.weight
         self._on_change()
         try:
             yield
         finally:
-            self._release()
+            self._release(weight)
             self._on_change()
 
-    def _release(self) -> None:
-        # hand the slot straight to the oldest waiter, so nobody can jump the queue
+    def _release(self, weight: int) -> None:
+        self.running -= weight
+        self._wake()
+
+    def _wake(self) -> bool:
+        """Hands free slots to the oldest waiters, in order, while the next one fits (so
+        nobody jumps the queue); True when someone was let in."""
+        woke = False
         while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                return
-        self.running -= 1
+            head = self._waiters[0]
+            if head.future.done():
+                self._waiters.popleft()
+                continue
+            head.weight = min(head.weight, self.slots)  # the gate may have shrunk since
+            if self.running + head.weight > self.slots:
+                break
+            self._waiters.popleft()
+            self.running += head.weight
+            head.future.set_result(None)
+            woke = True
+        return woke
 
 
 class Admission:

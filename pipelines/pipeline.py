@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -59,6 +59,12 @@ class PipelineContext:
     params: DecodeParams
     prompt_tokens: int
     cancel: CancelToken = field(default_factory=CancelToken)
+    """Shared by all choices of one request: they end together when the client goes."""
+    index: int = 0
+    """Which choice (`n`) of the request this context decodes."""
+    source: AsyncGenerator[Piece, None] | None = None
+    """The pieces to read, when the caller opened the generation itself (several choices
+    from one provider call); None: `stream` asks the provider."""
     created: float = field(default_factory=time.time)
     started_at: float = 0.0
     first_token_at: float | None = None
@@ -97,14 +103,22 @@ class PipelineResult(msgspec.Struct, frozen=True, kw_only=True):
     decode_seconds: float = 0.0
     token_gaps: tuple[float, ...] = ()
     notes: dict[str, Any] = {}
+    index: int = 0
+    choices: tuple[PipelineResult, ...] = ()
+    """With `n` > 1: every choice's own result (the top level is choice 0's output with the
+    request's totals: usage summed, decode time from the first token to the last of any)."""
+
+    @property
+    def all_choices(self) -> tuple[PipelineResult, ...]:
+        return self.choices or (self,)
 
     @property
     def decode_tokens_per_second(self) -> float | None:
-        """Tokens after the first over the time they took; None with fewer than two."""
-        n = self.usage.completion_tokens
-        if n < 2 or self.decode_seconds <= 0:
+        """Tokens after each choice's first over the time they took; None with fewer than two."""
+        n = self.usage.completion_tokens - len(self.all_choices)
+        if n < 1 or self.decode_seconds <= 0:
             return None
-        return (n - 1) / self.decode_seconds
+        return n / self.decode_seconds
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -119,6 +133,7 @@ class PipelineResult(msgspec.Struct, frozen=True, kw_only=True):
             "first_token_seconds": self.first_token_seconds,
             "decode_seconds": self.decode_seconds,
             "decode_tokens_per_second": self.decode_tokens_per_second,
+            **({"choices": len(self.choices)} if self.choices else {}),
             **self.notes,
         }
 
@@ -183,10 +198,38 @@ class GenerationPipeline(abc.ABC):
             prompt_tokens=prompt_tokens,
         )
 
+    def fork(self, ctx: PipelineContext) -> list[PipelineContext]:
+        """The contexts of all `n` choices of a prepared request (choice 0 is `ctx`).
+
+        They share the prompt, its token count and the cancel token; each has its own seed
+        (the request's seed plus its index, so a seeded request stays reproducible)."""
+        contexts = [ctx]
+        for i in range(1, ctx.request.n):
+            seed = ctx.params.seed + i if ctx.params.seed is not None else None
+            contexts.append(
+                PipelineContext(
+                    request=ctx.request,
+                    model=ctx.model,
+                    provider=ctx.provider,
+                    prompt=ctx.prompt,
+                    sampling=ctx.sampling,
+                    params=msgspec.structs.replace(ctx.params, seed=seed),
+                    prompt_tokens=ctx.prompt_tokens,
+                    cancel=ctx.cancel,
+                    index=i,
+                )
+            )
+        return contexts
+
     def check_supported(self, req: GenerationRequest, provider: Provider) -> None:
         caps = provider.capabilities
-        if req.n != 1:
-            raise Unsupported("n > 1 is not supported yet: ask for one choice per request.", param="n")
+        most = provider.max_choices
+        if most is not None and req.n > most:
+            raise Unsupported(
+                f"Model '{req.model}' decodes at most {most} choice{'s' if most != 1 else ''} of one request "
+                f"at once (its `slots`); n = {req.n} asks for more.",
+                param="n",
+            )
         if req.response_format.type != "text" and not caps.get("json_schema"):
             raise Unsupported(
                 f"Model '{req.model}' cannot constrain output to {req.response_format.type}.",
@@ -208,11 +251,11 @@ class GenerationPipeline(abc.ABC):
         """Deltas still held back when the provider stops."""
         return []
 
-    async def stream(self, ctx: PipelineContext) -> AsyncIterator[Delta]:
+    async def stream(self, ctx: PipelineContext) -> AsyncGenerator[Delta, None]:
         ctx.started_at = time.perf_counter()
         stops = StopMatcher(ctx.request.stop)
         echo = EchoStripper(_last_user_text(ctx.request)) if ctx.model.strip_echo else None
-        gen = ctx.provider.generate(ctx.prompt, ctx.params, ctx.cancel)
+        gen = ctx.source if ctx.source is not None else ctx.provider.generate(ctx.prompt, ctx.params, ctx.cancel)
         try:
             async for piece in gen:
                 now = time.perf_counter()
@@ -232,7 +275,7 @@ class GenerationPipeline(abc.ABC):
                 for delta in deltas:
                     out = self._post(ctx, delta, stops, echo)
                     if out is not None:
-                        yield out
+                        yield out if not ctx.index else msgspec.structs.replace(out, choice=ctx.index)
                 if stops.matched is not None:
                     ctx.stop_reason = StopReason.STOP
                 if ctx.stop_reason is not None:
@@ -242,11 +285,11 @@ class GenerationPipeline(abc.ABC):
         for delta in self.flush(ctx):
             out = self._post(ctx, delta, stops, echo)
             if out is not None:
-                yield out
+                yield out if not ctx.index else msgspec.structs.replace(out, choice=ctx.index)
         tail = stops.feed(echo.flush() if echo else "") + stops.flush()
         if tail:
             ctx.content.append(tail)
-            yield Delta(kind=DeltaKind.CONTENT, text=tail)
+            yield Delta(kind=DeltaKind.CONTENT, text=tail, choice=ctx.index)
         if stops.matched is not None:
             ctx.stop_reason = StopReason.STOP
 
@@ -307,6 +350,36 @@ class GenerationPipeline(abc.ABC):
             decode_seconds=(end - first) if first is not None else 0.0,
             token_gaps=tuple(ctx.token_gaps),
             notes=dict(ctx.notes),
+            index=ctx.index,
+        )
+
+    @staticmethod
+    def combine(results: Sequence[PipelineResult]) -> PipelineResult:
+        """One result for a request's `n` choices (see `PipelineResult.choices`)."""
+        if len(results) == 1:
+            return results[0]
+        first = results[0]
+        usage = Usage(
+            prompt_tokens=first.usage.prompt_tokens,  # one prompt, read once
+            completion_tokens=sum(r.usage.completion_tokens for r in results),
+            reasoning_tokens=sum(r.usage.reasoning_tokens for r in results),
+        )
+        starts = [r.first_token_seconds for r in results if r.first_token_seconds is not None]
+        ends = [r.first_token_seconds + r.decode_seconds for r in results if r.first_token_seconds is not None]
+        notes: dict[str, Any] = {}
+        for r in results:
+            for key, value in r.notes.items():
+                notes.setdefault(key, value if not isinstance(value, list) else [])
+                if isinstance(value, list):
+                    notes[key].extend(value)
+        return msgspec.structs.replace(
+            first,
+            usage=usage,
+            first_token_seconds=min(starts) if starts else None,
+            decode_seconds=(max(ends) - min(starts)) if starts else 0.0,
+            token_gaps=tuple(gap for r in results for gap in r.token_gaps),
+            notes=notes,
+            choices=tuple(results),
         )
 
     def reasoning_tokens(self, ctx: PipelineContext) -> int:

@@ -107,6 +107,8 @@ class Generation:
         self._stack = attempt.stack
         self._queue_seconds = attempt.queue_seconds
         self.result: PipelineResult | None = None
+        self.choices: list[PipelineContext] = [attempt.ctx]
+        """The contexts of the request's choices (more than one with `n` > 1)."""
         self._closed = False
         self._live.add(self)
 
@@ -136,8 +138,11 @@ class Generation:
             )
         )
         finished = False
+        contexts = self.pipeline.fork(ctx) if ctx.request.n > 1 else [ctx]
+        self.choices = contexts
+        stream = self.pipeline.stream(ctx) if len(contexts) == 1 else self._merged(contexts)
         try:
-            async for delta in self.pipeline.stream(ctx):
+            async for delta in stream:
                 if bus.wants_chunks:
                     bus.emit(
                         GenerationChunk(
@@ -151,7 +156,7 @@ class Generation:
             if ctx.cancel.cancelled:
                 self._cancelled(ctx.cancel.reason or "error")
             else:
-                self.result = self.pipeline.finalize(ctx)
+                self.result = self.pipeline.combine([self.pipeline.finalize(c) for c in contexts])
                 bus.emit(
                     GenerationCompleted(
                         request_id=self.request_id,
@@ -174,11 +179,50 @@ class Generation:
             ctx.cancel.cancel("error")
             raise
         finally:
+            # Closed here, after the cancel reason is set and before the model slot goes back:
+            # the provider has let go of the generation by the time the next one is admitted.
+            await stream.aclose()
             if timer is not None:
                 timer.cancel()
             if not finished:
                 self._cancelled(ctx.cancel.reason or "error")
             await self.aclose()
+
+    async def _merged(self, contexts: list[PipelineContext]) -> AsyncGenerator[Delta, None]:
+        """The deltas of several choices as they come, each choice read by a task of its own."""
+        ctx = contexts[0]
+        sources = ctx.provider.generate_choices(ctx.prompt, [c.params for c in contexts], ctx.cancel)
+        for c, source in zip(contexts, sources, strict=True):
+            c.source = source
+        queue: asyncio.Queue[Delta | BaseException | None] = asyncio.Queue()
+
+        async def pump(c: PipelineContext) -> None:
+            try:
+                async for delta in self.pipeline.stream(c):
+                    queue.put_nowait(delta)
+            except Exception as exc:
+                queue.put_nowait(exc)
+            finally:
+                queue.put_nowait(None)
+
+        tasks = [asyncio.ensure_future(pump(c)) for c in contexts]
+        try:
+            running = len(tasks)
+            while running:
+                item = await queue.get()
+                if item is None:
+                    running -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+        finally:
+            # One choice failed or the reader left: the others end too.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for source in sources:
+                await source.aclose()  # a choice whose task never started still lets go
 
     async def collect(self) -> PipelineResult:
         """Runs the generation to its end (non-stream requests).
@@ -212,7 +256,7 @@ class Generation:
                 pipeline=self.pipeline.name,
                 stub=self.ctx.stub,
                 reason=reason,
-                completion_tokens=self.ctx.completion_tokens,
+                completion_tokens=sum(c.completion_tokens for c in self.choices),
             )
         )
 
@@ -263,7 +307,8 @@ class GenerationService:
 
     async def start(self, req: GenerationRequest) -> Generation:
         entry = self._router.entry(req.model)
-        if entry.config.upstreams or entry.config.fallbacks:
+        # Several choices are not retried along a chain: each would need its own first piece.
+        if (entry.config.upstreams or entry.config.fallbacks) and req.n == 1:
             return await self._start_chain(req, entry)
         stack = contextlib.AsyncExitStack()
         try:
@@ -301,7 +346,8 @@ class GenerationService:
             # `slots` is what one upstream server takes at once; the fleet takes that many each.
             slots *= len(entry.config.upstreams)
         gate = self._admission.gate(entry.config.id, slots)
-        await stack.enter_async_context(gate.admit())
+        # Each choice decodes as a sequence of its own: a request with n choices takes n slots.
+        await stack.enter_async_context(gate.admit(min(req.n, slots)))
         return ctx, pipeline, time.perf_counter() - queued
 
     # -- fallback ---------------------------------------------------------------

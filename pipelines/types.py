@@ -164,6 +164,8 @@ class Delta(msgspec.Struct, frozen=True):
     tool_id: str | None = None
     tool_name: str | None = None
     logprobs: tuple[LogprobEntry, ...] = ()
+    choice: int = 0
+    """Which of the request's choices (`n`) this delta belongs to."""
 
 
 class StopReason(enum.Enum):

@@ -162,6 +162,7 @@ async def chat_completions(request: Request[Any, Any, Any]) -> ASGIResponse:
             reasoning_fields=gw.settings.server.reasoning_fields,
             include_usage=bool(wire.stream_options and wire.stream_options.include_usage),
             logprobs=req.logprobs,
+            choices=req.n,
         )
         return _SSE(
             generation=gen,

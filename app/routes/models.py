@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.params import FromPath
 
 from compat.responses import ModelCard, ModelList
 from pipelines.upstream import UpstreamRouted
@@ -51,14 +52,14 @@ async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get("/v1/models/{model:path}", operation_id="retrieveModel", include_in_schema=False)
-async def get_model(request: Request[Any, Any, Any], model: str) -> Response[bytes]:
+async def get_model(request: Request[Any, Any, Any], model: FromPath[str]) -> Response[bytes]:
     gw: Gateway = request.app.state.gateway
     entry = gw.router.entry(model.lstrip("/"))  # unknown: 404 model_not_found
     return _json(model_card(gw, entry))
 
 
 @post("/admin/unload/{model:path}", operation_id="unloadModel", status_code=200, include_in_schema=False)
-async def unload_model(request: Request[Any, Any, Any], model: str) -> Response[bytes]:
+async def unload_model(request: Request[Any, Any, Any], model: FromPath[str]) -> Response[bytes]:
     """Unloads a loaded model (`ModelUnloaded reason=explicit_unload`); it reloads on next use."""
     gw: Gateway = request.app.state.gateway
     entry = gw.router.entry(model.lstrip("/"))  # unknown: 404 model_not_found

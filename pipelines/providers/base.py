@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import msgspec
@@ -116,6 +116,22 @@ class Provider(abc.ABC):
     def context_length(self) -> int:
         return self.config.context_length
 
+    @property
+    def max_choices(self) -> int | None:
+        """The most choices (`n`) one request may ask of this provider at once; None when
+        the provider sets no bound of its own (the gateway's `max_n` still does)."""
+        return None
+
     @abc.abstractmethod
     def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Piece, None]:
         """Yield the pieces of one generation."""
+
+    def generate_choices(
+        self, prompt: Prompt, params: Sequence[DecodeParams], cancel: CancelToken
+    ) -> list[AsyncGenerator[Piece, None]]:
+        """One stream of pieces per choice of one request, all from the same prompt (each
+        `params` has its own seed). The consumer reads them concurrently and closes each.
+
+        By default every choice is a generation of its own; a provider that can evaluate the
+        prompt once and fork its state for every choice overrides this."""
+        return [self.generate(prompt, p, cancel) for p in params]

@@ -59,7 +59,7 @@ _SCHEMA_PARAM = "response_format.json_schema.schema"
 FLASH_ATTENTION = False
 """Flash attention decodes 10-20% faster on this CPU, but its numerics depend on how a
 prompt was split between decode calls: a prompt read partly from a cached prefix then gave
-logits 0.8 apart from a fresh read on SmolLM2, and greedy output changed (docs/performance.md).
+logits up to 1.0 apart from a fresh read on SmolLM2, and greedy output changed (docs/performance.md).
 Without it, cached prefixes, chunked prompts and batched sequences all reproduce a fresh
 single-sequence run exactly on SmolLM2. Both providers must agree on it."""
 _PENALTY_LAST_N = 64
@@ -354,6 +354,12 @@ class LlamaCppProvider(LlamaProviderBase):
     def busy(self) -> bool:
         """A generation holds the model (its decode thread may still be finishing)."""
         return self._lock.locked()
+
+    @property
+    def max_choices(self) -> int:
+        # One context, one sequence: several choices would queue behind each other and
+        # evaluate the prompt again each time. `slots > 1` selects the batched provider.
+        return 1
 
     @property
     def context_length(self) -> int:

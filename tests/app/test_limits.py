@@ -165,7 +165,7 @@ def test_body_size_without_content_length(client: httpx.Client) -> None:
         ("n", 0),
         ("n", -1),
         ("n", 129),
-        ("n", 2),  # valid OpenAI, not served here: 400 unsupported_parameter, still naming `n`
+        ("n", 17),  # valid OpenAI, above the gateway's `max_choices` (16)
         ("max_tokens", 0),
         ("max_tokens", -1),
         ("max_tokens", -(10**30)),

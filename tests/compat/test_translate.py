@@ -444,3 +444,32 @@ def test_a_whole_stream_reads_like_openai() -> None:
 def test_error_and_done_lines() -> None:
     assert encoder().error(b'{"error":{}}') == b'data: {"error":{}}\n\n'
     assert StreamEncoder.done() == b"data: [DONE]\n\n"
+
+
+# --- several choices (n > 1) ----------------------------------------------------------------
+
+
+def test_every_choice_is_its_own_message() -> None:
+    choices = (
+        result(content="red", index=0, finish_reason="stop"),
+        result(content="blue and", index=1, finish_reason="length"),
+    )
+    combined = result(content="red", usage=Usage(prompt_tokens=5, completion_tokens=9), choices=choices)
+    body = completion(combined)
+    assert [(c["index"], c["message"]["content"], c["finish_reason"]) for c in body["choices"]] == [
+        (0, "red", "stop"),
+        (1, "blue and", "length"),
+    ]
+    assert body["usage"]["completion_tokens"] == 9 and body["usage"]["prompt_tokens"] == 5
+
+
+def test_a_stream_of_choices_names_each_chunks_index() -> None:
+    enc = encoder(choices=3)
+    assert [c["choices"][0]["index"] for c in sse(enc.first())] == [0, 1, 2]
+    [chunk] = sse(enc.delta(Delta(kind=DeltaKind.CONTENT, text="x", choice=2)))
+    assert chunk["choices"][0] == {"index": 2, "delta": {"content": "x"}, "finish_reason": None, "logprobs": None}
+    combined = result(choices=(result(index=0, finish_reason="stop"), result(index=1, finish_reason="length")))
+    assert [(c["choices"][0]["index"], c["choices"][0]["finish_reason"]) for c in sse(enc.final(combined))] == [
+        (0, "stop"),
+        (1, "length"),
+    ]

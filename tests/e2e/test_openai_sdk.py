@@ -103,3 +103,45 @@ def test_every_response_carries_a_request_id(stub_gateway: ServedGateway) -> Non
     r = httpx.get(f"{stub_gateway.base_url}/nope")
     assert r.status_code == 404 and r.headers["x-request-id"].startswith("req_")
     assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_several_choices_non_stream(client: openai.OpenAI) -> None:
+    msgs: list[openai.types.chat.ChatCompletionMessageParam] = [{"role": "user", "content": "Name three colors."}]
+    out = client.chat.completions.create(model="stub-chat", messages=msgs, max_tokens=8, n=3, seed=11)
+    assert [c.index for c in out.choices] == [0, 1, 2]
+    texts = [c.message.content for c in out.choices]
+    assert len(set(texts)) == 3  # each choice has its own seed: 11, 12, 13
+    for i, text in enumerate(texts):
+        one = client.chat.completions.create(model="stub-chat", messages=msgs, max_tokens=8, seed=11 + i)
+        assert one.choices[0].message.content == text
+    assert out.usage is not None and out.usage.completion_tokens == 3 * 8
+    assert out.usage.total_tokens == out.usage.prompt_tokens + 24
+
+
+def test_several_choices_stream_by_index(client: openai.OpenAI) -> None:
+    msgs: list[openai.types.chat.ChatCompletionMessageParam] = [{"role": "user", "content": "Hello"}]
+    stream = client.chat.completions.create(
+        model="stub-harmony", messages=msgs, n=2, seed=5, stream=True, stream_options={"include_usage": True}
+    )
+    content: dict[int, str] = {0: "", 1: ""}
+    roles: dict[int, str | None] = {}
+    finish: dict[int, str | None] = {}
+    for chunk in stream:
+        for c in chunk.choices:
+            roles.setdefault(c.index, c.delta.role)
+            content[c.index] += c.delta.content or ""
+            if c.finish_reason:
+                finish[c.index] = c.finish_reason
+    full = client.chat.completions.create(model="stub-harmony", messages=msgs, n=2, seed=5)
+    assert roles == {0: "assistant", 1: "assistant"}
+    assert finish == {0: "stop", 1: "stop"}
+    assert [content[0], content[1]] == [c.message.content for c in full.choices]
+    assert chunk.usage is not None and full.usage is not None
+    assert chunk.usage.completion_tokens == full.usage.completion_tokens
+
+
+def test_too_many_choices_is_a_clear_error(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="stub-chat", messages=[{"role": "user", "content": "x"}], n=17)
+    body = info.value.body
+    assert isinstance(body, dict) and body["param"] == "n"

@@ -300,3 +300,67 @@ async def test_raising_the_slots_admits_the_waiters_at_once() -> None:
             for t in waiters:
                 t.cancel()
             await asyncio.gather(*waiters, return_exceptions=True)
+
+
+# --- requests of several choices (weights) ----------------------------------------------
+
+
+async def test_a_request_of_several_choices_takes_that_many_slots() -> None:
+    gate, _ = make_gate(slots=4)
+    async with gate.admit(3):
+        assert gate.running == 3
+        async with gate.admit():
+            assert gate.running == 4
+    assert gate.running == 0
+
+
+async def test_a_heavy_waiter_is_not_overtaken_by_lighter_ones() -> None:
+    gate, _ = make_gate(slots=4)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def hold(name: str, weight: int) -> None:
+        async with gate.admit(weight):
+            order.append(name)
+            await release.wait()
+
+    first = asyncio.create_task(hold("two", 2))
+    await until(lambda: gate.running == 2)
+    heavy = asyncio.create_task(hold("three", 3))  # does not fit in the 2 free slots
+    await until(lambda: gate.waiting == 1)
+    light = asyncio.create_task(hold("one", 1))  # would fit, but must not jump the queue
+    await until(lambda: gate.waiting == 2)
+    assert order == ["two"]
+    release.set()
+    await asyncio.gather(first, heavy, light)
+    assert order == ["two", "three", "one"]
+    assert (gate.running, gate.waiting) == (0, 0)
+
+
+async def test_a_heavy_waiter_giving_up_lets_the_next_in() -> None:
+    gate, _ = make_gate(slots=2)
+    release = asyncio.Event()
+
+    async def hold(weight: int) -> None:
+        async with gate.admit(weight):
+            await release.wait()
+
+    holder = asyncio.create_task(hold(1))
+    await until(lambda: gate.running == 1)
+    heavy = asyncio.create_task(hold(2))
+    await until(lambda: gate.waiting == 1)
+    light = asyncio.create_task(hold(1))
+    await until(lambda: gate.waiting == 2)
+    heavy.cancel()  # its client went away: the light one behind it fits in the free slot
+    await until(lambda: gate.running == 2 and gate.waiting == 0)
+    release.set()
+    await asyncio.gather(holder, light)
+    assert heavy.cancelled()
+    assert (gate.running, gate.waiting) == (0, 0)
+
+
+async def test_more_choices_than_slots_take_the_whole_gate() -> None:
+    gate, _ = make_gate(slots=2)
+    async with gate.admit(5):
+        assert gate.running == 2
+    assert gate.running == 0

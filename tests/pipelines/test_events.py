@@ -111,7 +111,7 @@ async def test_routed_carries_the_pipeline_and_capabilities(harness: Harness) ->
 
 @pytest.mark.parametrize(
     ("kwargs", "error"),
-    [({"preset": "no-such-preset"}, InvalidRequest), ({"n": 2}, Unsupported)],
+    [({"preset": "no-such-preset"}, InvalidRequest), ({"logprobs": True}, Unsupported)],
 )
 async def test_a_request_that_prepare_rejects_is_never_routed(
     harness: Harness, kwargs: dict[str, object], error: type[Exception]
