@@ -1,4 +1,12 @@
-"""Logging: text or one JSON object per line; every event becomes one log line."""
+"""Logging: text or one JSON object per line; every event becomes one log line.
+
+An event line is a record of the `mia.events` logger whose message is the event's name;
+its fields (`event` first, then the event's own, without `token_gaps`) are attributes of
+the record, so both formatters print them as they print any `extra`. Every event is
+logged at INFO, `GenerationChunk` only while the logger is enabled for DEBUG too (one
+per token). The listener runs inline on the event loop, so it costs one level check
+when the line is not wanted, and one record and one msgspec encode when it is.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ import json
 import logging
 import sys
 import time
+from typing import Any
 
 import msgspec
 
@@ -14,6 +23,23 @@ from pipelines.events import Event, EventBus, GenerationChunk
 __all__ = ["configure_logging", "log_events"]
 
 _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
+
+EVENT_LEVEL = logging.INFO
+"""The level of every event line."""
+CHUNK_GATE = logging.DEBUG
+"""`GenerationChunk` lines are written only while the logger is enabled for this level."""
+
+_encoder = msgspec.json.Encoder(enc_hook=str)
+
+
+def _json_line(out: dict[str, Any]) -> str:
+    """One JSON object as `json.dumps(out, default=str, ensure_ascii=False)` writes it, by
+    msgspec: `format(indent=0)` puts back the ", " and ": " separators. Only float spelling
+    can differ (`1e-05` is `0.00001` here; NaN and infinities are `null`, valid JSON)."""
+    try:
+        return msgspec.json.format(_encoder.encode(out), indent=0).decode()
+    except (TypeError, ValueError, OverflowError):  # a key msgspec refuses, an int beyond 64 bits
+        return json.dumps(out, default=str, ensure_ascii=False)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -29,13 +55,29 @@ class _JsonFormatter(logging.Formatter):
                 out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, ensure_ascii=False)
+        return _json_line(out)
 
 
 class _TextFormatter(logging.Formatter):
     """Human-readable lines; structured extras follow as key=value."""
 
     converter = time.gmtime  # type: ignore[assignment]
+
+    def __init__(self, fmt: str) -> None:
+        super().__init__(fmt)
+        self._second: tuple[int, str] = (-1, "")
+        """The last whole second formatted, and its text (strftime is most of a line's cost)."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        """`logging.Formatter.formatTime` (UTC, `2025-01-31 12:00:00,123`), one strftime a second."""
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        cached, stamp = self._second
+        if second != cached:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
+            self._second = (second, stamp)
+        return f"{stamp},{int(record.msecs):03d}"
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
@@ -54,20 +96,35 @@ def configure_logging(level: str, fmt: str) -> None:
     root.setLevel(level.upper())
 
 
+def _renames(cls: type[Event]) -> dict[str, str] | None:
+    """Field -> attribute for the fields of `cls` that a LogRecord already has (`ev_` prefix);
+    None when there are none (every event today)."""
+    renames = {f: f"ev_{f}" for f in cls.__struct_fields__ if f in _RESERVED}
+    return renames or None
+
+
 def log_events(bus: EventBus, logger: logging.Logger | None = None) -> None:
     """Subscribes a listener that writes each event as one structured line (`event`
     names it; `request_id` is among the fields where the event has one). Chunk events
     are logged only at debug level, since there is one per token."""
     log = logger or logging.getLogger("mia.events")
+    enabled = log.isEnabledFor  # cached per level by logging; cleared when levels change
+    renames: dict[type[Event], dict[str, str] | None] = {}
 
     def listener(event: Event) -> None:
-        if isinstance(event, GenerationChunk) and not log.isEnabledFor(logging.DEBUG):
+        if not enabled(EVENT_LEVEL) or (isinstance(event, GenerationChunk) and not enabled(CHUNK_GATE)):
             return
-        if not log.isEnabledFor(logging.INFO):
-            return
-        fields = msgspec.to_builtins(event)
-        name = fields.pop("event")
+        fields = msgspec.to_builtins(event)  # {"event": name, "ts": …, …}: already the line's order
         fields.pop("token_gaps", None)
-        log.info(name, extra={"event": name, **{f"ev_{k}" if k in _RESERVED else k: v for k, v in fields.items()}})
+        cls = type(event)
+        if cls not in renames:
+            renames[cls] = _renames(cls)
+        if (rename := renames[cls]) is not None:
+            fields = {rename.get(k, k): v for k, v in fields.items()}
+        # What `log.info(name, extra=fields)` does, without its caller lookup (a stack
+        # walk per line that nothing prints).
+        record = log.makeRecord(log.name, EVENT_LEVEL, __file__, 0, fields["event"], (), None, "listener")
+        record.__dict__.update(fields)
+        log.handle(record)
 
-    bus.subscribe(listener, chunks=log.isEnabledFor(logging.DEBUG))
+    bus.subscribe(listener, chunks=log.isEnabledFor(CHUNK_GATE))

@@ -9,7 +9,8 @@ cannot mint series.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -45,6 +46,12 @@ _CANCEL_REASONS = frozenset({"client_disconnect", "timeout", "shutdown", "upstre
 _UNLOAD_REASONS = frozenset({"switch_heavy", "switch_heavy_to_lightweight", "explicit_unload", "idle", "shutdown"})
 _OTHER = "other"
 _TOKEN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+MAX_CHILDREN = 4096
+"""Most label children a metric keeps memoised. Label values are bounded already (configured
+ids, fixed vocabularies, `other`), so this is a backstop: past it, `labels()` is called
+as without the memo (same result, slower)."""
+
+_M = TypeVar("_M", Counter, Gauge, Histogram)
 
 
 def _bounded(value: str, allowed: frozenset[str]) -> str:
@@ -58,6 +65,29 @@ def _word(value: str) -> str:
 
 def _stub(flag: bool) -> str:
     return "true" if flag else "false"
+
+
+class _Children(Generic[_M]):
+    """`metric.labels(*values)`, memoised per tuple of label values.
+
+    `labels()` validates and converts its values and takes the metric's lock on every call
+    (about 6% of a stub request's CPU); a child, once made, stays the same object for the
+    metric's life (nothing here calls `remove()` or `clear()`, which would make the memo
+    stale). A miss calls `labels()` exactly as before, so series appear when they did."""
+
+    __slots__ = ("_cache", "_labels")
+
+    def __init__(self, metric: _M) -> None:
+        self._labels: Callable[..., _M] = metric.labels
+        self._cache: dict[tuple[str, ...], _M] = {}
+
+    def __call__(self, *values: str) -> _M:
+        child = self._cache.get(values)
+        if child is None:
+            child = self._labels(*values)
+            if len(self._cache) < MAX_CHILDREN:
+                self._cache[values] = child
+        return child
 
 
 class GatewayMetrics:
@@ -102,8 +132,15 @@ class GatewayMetrics:
         self.generation_tokens = Counter("mia_generation_tokens", "Tokens generated.", gen, registry=registry)
         self.prompt_cache_hits = Counter(
             "mia_prompt_cache_hit_tokens",
-            "Prompt tokens read from a slot's cached prefix instead of evaluated (hit rate: "
-            "divide by mia_prompt_tokens_total).",
+            "Prompt tokens read from a slot's cached prefix instead of evaluated, batched llama.cpp "
+            "models only (hit rate: divide by mia_prompt_processed_tokens_total).",
+            gen,
+            registry=registry,
+        )
+        self.prompt_processed = Counter(
+            "mia_prompt_processed_tokens",
+            "Prompt tokens of the prompts a batched llama.cpp model read, cached or evaluated (the "
+            "denominator of the prompt cache hit rate).",
             gen,
             registry=registry,
         )
@@ -127,7 +164,12 @@ class GatewayMetrics:
             buckets=DURATION_BUCKETS,
             registry=registry,
         )
-        self.running = Gauge("mia_num_requests_running", "Generations decoding now.", ("model",), registry=registry)
+        self.running = Gauge(
+            "mia_num_requests_running",
+            "Slots in use: generations decoding (n choices count n).",
+            ("model",),
+            registry=registry,
+        )
         self.waiting = Gauge(
             "mia_num_requests_waiting", "Generations queued for a slot.", ("model",), registry=registry
         )
@@ -169,50 +211,75 @@ class GatewayMetrics:
             self.waiting.labels(model).set(0)
             self.model_loaded.labels(model).set(0)
             self.model_stub.labels(model).set(0)
+        # Memoised `labels()` of every metric an event touches (see `_Children`).
+        self._decode_tps = _Children(self.decode_tps)
+        self._ttft = _Children(self.ttft)
+        self._itl = _Children(self.itl)
+        self._queue = _Children(self.queue)
+        self._prompt_tokens = _Children(self.prompt_tokens)
+        self._generation_tokens = _Children(self.generation_tokens)
+        self._prompt_cache_hits = _Children(self.prompt_cache_hits)
+        self._prompt_processed = _Children(self.prompt_processed)
+        self._generations = _Children(self.generations)
+        self._cancellations = _Children(self.cancellations)
+        self._requests = _Children(self.requests)
+        self._request_duration = _Children(self.request_duration)
+        self._running = _Children(self.running)
+        self._waiting = _Children(self.waiting)
+        self._upstream_requests = _Children(self.upstream_requests)
+        self._handlers: dict[type, Callable[[Event], None] | None] = {}
+        """Event type -> its `_on_…` method (None: not a metrics event); one entry per type."""
 
     def _model(self, model_id: str | None) -> str:
         return model_id if model_id in self._models else _OTHER
 
     def handle(self, event: Event) -> None:
-        handler = getattr(self, f"_on_{type(event).__name__}", None)
+        cls = type(event)
+        try:
+            handler = self._handlers[cls]
+        except KeyError:
+            handler = self._handlers[cls] = getattr(self, f"_on_{cls.__name__}", None)
         if handler is not None:
             handler(event)
 
     def _on_GenerationStarted(self, e: GenerationStarted) -> None:  # noqa: N802
-        self.queue.labels(self._model(e.model_id), _stub(e.stub)).observe(e.queue_seconds)
+        self._queue(self._model(e.model_id), _stub(e.stub)).observe(e.queue_seconds)
 
     def _on_GenerationCompleted(self, e: GenerationCompleted) -> None:  # noqa: N802
         labels = (self._model(e.model_id), _stub(e.stub))
         summary = e.result_summary
         usage = summary.get("usage", {})
-        self.prompt_tokens.labels(*labels).inc(usage.get("prompt_tokens", 0))
-        self.generation_tokens.labels(*labels).inc(usage.get("completion_tokens", 0))
-        self.generations.labels(*labels, _bounded(e.stop_reason, _STOP_REASONS)).inc()
+        self._prompt_tokens(*labels).inc(usage.get("prompt_tokens", 0))
+        self._generation_tokens(*labels).inc(usage.get("completion_tokens", 0))
+        self._generations(*labels, _bounded(e.stop_reason, _STOP_REASONS)).inc()
         ttft = summary.get("first_token_seconds")
         if ttft is not None:
-            self.ttft.labels(*labels).observe(ttft)
+            self._ttft(*labels).observe(ttft)
         tps = summary.get("decode_tokens_per_second")
         if tps is not None:
-            self.decode_tps.labels(*labels).observe(tps)
+            self._decode_tps(*labels).observe(tps)
         if e.token_gaps:
-            itl = self.itl.labels(*labels)
+            itl = self._itl(*labels)
             for gap in e.token_gaps:
                 itl.observe(gap)
 
     def _on_GenerationCancelled(self, e: GenerationCancelled) -> None:  # noqa: N802
         labels = (self._model(e.model_id), _stub(e.stub))
-        self.cancellations.labels(*labels, _bounded(e.reason, _CANCEL_REASONS)).inc()
+        self._cancellations(*labels, _bounded(e.reason, _CANCEL_REASONS)).inc()
         # Tokens decoded before the cancel were still generated (and cost decode time).
         if e.completion_tokens:
-            self.generation_tokens.labels(*labels).inc(e.completion_tokens)
+            self._generation_tokens(*labels).inc(e.completion_tokens)
 
     def _on_PromptProcessed(self, e: PromptProcessed) -> None:  # noqa: N802
-        self.prompt_cache_hits.labels(self._model(e.model_id), _stub(False)).inc(e.cached_tokens)
+        # Only real llama.cpp engines emit it (a stub reads no prompt).
+        labels = (self._model(e.model_id), _stub(False))
+        self._prompt_cache_hits(*labels).inc(e.cached_tokens)
+        self._prompt_processed(*labels).inc(e.prompt_tokens)
 
     def _on_AdmissionChanged(self, e: AdmissionChanged) -> None:  # noqa: N802
         model = self._model(e.model_id)
-        self.running.labels(model).set(e.running)
-        self.waiting.labels(model).set(e.waiting)
+        self._running(model).set(e.running)
+        self._waiting(model).set(e.waiting)
 
     def _on_ModelLoaded(self, e: ModelLoaded) -> None:  # noqa: N802
         model = self._model(e.model_id)
@@ -229,6 +296,7 @@ class GatewayMetrics:
             self.queue,
             self.prompt_tokens,
             self.prompt_cache_hits,
+            self.prompt_processed,
             self.generation_tokens,
         ):
             metric.labels(*labels)
@@ -247,8 +315,8 @@ class GatewayMetrics:
         self.unloads.labels(model, _bounded(e.reason, _UNLOAD_REASONS)).inc()
 
     def _on_RequestFinished(self, e: RequestFinished) -> None:  # noqa: N802
-        self.requests.labels(e.endpoint, str(e.status)).inc()
-        self.request_duration.labels(e.endpoint).observe(e.duration_seconds)
+        self._requests(e.endpoint, str(e.status)).inc()
+        self._request_duration(e.endpoint).observe(e.duration_seconds)
 
     def _on_FallbackTriggered(self, e: FallbackTriggered) -> None:  # noqa: N802
         self.fallbacks.labels(self._model(e.from_model), self._model(e.to_model), _word(e.reason)).inc()
@@ -258,7 +326,7 @@ class GatewayMetrics:
         return pair if pair in self._upstreams else (self._model(model_id), _OTHER)
 
     def _on_UpstreamRequestFinished(self, e: UpstreamRequestFinished) -> None:  # noqa: N802
-        self.upstream_requests.labels(*self._upstream(e.model_id, e.upstream), _bounded(e.result, RESULTS)).inc()
+        self._upstream_requests(*self._upstream(e.model_id, e.upstream), _bounded(e.result, RESULTS)).inc()
 
     def _on_UpstreamStateChanged(self, e: UpstreamStateChanged) -> None:  # noqa: N802
         labels = self._upstream(e.model_id, e.upstream)

@@ -637,8 +637,13 @@ def llm_phase(args: argparse.Namespace, path: Path, kind: str, tmp: Path, deadli
         with process(gateway_args(config, port), tmp / f"{name}.log", f"{base}/ready"):
             results[name] = measure_server(f"{base}/v1", "bench", "chat", args, {}, deadline)
             hits = scrape(base, "mia_prompt_cache_hit_tokens_total")
+            processed = scrape(base, "mia_prompt_processed_tokens_total")
             prompt = scrape(base, "mia_prompt_tokens_total")
-            results[name]["prompt_cache"] = {"hit_tokens": hits, "prompt_tokens": prompt}
+            results[name]["prompt_cache"] = {
+                "hit_tokens": hits,
+                "processed_tokens": processed,
+                "prompt_tokens": prompt,
+            }
     return results
 
 

@@ -173,7 +173,7 @@ NAMED = {
     "blue": "#5794f2",
     "text": "#5a5f6a",
 }
-UNITS = {"s": "seconds", "reqps": "req/s", "ops": "per second", "short": ""}
+UNITS = {"s": "seconds", "reqps": "req/s", "ops": "per second", "short": "", "percentunit": "fraction"}
 
 
 def _color(panel: dict[str, Any], name: str, i: int) -> str:

@@ -325,14 +325,13 @@ def test_an_unknown_content_part_type_is_400_at_the_part(client: httpx.Client) -
     assert err["param"] is not None and err["param"].startswith("messages[0].content[1]")
 
 
-def test_n_above_one_is_unsupported(client: httpx.Client) -> None:
-    err = error(post(client, chat(n=2)), 400)
-    assert err["param"] == "n"
-    assert err["code"] == "unsupported_parameter"
-    # n=1 is fine
-    r = post(client, chat(n=1))
+def test_n_above_the_gateways_bound_is_refused(client: httpx.Client) -> None:
+    err = error(post(client, chat(n=17)), 400)
+    assert err["param"] == "n" and "16" in err["message"]
+    r = post(client, chat(n=16))
     check_response(r)
     assert r.status_code == 200
+    assert [c["index"] for c in r.json()["choices"]] == list(range(16))
 
 
 def test_top_logprobs_without_logprobs(client: httpx.Client) -> None:

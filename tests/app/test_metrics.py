@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+import app.metrics
 from app.gateway import build_gateway
 from app.metrics import TPS_BUCKETS, GatewayMetrics, install_metrics
 from app.settings import Settings
@@ -25,6 +26,7 @@ from pipelines.events import (
     ModelLoaded,
     ModelLoadFailed,
     ModelUnloaded,
+    PromptProcessed,
     RequestFinished,
 )
 from pipelines.providers.base import CancelToken, DecodeParams, Prompt, Provider
@@ -233,6 +235,42 @@ def test_requests_by_endpoint_and_status(registry: CollectorRegistry, metrics: G
     assert value(registry, "mia_request_duration_seconds_sum", endpoint=ep) == pytest.approx(0.6)
 
 
+def processed(model: str = REAL, *, prompt: int = 40, cached: int = 30) -> PromptProcessed:
+    return PromptProcessed(
+        request_id="r",
+        model_id=model,
+        prompt_tokens=prompt,
+        cached_tokens=cached,
+        evaluated_tokens=prompt - cached,
+        slot=0,
+        seconds=0.01,
+    )
+
+
+def test_prompt_processed_counts_cached_and_all_prompt_tokens(
+    registry: CollectorRegistry, metrics: GatewayMetrics
+) -> None:
+    metrics.handle(loaded(REAL, stub=False))
+    gen = {"model": REAL, "stub": "false"}
+    # both series exist at zero from the load, so a hit rate has data before the first prompt
+    assert registry.get_sample_value("mia_prompt_cache_hit_tokens_total", gen) == 0.0
+    assert registry.get_sample_value("mia_prompt_processed_tokens_total", gen) == 0.0
+    metrics.handle(processed(prompt=40, cached=0))
+    metrics.handle(processed(prompt=50, cached=36))
+    assert value(registry, "mia_prompt_cache_hit_tokens_total", **gen) == 36
+    assert value(registry, "mia_prompt_processed_tokens_total", **gen) == 90
+    # the hit rate the dashboard draws: cached over processed prompt tokens
+    assert value(registry, "mia_prompt_cache_hit_tokens_total", **gen) / value(
+        registry, "mia_prompt_processed_tokens_total", **gen
+    ) == pytest.approx(0.4)
+    # completed generations' prompt tokens are a separate series, untouched by it
+    assert value(registry, "mia_prompt_tokens_total", **gen) == 0
+    metrics.handle(processed("mystery", prompt=8, cached=8))
+    other = {"model": "other", "stub": "false"}
+    assert value(registry, "mia_prompt_processed_tokens_total", **other) == 8
+    assert value(registry, "mia_prompt_cache_hit_tokens_total", **other) == 8
+
+
 def test_fallbacks(registry: CollectorRegistry, metrics: GatewayMetrics) -> None:
     metrics.handle(FallbackTriggered(request_id="r", from_model=REAL, to_model=STUB, reason="upstream_error"))
     metrics.handle(FallbackTriggered(request_id="r", from_model=REAL, to_model=STUB, reason="HTTP 502 from x.y"))
@@ -313,9 +351,36 @@ def test_names_prefix_units_and_total(registry: CollectorRegistry, metrics: Gate
                 assert s.labels["stub"] in ("true", "false")
                 assert "model" in s.labels
     generation = [f for f in families.values() if f.name.split("_")[1] in ("decode", "time", "inter", "prompt")]
-    assert len(generation) == 5  # prompt_tokens and prompt_cache_hit_tokens are both "prompt"
+    assert len(generation) == 6  # prompt_tokens, prompt_cache_hit_tokens, prompt_processed_tokens: "prompt"
     for f in generation:
         assert {"model", "stub"} <= {k for s in f.samples for k in s.labels}, f.name
+
+
+# --- memoised label children -------------------------------------------------------
+
+
+def test_label_children_are_memoised_and_bounded(
+    registry: CollectorRegistry, metrics: GatewayMetrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    memo = metrics._queue
+    assert memo(REAL, "false") is memo(REAL, "false") is metrics.queue.labels(REAL, "false")
+    # past the bound a child is still right, just not kept
+    monkeypatch.setattr(app.metrics, "MAX_CHILDREN", 2)
+    for model in (REAL, STUB, "mystery"):
+        metrics.handle(started(model, queue=0.1))
+        metrics.handle(started(model, queue=0.1))
+    assert len(memo._cache) == 2
+    for model in (REAL, STUB, "other"):
+        assert value(registry, "mia_request_queue_seconds_count", model=model, stub="false") == 2
+
+
+def test_a_series_appears_only_when_its_event_touches_it(registry: CollectorRegistry, metrics: GatewayMetrics) -> None:
+    # the memo creates nothing ahead: a queue wait makes the queue series, and only it
+    metrics.handle(started(REAL, queue=0.1))
+    gen = {"model": REAL, "stub": "false"}
+    assert registry.get_sample_value("mia_request_queue_seconds_count", gen) == 1
+    assert registry.get_sample_value("mia_time_to_first_token_seconds_count", gen) is None
+    assert registry.get_sample_value("mia_prompt_tokens_total", gen) is None
 
 
 # --- through the real service: cancelled and failed generations count once -------

@@ -62,6 +62,8 @@ context_length = 2048
 # One decode thread: on 2 shared cores llama.cpp's spinning thread pool collapses to a few
 # tokens/s whenever anything else runs; this test is about metrics, not speed.
 threads = 1
+# Two slots: the batched provider, whose prompt-prefix cache the dashboard shows.
+slots = 2
 """
 
 _LABEL_VALUES = re.compile(r"^label_values\((?P<metric>[^,]+),\s*(?P<label>\w+)\)$")
@@ -303,6 +305,8 @@ def test_dashboard_queries_return_data_from_a_real_prometheus(tmp_path: Path) ->
         assert {s["metric"]["model"] for s in real} == {REAL_MODEL}
         assert {s["metric"]["model"] for s in stub} == set(STUB_MODELS)
         assert int(float(real[0]["value"][1])) >= 4  # 2 rounds x (non-stream + stream)
+        # the same question again and again: the batched provider reads its prefix from the cache
+        assert prom.query(f'mia_prompt_cache_hit_tokens_total{{model="{REAL_MODEL}"}} > 0')
 
         # every dashboard expression evaluates and returns data
         problems = []

@@ -1,0 +1,184 @@
+"""The event log: one line per event, in text or JSON, at the levels the docs promise."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from app.logs import _TextFormatter, configure_logging, log_events
+from pipelines.events import (
+    Event,
+    EventBus,
+    GenerationChunk,
+    GenerationCompleted,
+    ModelLoaded,
+    PromptProcessed,
+)
+
+TS = 1763779200.25
+Configure = Callable[[str, str], io.StringIO]
+
+
+@pytest.fixture
+def configure() -> Iterator[Configure]:
+    """`configure_logging(level, fmt)`, writing to a buffer; the root logger is put back after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+
+    def _configure(level: str, fmt: str) -> io.StringIO:
+        configure_logging(level, fmt)
+        buf = io.StringIO()
+        handler = root.handlers[0]
+        assert isinstance(handler, logging.StreamHandler)
+        handler.setStream(buf)
+        return buf
+
+    yield _configure
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def completed() -> GenerationCompleted:
+    return GenerationCompleted(
+        ts=TS,
+        request_id="chatcmpl-1",
+        model_id="m",
+        pipeline="lightweight",
+        stub=False,
+        stop_reason="eos",
+        result_summary={"usage": {"prompt_tokens": 3, "completion_tokens": 2}, "finish_reason": "stop"},
+        token_gaps=(0.01, 0.02),
+    )
+
+
+def chunk() -> GenerationChunk:
+    return GenerationChunk(ts=TS, request_id="chatcmpl-1", model_id="m", channel="final", text="héllo\n")
+
+
+def emit(*events: Event) -> EventBus:
+    bus = EventBus()
+    log_events(bus)
+    for event in events:
+        bus.emit(event)
+    return bus
+
+
+def test_json_line(configure: Configure) -> None:
+    out = configure("INFO", "json")
+    emit(completed())
+    # byte for byte what `json.dumps(..., ensure_ascii=False)` wrote: the event's own `ts`,
+    # the event name twice, its fields in order, no `token_gaps`
+    assert out.getvalue() == (
+        '{"ts": 1763779200.25, "level": "info", "logger": "mia.events", "message": "GenerationCompleted", '
+        '"event": "GenerationCompleted", "request_id": "chatcmpl-1", "model_id": "m", "pipeline": "lightweight", '
+        '"stub": false, "stop_reason": "eos", "result_summary": {"usage": {"prompt_tokens": 3, '
+        '"completion_tokens": 2}, "finish_reason": "stop"}}\n'
+    )
+
+
+def test_json_lines_parse_and_keep_text_as_is(configure: Configure) -> None:
+    out = configure("DEBUG", "json")
+    emit(chunk(), PromptProcessed(ts=TS, request_id=None, model_id="m", prompt_tokens=9, cached_tokens=4,
+                                  evaluated_tokens=5, slot=1, seconds=0.5))  # fmt: skip
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    assert first["event"] == "GenerationChunk" and first["text"] == "héllo\n"
+    assert '"text": "héllo\\n"' in out.getvalue()  # not ASCII-escaped
+    assert second == {
+        "ts": TS,
+        "level": "info",
+        "logger": "mia.events",
+        "message": "PromptProcessed",
+        "event": "PromptProcessed",
+        "request_id": None,
+        "model_id": "m",
+        "prompt_tokens": 9,
+        "cached_tokens": 4,
+        "evaluated_tokens": 5,
+        "slot": 1,
+        "seconds": 0.5,
+    }
+
+
+def test_text_line(configure: Configure) -> None:
+    out = configure("INFO", "text")
+    emit(completed())
+    line = out.getvalue()
+    stamp, rest = line[:23], line[24:]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}", stamp), line
+    assert rest == (
+        "INFO mia.events: GenerationCompleted ts=1763779200.25 request_id=chatcmpl-1 model_id=m "
+        "pipeline=lightweight stub=False stop_reason=eos "
+        "result_summary={'usage': {'prompt_tokens': 3, 'completion_tokens': 2}, 'finish_reason': 'stop'}\n"
+    )
+
+
+def test_other_records_keep_their_extras_and_tracebacks(configure: Configure) -> None:
+    out = configure("INFO", "json")
+    log = logging.getLogger("app.somewhere")
+    log.warning(
+        "count %d", 3, extra={"request_id": "r9", "when": object.__new__(type("O", (), {"__str__": lambda _: "O!"}))}
+    )
+    try:
+        raise ValueError("nope")
+    except ValueError:
+        log.exception("failed")
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    assert first["message"] == "count 3" and first["level"] == "warning" and first["logger"] == "app.somewhere"
+    assert (first["request_id"], first["when"]) == ("r9", "O!")  # anything else as its str()
+    assert second["level"] == "error" and "ValueError: nope" in second["exc"]
+
+
+def test_levels(configure: Configure) -> None:
+    # every event line is INFO; chunks (one per token) only when DEBUG is on as well
+    out = configure("INFO", "json")
+    bus = emit(chunk(), completed())
+    assert not bus.wants_chunks
+    assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == ["GenerationCompleted"]
+
+    out = configure("DEBUG", "json")
+    bus = emit(chunk(), completed())
+    assert bus.wants_chunks
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(r["event"], r["level"]) for r in lines] == [("GenerationChunk", "info"), ("GenerationCompleted", "info")]
+
+    out = configure("WARNING", "text")
+    emit(chunk(), completed(), ModelLoaded(model_id="m", provider="stub", role="primary"))
+    assert out.getvalue() == ""
+
+
+def test_the_level_is_read_per_event(configure: Configure) -> None:
+    out = configure("WARNING", "json")
+    bus = EventBus()
+    log_events(bus)
+    bus.emit(completed())
+    logging.getLogger().setLevel(logging.INFO)
+    bus.emit(completed())
+    assert len(out.getvalue().splitlines()) == 1
+
+
+class _Odd(Event, frozen=True, kw_only=True):
+    name: str
+    lineno: int
+
+
+def test_fields_named_like_record_attributes_get_a_prefix(configure: Configure) -> None:
+    out = configure("INFO", "json")
+    emit(_Odd(ts=TS, name="n", lineno=7))
+    record = json.loads(out.getvalue())
+    assert (record["logger"], record["ev_name"], record["ev_lineno"]) == ("mia.events", "n", 7)
+
+
+def test_text_timestamps_match_the_standard_formatter() -> None:
+    ours = _TextFormatter("%(asctime)s %(message)s")
+    plain = logging.Formatter("%(asctime)s %(message)s")
+    plain.converter = time.gmtime
+    record = logging.makeLogRecord({"msg": "x"})
+    for created in (TS, TS + 0.5, TS + 0.999, TS + 1.0, TS + 61.2, TS - 3600.001):
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert ours.format(record) == plain.format(record), created
