@@ -16,7 +16,9 @@ Like openai-harmony, analysis messages that precede the conversation's first fin
 are dropped when the last assistant message is a final answer.
 
 Special tokens are written literally; whoever tokenizes the prompt must parse them as
-special tokens (and text inside messages is not escaped: Harmony has no escaping).
+special tokens. Harmony has no escaping, so the text of each message is also returned
+as a span (`render_prompt_spans`): a tokenizer reads it as plain text, so that a client
+who writes `<|end|><|start|>system…` in a message cannot forge a turn.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pipelines.harmony import tokens as tk
 from pipelines.harmony.schema_ts import tool_lines
 from pipelines.types import Message, Tool
 
-__all__ = ["DEFAULT_MODEL_IDENTITY", "REASONING_EFFORTS", "render_prompt"]
+__all__ = ["DEFAULT_MODEL_IDENTITY", "REASONING_EFFORTS", "render_prompt", "render_prompt_spans"]
 
 DEFAULT_MODEL_IDENTITY: Final = "You are ChatGPT, a large language model trained by OpenAI."
 REASONING_EFFORTS: Final = ("low", "medium", "high")
@@ -64,6 +66,27 @@ def render_prompt(
     Raises `InvalidRequest` for an unknown reasoning effort, or a tool result whose
     function cannot be found (no matching earlier tool call and no `name`).
     """
+    return render_prompt_spans(
+        messages,
+        tools=tools,
+        reasoning_effort=reasoning_effort,
+        current_date=current_date,
+        knowledge_cutoff=knowledge_cutoff,
+        model_identity=model_identity,
+    )[0]
+
+
+def render_prompt_spans(
+    messages: Sequence[Message],
+    *,
+    tools: Sequence[Tool] = (),
+    reasoning_effort: str = "medium",
+    current_date: str | None = None,
+    knowledge_cutoff: str = "2024-06",
+    model_identity: str = DEFAULT_MODEL_IDENTITY,
+) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """`render_prompt`'s text, and the (start, end) character span of every message's text
+    in it: the parts that are never to be read as special tokens."""
     if reasoning_effort not in REASONING_EFFORTS:
         raise InvalidRequest(f"unknown reasoning effort {reasoning_effort!r}", param="reasoning_effort")
     system = _system_text(
@@ -78,7 +101,20 @@ def render_prompt(
     if instructions or tools:
         turns.append(_Turn("developer", _developer_text("\n\n".join(instructions), tools)))
     turns.extend(_conversation_turns(messages))
-    return "".join(_render_turn(t) for t in _drop_old_analysis(turns)) + tk.START + "assistant"
+    parts: list[str] = []
+    spans: list[tuple[int, int]] = []
+    offset = 0
+    for turn in _drop_old_analysis(turns):
+        rendered = _render_turn(turn)
+        # the message text is the turn's end, before its closing token
+        closing = len(tk.CALL if rendered.endswith(tk.CALL) else tk.END)
+        end = offset + len(rendered) - closing
+        if turn.text:
+            spans.append((end - len(turn.text), end))
+        parts.append(rendered)
+        offset += len(rendered)
+    parts += [tk.START, "assistant"]
+    return "".join(parts), tuple(spans)
 
 
 def _system_text(

@@ -24,6 +24,9 @@ class Prompt(msgspec.Struct, frozen=True):
     literally) or chat messages a provider formats with the model's own template."""
 
     text: str | None = None
+    plain: tuple[tuple[int, int], ...] = ()
+    """(start, end) character spans of `text` that hold message text (the client's): a
+    tokenizer reads them as plain text, never as special tokens."""
     messages: tuple[Message, ...] = ()
     request: GenerationRequest | None = None
     """The request the prompt was built from, for providers that pass it on whole

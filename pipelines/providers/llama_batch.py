@@ -12,6 +12,11 @@ keeps the tokens its cells hold after its generation leaves: a newcomer whose pr
 starts the same way (a shared system prompt, the next turn of a chat) takes that slot and
 evaluates only the rest of its prompt.
 
+The choices of one request (`n > 1`) join as a group, once there is a slot for each: the
+leader reads the prompt, and when it samples its first token every follower copies the
+leader's cells and samples its own first token from the same logits. The prompt is
+evaluated once, and each choice then decodes as a sequence of its own.
+
 Prompt handling, sampler chains, logprobs and the context checks are the single-sequence
 provider's (`llama_cpp.py`); with `slots = 1` and an empty cache both produce the same
 tokens at temperature 0.
@@ -23,12 +28,12 @@ import asyncio
 import collections
 import threading
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.errors import GenerationFailed, ModelUnavailable
+from pipelines.errors import GenerationFailed, InvalidRequest, ModelUnavailable
 from pipelines.events import EventBus, PromptProcessed
 from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Prompt
 from pipelines.providers.llama_cpp import (
@@ -63,6 +68,12 @@ _MIN_CHUNK = 8
 """A prompt's chunks (but its last) have at least this many tokens: a decode call costs a
 few milliseconds whatever its size."""
 
+_LAST_READ = 2
+"""A prompt's last chunk is at least this long, cached prefix or not: its last token's
+logits give the first output, and a one-token decode of it is not bit-exact against the
+same token read in a longer chunk (a 925-token prompt answered differently when all but
+its last token came from the cache); two tokens or more reproduce a fresh read."""
+
 _MIN_COPY = 16
 """Copying a busy slot's prefix moves its whole KV stream (tens of MB, a few ms): worth it
 from this many more cached tokens on."""
@@ -78,14 +89,16 @@ each slot its full `context_length` out of `n_ctx = context_length * slots`."""
 
 
 class PromptStats:
-    """Sent through a request's queue before its first piece: how its prompt was read."""
+    """Sent through a request's queue before its first piece: how its prompt was read
+    (`shared`: a follower's, copied whole from its leader, so all `cached`)."""
 
-    __slots__ = ("cached", "evaluated", "slot")
+    __slots__ = ("cached", "evaluated", "shared", "slot")
 
-    def __init__(self, *, cached: int, evaluated: int, slot: int) -> None:
+    def __init__(self, *, cached: int, evaluated: int, slot: int, shared: bool = False) -> None:
         self.cached = cached
         self.evaluated = evaluated
         self.slot = slot
+        self.shared = shared
 
 
 class _Left:
@@ -128,6 +141,21 @@ class _Sequence:
     produced: int = 0
     out: int = -1
     """This step's output row in the batch (-1: none)."""
+    group: _Group | None = None
+    """The choices it was submitted with, until they have slots."""
+    leader: _Sequence | None = None
+    """A follower's leader, until the leader's prompt is read (it reads none of its own)."""
+    followers: list[_Sequence] = field(default_factory=list)
+    """A leader's followers that wait for its prompt."""
+    shared: bool = False
+    """Its prompt was copied from its leader's cells."""
+
+
+@dataclass(eq=False)
+class _Group:
+    """Sequences submitted together (the choices of one request): they get slots together."""
+
+    members: list[_Sequence]
 
 
 @dataclass
@@ -139,6 +167,8 @@ class EngineStats:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     copied_prefixes: int = 0
+    shared_prompts: int = 0
+    """Followers that took their leader's prompt instead of reading it (not in `cached_tokens`)."""
     running: int = 0
     waiting: int = 0
 
@@ -179,12 +209,12 @@ class _Engine:
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self.stats = EngineStats()
         self._lock = threading.Lock()
-        self._inbox: collections.deque[_Sequence] = collections.deque()
+        self._inbox: collections.deque[_Group] = collections.deque()
         self._closing = False
         self._wake = threading.Event()
         self._ack = threading.Event()
         self._first_tokens = False
-        self._waiting: collections.deque[_Sequence] = collections.deque()
+        self._waiting: collections.deque[_Group] = collections.deque()
         self._running: list[_Sequence] = []
         self._outbox: dict[asyncio.AbstractEventLoop, list[tuple[_Sequence, _Item | _Left]]] = {}
         self._thread = threading.Thread(target=self._run, name=f"llama-batch-{name}", daemon=True)
@@ -192,11 +222,16 @@ class _Engine:
 
     # -- the loop's side ------------------------------------------------------------
 
-    def submit(self, seq: _Sequence) -> None:
+    def submit(self, seqs: list[_Sequence]) -> None:
+        """Queues `seqs` as one group: the first leads, the others share its prompt."""
+        assert seqs, "an empty group would never leave the queue"
+        group = _Group(list(seqs))
+        for seq in seqs:
+            seq.group = group
         with self._lock:
             if self._closing:
                 raise ModelUnavailable("the model is unloading")
-            self._inbox.append(seq)
+            self._inbox.append(group)
         self._wake.set()
 
     def poke(self) -> None:
@@ -232,7 +267,7 @@ class _Engine:
                 self._drop_stopped()
                 self._assign_slots()
                 self.stats.running = len(self._running)
-                self.stats.waiting = len(self._waiting)
+                self.stats.waiting = len(self._queued())
                 if self._running:
                     self._step()
                 first_tokens = self._first_tokens
@@ -256,61 +291,90 @@ class _Engine:
                 self._closing = True
                 self._waiting.extend(self._inbox)
                 self._inbox.clear()
-            for seq in [*self._running, *self._waiting]:
+            for seq in [*self._running, *self._queued()]:
                 self._leave(seq, cut_off)
             self._flush()
             llama_cpp.llama_batch_free(self._batch)
             llama_cpp.llama_free(self._ctx)
 
+    def _queued(self) -> list[_Sequence]:
+        return [seq for group in self._waiting for seq in group.members]
+
     def _drop_stopped(self) -> None:
-        for seq in [*self._running, *self._waiting]:
+        for seq in [*self._running, *self._queued()]:
             if seq.cancel.cancelled:
                 self._leave(seq, DONE)
             elif seq.stop.is_set():
                 self._leave(seq, None)  # nobody reads any more
 
     def _assign_slots(self) -> None:
-        """Gives free slots to waiting sequences, first come first served. Each takes the
-        free slot sharing the longest prefix with its prompt (else the least recently used
-        one); when a busy slot shares a much longer one (users of one system prompt arriving
-        together), that slot's cells are copied over instead of evaluated again."""
+        """Gives free slots to waiting groups, first come first served: a group that does
+        not fit yet holds up the ones behind it (a single generation slipping past could
+        keep a request of several choices waiting for ever).
+
+        A group's leader takes the slot its prompt is best served from; its followers take
+        the least recently used ones left and empty them at once: a follower gets its
+        leader's cells later (or, promoted, reads the prompt from the start), and until
+        then its slot offers no prefix to anyone."""
         import llama_cpp
 
         while self._waiting:
-            free = [slot for slot in self._slots if slot.user is None]
-            if not free:
-                return
-            seq = self._waiting.popleft()
-            tokens = seq.plan.tokens
-            if seq.plan.max_new <= 0:
-                self._leave(seq, DONE)
+            group = self._waiting[0]
+            for seq in [seq for seq in group.members if seq.plan.max_new <= 0]:
+                self._leave(seq, DONE)  # the group's last one takes it out of `_waiting`
+            if not group.members:
                 continue
-            shared, slot = max(
-                ((_shared_prefix(s.tokens, tokens), s) for s in free), key=lambda p: (p[0], -p[1].used_at)
-            )
-            donor, donated = None, shared + _MIN_COPY - 1
-            for other in self._slots:
-                n = _shared_prefix(other.tokens, tokens) if other.user is not None else 0
-                if n > donated:
-                    donor, donated = other, n
-            # At least the last prompt token is evaluated again: its logits give the first token.
-            if donor is not None:
-                keep = min(donated, len(tokens) - 1)
-                # Across KV streams llama.cpp copies whole sequences (at the next decode); the tail goes.
-                llama_cpp.llama_memory_seq_cp(self._memory, donor.seq_id, slot.seq_id, -1, -1)
-                llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1)
-                slot.tokens = donor.tokens[:keep]
-                self.stats.copied_prefixes += 1
-            else:
-                keep = min(shared, len(tokens) - 1)
-                if keep < len(slot.tokens) and not llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1):
-                    llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)  # partial removal refused
-                    keep = 0
-                del slot.tokens[keep:]
-            seq.fed = seq.cached = keep
-            seq.slot = slot
-            slot.user = seq
-            self._running.append(seq)
+            free = [slot for slot in self._slots if slot.user is None]
+            if len(free) < len(group.members):
+                return
+            self._waiting.popleft()
+            leader, *followers = group.members
+            free.remove(self._seat(leader, free))
+            free.sort(key=lambda slot: slot.used_at)
+            for seq, slot in zip(followers, free, strict=False):
+                llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+                slot.tokens.clear()
+                seq.leader = leader
+                self._take(seq, slot)
+            leader.followers = followers
+
+    def _seat(self, seq: _Sequence, free: list[_Slot]) -> _Slot:
+        """Gives `seq` the free slot sharing the longest prefix with its prompt (else the
+        least recently used one); when a busy slot shares a much longer one (users of one
+        system prompt arriving together), that slot's cells are copied over instead of
+        evaluated again."""
+        import llama_cpp
+
+        tokens = seq.plan.tokens
+        shared, slot = max(((_shared_prefix(s.tokens, tokens), s) for s in free), key=lambda p: (p[0], -p[1].used_at))
+        donor, donated = None, shared + _MIN_COPY - 1
+        for other in self._slots:
+            n = _shared_prefix(other.tokens, tokens) if other.user is not None else 0
+            if n > donated:
+                donor, donated = other, n
+        # The prompt's last tokens are read again: their logits give the first token.
+        most = max(0, len(tokens) - _LAST_READ)
+        if donor is not None:
+            keep = min(donated, most)
+            # Across KV streams llama.cpp copies whole sequences (at the next decode); the tail goes.
+            llama_cpp.llama_memory_seq_cp(self._memory, donor.seq_id, slot.seq_id, -1, -1)
+            llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1)
+            slot.tokens = donor.tokens[:keep]
+            self.stats.copied_prefixes += 1
+        else:
+            keep = min(shared, most)
+            if keep < len(slot.tokens) and not llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1):
+                llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)  # partial removal refused
+                keep = 0
+            del slot.tokens[keep:]
+        seq.fed = seq.cached = keep
+        self._take(seq, slot)
+        return slot
+
+    def _take(self, seq: _Sequence, slot: _Slot) -> None:
+        seq.slot = slot
+        slot.user = seq
+        self._running.append(seq)
 
     def _step(self) -> None:
         """One step: a token for every decoding sequence, then a bounded chunk of prompts.
@@ -319,7 +383,7 @@ class _Engine:
         own: a chunk that shares a call with other sequences' tokens is split by llama.cpp
         into differently shaped pieces, which changes its numerics (and greedy output);
         alone it reproduces a fresh single-sequence run exactly."""
-        readers = [seq for seq in self._running if seq.pending < 0]
+        readers = [seq for seq in self._running if seq.pending < 0 and seq.leader is None]
         decoding = [seq for seq in self._running if seq.pending >= 0]
         self.stats.steps += 1
         if decoding:
@@ -344,6 +408,8 @@ class _Engine:
                 continue
             prompt = seq.plan.tokens
             take = min(len(prompt) - seq.fed, budget)
+            if len(prompt) - seq.fed - take == 1:
+                take -= 1  # leave the last chunk two tokens (see _LAST_READ)
             last = seq.fed + take == len(prompt)
             if take < _MIN_CHUNK and not last:
                 break  # a sliver of budget: the next step gives this prompt a proper chunk
@@ -389,9 +455,15 @@ class _Engine:
             if first:
                 slot = seq.slot
                 assert slot is not None
-                self.stats.cached_tokens += seq.cached
+                if not seq.shared:
+                    self.stats.cached_tokens += seq.cached
                 self._first_tokens = True
-                self._send(seq, PromptStats(cached=seq.cached, evaluated=seq.fed - seq.cached, slot=slot.seq_id))
+                stats = PromptStats(
+                    cached=seq.cached, evaluated=seq.fed - seq.cached, slot=slot.seq_id, shared=seq.shared
+                )
+                self._send(seq, stats)
+                if seq.followers:
+                    self._share_prompt(seq, out)  # before this token may end the leader
             if llama_cpp.llama_vocab_is_eog(self._vocab, token):
                 self._leave(seq, DONE)
                 return
@@ -404,6 +476,29 @@ class _Engine:
             self._leave(seq, DONE)  # the last token's successor is never needed
         else:
             seq.pending = token
+
+    def _share_prompt(self, leader: _Sequence, out: int) -> None:
+        """The leader has just read its prompt: each follower takes a copy of its cells and
+        samples its first token from the same output row (so its logprobs too)."""
+        import llama_cpp
+
+        source = leader.slot
+        assert source is not None
+        followers, leader.followers = leader.followers, []
+        for seq in followers:
+            slot = seq.slot
+            assert slot is not None
+            # Across KV streams (`_KV_UNIFIED = False`) this resets the follower's cells at
+            # once and copies the leader's whole stream at the next decode, before that
+            # decode writes anything: the leader's cells are still the prompt's then.
+            llama_cpp.llama_memory_seq_cp(self._memory, source.seq_id, slot.seq_id, -1, -1)
+            slot.tokens = list(source.tokens)
+            seq.fed = seq.cached = len(slot.tokens)
+            seq.leader = None
+            seq.shared = True
+            seq.out = out
+            self.stats.shared_prompts += 1
+            self._sample(seq)
 
     def _fail_batch(self, seqs: list[_Sequence], status: int) -> None:
         """A failed decode may have left some of the batch in the cache: those sequences end, their cells go."""
@@ -418,15 +513,29 @@ class _Engine:
             self._leave(seq, error)
 
     def _leave(self, seq: _Sequence, final: _Item | None) -> None:
-        """Ends `seq`: its slot is free for the next step (its cells stay as a prefix cache)."""
+        """Ends `seq`: its slot is free for the next step (its cells stay as a prefix cache).
+
+        A leader leaving before its prompt is read hands the reading to its first follower
+        (whose slot is empty: it reads the whole prompt); the others follow that one."""
         slot = seq.slot
         if slot is not None:
             slot.user = None
             slot.used_at = self.stats.steps
             seq.slot = None
             self._running.remove(seq)
-        elif seq in self._waiting:
-            self._waiting.remove(seq)
+            if seq.leader is not None:
+                seq.leader.followers.remove(seq)
+                seq.leader = None
+            elif seq.followers:
+                heir, *rest = seq.followers
+                seq.followers = []
+                heir.leader, heir.followers = None, rest
+                for follower in rest:
+                    follower.leader = heir
+        elif seq.group is not None and seq in seq.group.members:
+            seq.group.members.remove(seq)
+            if not seq.group.members:
+                self._waiting.remove(seq.group)
         free_sampler(seq.sampler)
         seq.sampler = None
         if final is not None:
@@ -448,6 +557,41 @@ class _Engine:
             except RuntimeError:  # the loop is closed: nobody is listening any more
                 for seq, _ in items:
                     seq.stop.set()
+
+
+async def _let_go(engine: _Engine, seq: _Sequence) -> None:
+    """Has `seq` leave within one step, and returns only then: the slot is free for the next
+    request by the time the caller's admission slot is. `wait` never cancels the future,
+    so a second cancel here cannot lose the slot."""
+    if not seq.left.done():
+        seq.stop.set()
+        engine.poke()
+        await asyncio.wait({seq.left})
+
+
+class _Choice(AsyncGenerator[Piece, None]):
+    """One stream of `generate_choices`. Its sequence is in the engine before the first
+    read, and closing a bare async generator that never started runs none of its code:
+    this one lets go of its sequence however it ends."""
+
+    __slots__ = ("_engine", "_pieces", "_seq")
+
+    def __init__(self, engine: _Engine, seq: _Sequence, pieces: AsyncGenerator[Piece, None]) -> None:
+        self._engine = engine
+        self._seq = seq
+        self._pieces = pieces
+
+    async def asend(self, value: None) -> Piece:
+        return await self._pieces.asend(value)
+
+    async def athrow(self, *args: Any) -> Piece:
+        return await self._pieces.athrow(*args)
+
+    async def aclose(self) -> None:
+        try:
+            await self._pieces.aclose()
+        finally:
+            await _let_go(self._engine, self._seq)
 
 
 def _deliver(items: list[tuple[_Sequence, _Item | _Left]], ack: threading.Event) -> None:
@@ -557,44 +701,82 @@ class LlamaBatchProvider(LlamaProviderBase):
     def _tokenizer(self) -> Tokenizer:
         return self._loaded().model
 
+    @property
+    def max_choices(self) -> int:
+        return self.config.slots
+
     async def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Piece, None]:
         engine = self._loaded()
         # Everything that can fail with a client error happens here, before a slot is taken.
         plan = self._plan(engine.model, prompt, params, engine.n_ctx_seq)
-        loop = asyncio.get_running_loop()
-        seq = _Sequence(
-            plan=plan,
-            sampler=build_sampler(engine.model.model, plan),
-            cancel=cancel,
-            loop=loop,
-            queue=asyncio.Queue(),
-            left=loop.create_future(),
-        )
+        [seq] = self._submit(engine, [plan], cancel)
+        pieces = self._pieces(engine, prompt, seq, time.perf_counter())
         try:
-            engine.submit(seq)
-        except BaseException:
-            free_sampler(seq.sampler)
-            raise
+            async for piece in pieces:
+                yield piece
+        finally:
+            await pieces.aclose()
+
+    def generate_choices(
+        self, prompt: Prompt, params: Sequence[DecodeParams], cancel: CancelToken
+    ) -> list[AsyncGenerator[Piece, None]]:
+        """The choices decode side by side from one reading of the prompt (see the module's
+        docstring). Called on the event loop; client errors raise here, before any choice is
+        submitted. The choices are in the engine on return: each stream must be closed."""
+        if len(params) <= 1:
+            return [self.generate(prompt, p, cancel) for p in params]
+        engine = self._loaded()
+        if len(params) > self.max_choices:
+            raise InvalidRequest(f"at most {self.max_choices} choices decode at once (`slots`)", param="n")
+        # The prompt's tokens are tokenized once (`_prompt_tokens` remembers them).
+        plans = [self._plan(engine.model, prompt, p, engine.n_ctx_seq) for p in params]
+        seqs = self._submit(engine, plans, cancel)
         submitted = time.perf_counter()
+        return [_Choice(engine, seq, self._pieces(engine, prompt, seq, submitted)) for seq in seqs]
+
+    def _submit(self, engine: _Engine, plans: list[Plan], cancel: CancelToken) -> list[_Sequence]:
+        """One sequence per plan, submitted together (the first one leads)."""
+        loop = asyncio.get_running_loop()
+        seqs: list[_Sequence] = []
+        try:
+            for plan in plans:
+                sampler = build_sampler(engine.model.model, plan)
+                seqs.append(
+                    _Sequence(
+                        plan=plan,
+                        sampler=sampler,
+                        cancel=cancel,
+                        loop=loop,
+                        queue=asyncio.Queue(),
+                        left=loop.create_future(),
+                    )
+                )
+            engine.submit(seqs)
+        except BaseException:
+            for seq in seqs:
+                free_sampler(seq.sampler)
+            raise
+        return seqs
+
+    async def _pieces(
+        self, engine: _Engine, prompt: Prompt, seq: _Sequence, submitted: float
+    ) -> AsyncGenerator[Piece, None]:
         try:
             while True:
                 item = await seq.queue.get()
-                if isinstance(item, Done) or cancel.cancelled:
+                if isinstance(item, Done) or seq.cancel.cancelled:
                     return  # pieces still queued after a cancel are nobody's business
                 if isinstance(item, PromptStats):
-                    self._report(prompt, plan, item, time.perf_counter() - submitted)
+                    # One event per reading of a prompt: a follower read none (the
+                    # metrics' cache hits are a share of the request's prompt tokens).
+                    if not item.shared:
+                        self._report(prompt, seq.plan, item, time.perf_counter() - submitted)
                     continue
                 if isinstance(item, BaseException):
                     raise item
                 yield item
         finally:
-            if not seq.left.done():
-                # Leave within one step, and only then return: the slot is free for the
-                # next request by the time the caller's admission slot is. `wait` never
-                # cancels the future, so a second cancel here cannot lose the slot.
-                seq.stop.set()
-                engine.poke()
-                await asyncio.wait({seq.left})
+            await _let_go(engine, seq)
 
     def _report(self, prompt: Prompt, plan: Plan, stats: PromptStats, seconds: float) -> None:
         if self._bus is None:

@@ -19,7 +19,10 @@ import asyncio
 import ctypes
 import json
 import os
+import re
+import secrets
 import threading
+import weakref
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -204,6 +207,9 @@ class Tokenizer(Protocol):
 
     def token_bos(self) -> int: ...
 
+    @property
+    def model(self) -> Any: ...
+
 
 class LlamaProviderBase(Provider):
     """What the single-sequence and the batched llama.cpp providers share: finding and
@@ -219,6 +225,8 @@ class LlamaProviderBase(Provider):
         self._formatter: Jinja2ChatFormatter | None = None
         self._log_callback: Any = None
         self._last_prompt: tuple[Tokenizer, Prompt, list[int]] | None = None
+        self._specials: tuple[weakref.ref[Tokenizer], re.Pattern[str] | None] | None = None
+        """The special tokens of the loaded model (weakly: an unloaded model must be freed)."""
 
     @property
     def capabilities(self) -> dict[str, bool]:
@@ -299,17 +307,11 @@ class LlamaProviderBase(Provider):
         if prompt.text is not None:
             # Harmony text writes its control tokens literally; `add_bos` defers to the
             # model's own add_bos flag.
-            tokens = tok.tokenize(prompt.text.encode(), add_bos=True, special=True)
+            tokens = tokenize_spans(tok, prompt.text, prompt.plain, self._special_tokens(tok), add_bos=True)
         elif self._formatter is not None:
-            messages: list[Any] = [_template_message(m) for m in prompt.messages]
-            try:
-                rendered = self._formatter(messages=messages)
-            except Exception as exc:  # templates reject shapes with raise_exception (or fail to render)
-                raise InvalidRequest(
-                    f"the model's chat template rejected the messages: {exc}", param="messages"
-                ) from None
+            text, plain = self._render_template(prompt.messages)
             # The template writes BOS itself where the model wants one.
-            tokens = tok.tokenize(rendered.prompt.encode(), add_bos=False, special=True)
+            tokens = tokenize_spans(tok, text, plain, self._special_tokens(tok), add_bos=False)
         else:
             # No chat template (base models such as Gemma 3 270M): there is no right
             # format, so the turns' texts are joined by newlines for the model to continue.
@@ -320,6 +322,49 @@ class LlamaProviderBase(Provider):
         if len(tokens) >= 2 and tokens[0] == bos and tokens[1] == bos:
             tokens = tokens[1:]
         return tokens
+
+    def _special_tokens(self, tok: Tokenizer) -> re.Pattern[str] | None:
+        """The texts llama.cpp reads as special tokens in this model's vocabulary (longest first)."""
+        if self._specials is None or self._specials[0]() is not tok:
+            self._specials = (weakref.ref(tok), special_token_pattern(tok.model))
+        return self._specials[1]
+
+    def _render_template(self, messages: tuple[Message, ...]) -> tuple[str, tuple[tuple[int, int], ...]]:
+        """The chat template's text for `messages`, and the spans of their contents in it.
+
+        The template is rendered with an unguessable marker in place of each content, so
+        the contents can be found again (and read as plain text: a client's `<|im_end|>`
+        stays text). A template that changes contents (trims them, say) is caught by
+        comparing with a normal render; its text is then read as a whole, as before."""
+        assert self._formatter is not None
+        nonce = secrets.token_hex(8)
+        contents = [m.content for m in messages]
+        marked: list[Any] = [
+            {**_template_message(m), "content": f"\x00{nonce}.{i}\x00" if m.content else ""}
+            for i, m in enumerate(messages)
+        ]
+        try:
+            template_text = self._formatter(messages=marked).prompt
+            unmarked: list[Any] = [_template_message(m) for m in messages]
+            expected = self._formatter(messages=unmarked).prompt
+        except Exception as exc:  # templates reject shapes with raise_exception (or fail to render)
+            raise InvalidRequest(f"the model's chat template rejected the messages: {exc}", param="messages") from None
+        parts: list[str] = []
+        spans: list[tuple[int, int]] = []
+        at = length = 0
+        for mark in re.finditer(f"\x00{nonce}\\.(\\d+)\x00", template_text):
+            head = template_text[at : mark.start()]
+            content = contents[int(mark.group(1))]
+            parts += [head, content]
+            length += len(head)
+            spans.append((length, length + len(content)))
+            length += len(content)
+            at = mark.end()
+        parts.append(template_text[at:])
+        text = "".join(parts)
+        if text != expected:
+            return expected, ()
+        return text, tuple(spans)
 
     def _plan(self, tok: Tokenizer, prompt: Prompt, params: DecodeParams, n_ctx: int) -> Plan:
         """Grammar, tokens and context checks: everything that can fail before decode work.
@@ -588,6 +633,61 @@ def free_sampler(sampler: Any) -> None:
     import llama_cpp
 
     llama_cpp.llama_sampler_free(sampler)
+
+
+def special_token_pattern(model: Any) -> re.Pattern[str] | None:
+    """What llama.cpp parses as special tokens when asked to: control, user-defined and
+    unknown tokens, longest first (as its tokenizer tries them)."""
+    import llama_cpp
+
+    vocab = llama_cpp.llama_model_get_vocab(model)
+    wanted = (
+        llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+        | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+        | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+    )
+    texts = set()
+    for token in range(llama_cpp.llama_vocab_n_tokens(vocab)):
+        if llama_cpp.llama_vocab_get_attr(vocab, token) & wanted:
+            text = llama_cpp.llama_vocab_get_text(vocab, token)
+            if text:
+                texts.add(text.decode("utf-8", errors="replace"))
+    if not texts:
+        return None
+    return re.compile("|".join(re.escape(t) for t in sorted(texts, key=len, reverse=True)))
+
+
+def tokenize_spans(
+    tok: Tokenizer,
+    text: str,
+    plain: tuple[tuple[int, int], ...],
+    specials: re.Pattern[str] | None,
+    *,
+    add_bos: bool,
+) -> list[int]:
+    """Tokens of `text`, where special tokens count only outside the `plain` spans.
+
+    This is llama.cpp's own partition (special tokens cut out, the text between them read
+    as plain text) with the cuts taken from the template's parts only: for a text whose
+    messages hold no special token, the same tokens as reading it whole; a `<|im_end|>`
+    typed into a message stays text."""
+    if not plain or specials is None:
+        return tok.tokenize(text.encode(), add_bos=add_bos, special=True)
+    cuts: list[tuple[int, int]] = []
+    at = 0
+    for start, end in [*sorted(plain), (len(text), len(text))]:
+        cuts += [m.span() for m in specials.finditer(text, at, max(at, start))]
+        at = max(at, end)
+    tokens = tok.tokenize(b"", add_bos=True, special=True) if add_bos else []
+    at = 0
+    for start, end in cuts:
+        if start > at:
+            tokens += tok.tokenize(text[at:start].encode(), add_bos=False, special=False)
+        tokens += tok.tokenize(text[start:end].encode(), add_bos=False, special=True)
+        at = end
+    if at < len(text):
+        tokens += tok.tokenize(text[at:].encode(), add_bos=False, special=False)
+    return tokens
 
 
 def _template_message(message: Message) -> dict[str, str]:

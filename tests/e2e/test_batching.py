@@ -91,7 +91,7 @@ def test_prefix_cache_hits_show_in_events_and_metrics(batched_gw: ServedGateway)
             temperature=0,
         )
         answers.append((out.id, out.choices[0].message.content, out.usage))
-    # The same question again: all of its prompt but the last token comes from the cache,
+    # The same question again: all of its prompt but the last two tokens comes from the cache,
     # and the answer is the same.
     assert answers[0][1] == answers[1][1]
     usage = answers[1][2]
@@ -99,8 +99,8 @@ def test_prefix_cache_hits_show_in_events_and_metrics(batched_gw: ServedGateway)
     processed = events(batched_gw.log(), "PromptProcessed")
     last = processed[-1]
     assert last["prompt_tokens"] == usage.prompt_tokens
-    assert last["cached_tokens"] == usage.prompt_tokens - 1 and last["evaluated_tokens"] == 1
-    assert metric(batched_gw, "mia_prompt_cache_hit_tokens_total") - hits_before >= usage.prompt_tokens - 1
+    assert last["cached_tokens"] == usage.prompt_tokens - 2 and last["evaluated_tokens"] == 2
+    assert metric(batched_gw, "mia_prompt_cache_hit_tokens_total") - hits_before >= usage.prompt_tokens - 2
     assert metric(batched_gw, "mia_prompt_tokens_total") - prompt_before == 2 * usage.prompt_tokens
 
 
@@ -129,3 +129,65 @@ def test_disconnected_streams_free_their_slots(batched_gw: ServedGateway) -> Non
         model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=4, temperature=0, timeout=30
     )
     assert out.choices[0].message.content
+
+
+def museum(question: str) -> list[openai.types.chat.ChatCompletionMessageParam]:
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
+
+
+def test_several_choices_share_one_prompt_evaluation(batched_gw: ServedGateway) -> None:
+    sdk = openai.OpenAI(base_url=batched_gw.api_url, api_key="unused", max_retries=0)
+    question = "Where can I see the ship in a bottle?"
+    alone = sdk.chat.completions.create(model=MODEL, messages=museum(question), max_tokens=20, temperature=0)
+    before = len(events(batched_gw.log(), "PromptProcessed"))
+    processed_before = metric(batched_gw, "mia_prompt_processed_tokens_total")
+    out = sdk.chat.completions.create(model=MODEL, messages=museum(question), max_tokens=20, temperature=0, n=3)
+    assert [c.index for c in out.choices] == [0, 1, 2]
+    assert [c.message.content for c in out.choices] == [alone.choices[0].message.content] * 3
+    assert out.usage is not None and alone.usage is not None
+    assert out.usage.completion_tokens == 3 * alone.usage.completion_tokens
+    assert out.usage.prompt_tokens == alone.usage.prompt_tokens
+    # the prompt was read once, for all three choices: one PromptProcessed, counted once
+    [processed] = events(batched_gw.log(), "PromptProcessed")[before:]
+    assert processed["prompt_tokens"] == out.usage.prompt_tokens and processed["evaluated_tokens"] >= 1
+    assert metric(batched_gw, "mia_prompt_processed_tokens_total") - processed_before == out.usage.prompt_tokens
+
+
+def test_each_choice_samples_with_its_own_seed(batched_gw: ServedGateway) -> None:
+    sdk = openai.OpenAI(base_url=batched_gw.api_url, api_key="unused", max_retries=0)
+    sampling = {"max_tokens": 16, "temperature": 1.0, "seed": 40}
+    out = sdk.chat.completions.create(model=MODEL, messages=museum("Any ships?"), n=3, **sampling)  # type: ignore[call-overload]
+    texts = [c.message.content for c in out.choices]
+    for i, text in enumerate(texts):
+        one = sdk.chat.completions.create(
+            model=MODEL,
+            messages=museum("Any ships?"),
+            **{**sampling, "seed": 40 + i},  # type: ignore[call-overload]
+        )
+        assert one.choices[0].message.content == text
+    assert len(set(texts)) > 1
+
+
+async def test_several_choices_stream_side_by_side(batched_gw: ServedGateway) -> None:
+    sdk = client(batched_gw)
+    chunks = await sdk.chat.completions.create(
+        model=MODEL, messages=museum("Can I see a sextant?"), max_tokens=12, temperature=0, n=2, stream=True
+    )
+    text: dict[int, str] = {0: "", 1: ""}
+    finish: dict[int, str] = {}
+    async for chunk in chunks:
+        for c in chunk.choices:
+            text[c.index] += c.delta.content or ""
+            if c.finish_reason:
+                finish[c.index] = c.finish_reason
+    assert text[0] and text[0] == text[1]
+    assert set(finish) == {0, 1}
+    await sdk.close()
+
+
+def test_more_choices_than_slots_is_a_clear_error(batched_gw: ServedGateway) -> None:
+    sdk = openai.OpenAI(base_url=batched_gw.api_url, api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk.chat.completions.create(model=MODEL, messages=museum("Any ships?"), max_tokens=4, n=5)
+    body = info.value.body
+    assert isinstance(body, dict) and body["param"] == "n" and "slots" in body["message"]

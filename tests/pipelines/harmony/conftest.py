@@ -15,6 +15,7 @@ from pipelines.types import Message, Tool
 _VOCAB = Path(__file__).resolve().parents[3].parent / "shared" / "vocab"
 
 ReferenceRender = Callable[..., str]
+ReferenceTokens = Callable[..., list[int]]
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +29,18 @@ def harmony_encoding() -> Any:
 
 
 @pytest.fixture(scope="session")
-def reference_render(harmony_encoding: Any) -> ReferenceRender:
+def reference_render(harmony_encoding: Any, reference_tokens: ReferenceTokens) -> ReferenceRender:
     """Render a request the way vLLM's gpt-oss path feeds it to openai-harmony."""
+
+    def render(messages: Sequence[Message], **kwargs: Any) -> str:
+        return str(harmony_encoding.decode(reference_tokens(messages, **kwargs)))
+
+    return render
+
+
+@pytest.fixture(scope="session")
+def reference_tokens(harmony_encoding: Any) -> ReferenceTokens:
+    """The tokens openai-harmony renders for a request, built as vLLM's gpt-oss path does."""
     import openai_harmony as oh
 
     efforts = {"low": oh.ReasoningEffort.LOW, "medium": oh.ReasoningEffort.MEDIUM, "high": oh.ReasoningEffort.HIGH}
@@ -42,7 +53,7 @@ def reference_render(harmony_encoding: Any) -> ReferenceRender:
         current_date: str | None = None,
         knowledge_cutoff: str = "2024-06",
         model_identity: str | None = None,
-    ) -> str:
+    ) -> list[int]:
         system = oh.SystemContent.new().with_reasoning_effort(efforts[reasoning_effort])
         system = system.with_knowledge_cutoff(knowledge_cutoff)
         if model_identity is not None:
@@ -94,9 +105,8 @@ def reference_render(harmony_encoding: Any) -> ReferenceRender:
                     .with_channel("commentary")
                     .with_recipient("assistant")
                 )
-        tokens = harmony_encoding.render_conversation_for_completion(
-            oh.Conversation.from_messages(conv), oh.Role.ASSISTANT
+        return list(
+            harmony_encoding.render_conversation_for_completion(oh.Conversation.from_messages(conv), oh.Role.ASSISTANT)
         )
-        return str(harmony_encoding.decode(tokens))
 
     return render
