@@ -28,6 +28,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "Invalid request",
         401: "Missing or invalid API key",
         404: "Not found",
+        408: "Request body too slow",
         413: "Body too large",
         415: "Wrong content type",
         429: "Queue full",
@@ -87,7 +88,7 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
                                 "text/event-stream": {"itemSchema": _sse_event(chunk)},
                             },
                         },
-                        **_errors(400, 401, 404, 413, 415, 429, 499, 500, 502, 503),
+                        **_errors(400, 401, 404, 408, 413, 415, 429, 499, 500, 502, 503),
                     },
                 }
             },

@@ -50,6 +50,8 @@ class ServerSettings(_Strict, frozen=True, kw_only=True):
     load_timeout: Annotated[float, Meta(gt=0)] = 120.0
     shutdown_grace: Annotated[float, Meta(ge=0)] = 10.0
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 4 * 1024 * 1024
+    body_timeout: Annotated[float, Meta(gt=0)] = 30.0
+    """Seconds a client may take to send its request body; past it, 408 and the connection goes."""
     max_messages: Annotated[int, Meta(ge=1)] = 2048
     max_prompt_chars: Annotated[int, Meta(ge=1)] = 1_000_000
     max_stop: Annotated[int, Meta(ge=0)] = 16

@@ -133,7 +133,15 @@ async def chat_completions(request: Request[Any, Any, Any]) -> ASGIResponse:
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != "application/json":
         return error_asgi(http_error(415, "Content-Type must be application/json.", code="unsupported_media_type"))
-    body = await request.body()
+    try:
+        # A client that sends half a body must not hold a connection (and its buffer) forever.
+        async with asyncio.timeout(gw.settings.server.body_timeout):
+            body = await request.body()
+    except TimeoutError:
+        err = http_error(
+            408, f"The request body did not arrive within {gw.settings.server.body_timeout:g} s.", code="timeout"
+        )
+        return error_asgi(msgspec.structs.replace(err, headers={"connection": "close"}))
     try:
         wire = _DECODER.decode(body)
     except msgspec.DecodeError as exc:

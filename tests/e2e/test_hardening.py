@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -470,6 +471,7 @@ async def test_sigterm_refuses_the_queue_at_once_and_ends_the_running_stream_cle
 STUB_TIMEOUT = """
 [server]
 request_timeout = 0.002
+body_timeout = 0.5
 
 [[models]]
 id = "stub-long"
@@ -504,6 +506,30 @@ def test_a_non_stream_request_past_request_timeout_is_not_a_500(timeout_gw: Serv
     err = r.json()["error"]
     assert err["code"] == "timeout"
     assert r.headers.get("retry-after")
+
+
+def test_half_a_body_gets_a_408_and_the_connection_closes(timeout_gw: ServedGateway) -> None:
+    host, port = timeout_gw.base_url.removeprefix("http://").split(":")
+    body = json.dumps({"model": "stub-long", "messages": [{"role": "user", "content": "go"}]}).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head + body[:10])  # and then nothing
+        started = time.monotonic()
+        answer = b""
+        while chunk := sock.recv(65536):  # until the gateway closes the connection
+            answer += chunk
+        waited = time.monotonic() - started
+    status, _, rest = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.1 408 Request Timeout", answer
+    err = json.loads(rest.partition(b"\r\n\r\n")[2])["error"]
+    assert err["code"] == "timeout" and err["type"] == "invalid_request_error"
+    assert 0.4 < waited < 5
+    # the gateway still serves everyone else
+    ok = httpx.get(f"{timeout_gw.api_url}/models", timeout=10)
+    assert ok.status_code == 200
 
 
 # --- admission: what the shutdown fix relies on ---------------------------------------------
