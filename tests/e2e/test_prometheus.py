@@ -24,7 +24,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.served import REPO, ServedGateway, free_port, serve
+from tests.support.served import REPO, ServedGateway, free_port, serve, wait_until_ready
 
 pytestmark = pytest.mark.slow
 
@@ -183,18 +183,7 @@ def run_prometheus(target: str, tmp_dir: Path, *, scrape_interval: str = "1s") -
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     prom = Prometheus(f"http://127.0.0.1:{port}", proc, log_path)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {proc.returncode}:\n{prom.log()}")
-            try:
-                if httpx.get(f"{prom.base_url}/-/ready", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"prometheus not ready after 30s:\n{prom.log()}")
-            time.sleep(0.1)
+        wait_until_ready("prometheus", proc, f"{prom.base_url}/-/ready", 30, prom.log, interval=0.1)
         yield prom
     finally:
         prom.close()

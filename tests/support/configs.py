@@ -1,6 +1,10 @@
-"""Settings files the tests serve."""
+"""Settings files the tests serve, and the model configs the provider tests load."""
 
 from __future__ import annotations
+
+from typing import Any
+
+from pipelines.config import ModelConfig
 
 STUB_MODELS = """
 [server]
@@ -69,3 +73,26 @@ def _toml(v: object) -> str:
     if isinstance(v, list):
         return "[" + ", ".join(_toml(x) for x in v) + "]"
     return str(v)
+
+
+def smollm2_config(**overrides: object) -> ModelConfig:
+    """SmolLM2 as a provider test loads it directly (2 threads, 2048 tokens per sequence)."""
+    fields: dict[str, object] = {
+        "id": "smollm2",
+        "provider": "llama_cpp",
+        "path": SMOLLM2_PATH,
+        "sha256": SMOLLM2_SHA256,
+        "threads": 2,
+        "context_length": 2048,
+    }
+    fields.update(overrides)
+    return ModelConfig(**fields)  # type: ignore[arg-type]
+
+
+PERSON_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": 20}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}
+"""A JSON schema the llama.cpp provider tests constrain output to."""

