@@ -265,6 +265,7 @@ class StreamEncoder:
         self._include_usage = include_usage
         self._logprobs = logprobs
         self._choices = choices
+        self._finished: set[int] = set()
         self._encoder = msgspec.json.Encoder()
 
     def _chunk(
@@ -283,6 +284,9 @@ class StreamEncoder:
         return b"".join(self._chunk(ChunkDelta(role="assistant", content=""), index=i) for i in range(self._choices))
 
     def delta(self, d: Delta) -> bytes:
+        if d.kind is DeltaKind.FINISH:
+            self._finished.add(d.choice)
+            return self._chunk(ChunkDelta(), finish=d.finish, index=d.choice)
         if d.kind is DeltaKind.CONTENT:
             lp = ChoiceLogprobs(content=[_logprob(e) for e in d.logprobs]) if self._logprobs else None
             return self._chunk(ChunkDelta(content=d.text), logprobs=lp, index=d.choice)
@@ -307,7 +311,11 @@ class StreamEncoder:
         return self._chunk(ChunkDelta(tool_calls=[call]), index=d.choice)
 
     def final(self, result: PipelineResult) -> bytes:
-        out = b"".join(self._chunk(ChunkDelta(), finish=c.finish_reason, index=c.index) for c in result.all_choices)
+        out = b"".join(
+            self._chunk(ChunkDelta(), finish=c.finish_reason, index=c.index)
+            for c in result.all_choices
+            if c.index not in self._finished
+        )
         if self._include_usage:
             chunk = ChatCompletionChunk(
                 id=self._id, created=self._created, model=self._model, choices=[], usage=usage_wire(result.usage)

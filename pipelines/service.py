@@ -38,7 +38,7 @@ from pipelines.events import (
 )
 from pipelines.pipeline import GenerationPipeline, PipelineContext, PipelineResult
 from pipelines.providers.base import CancelToken, DecodeParams, Prompt, Provider
-from pipelines.types import Delta, GenerationRequest, Piece
+from pipelines.types import Delta, DeltaKind, GenerationRequest, Piece
 from pipelines.upstream import Upstream, UpstreamFailure, UpstreamRouted
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ class Generation:
         stream = self.pipeline.stream(ctx) if len(contexts) == 1 else self._merged(contexts)
         try:
             async for delta in stream:
-                if bus.wants_chunks:
+                if bus.wants_chunks and delta.kind is not DeltaKind.FINISH:
                     bus.emit(
                         GenerationChunk(
                             request_id=self.request_id,
@@ -200,6 +200,10 @@ class Generation:
             try:
                 async for delta in self.pipeline.stream(c):
                     queue.put_nowait(delta)
+                if not c.cancel.cancelled:
+                    # a client reading the stream learns of each choice's end as it happens
+                    finish = self.pipeline.finalize(c).finish_reason
+                    queue.put_nowait(Delta(kind=DeltaKind.FINISH, choice=c.index, finish=finish))
             except Exception as exc:
                 queue.put_nowait(exc)
             finally:

@@ -149,6 +149,8 @@ class DeltaKind(enum.Enum):
     CONTENT = "content"
     REASONING = "reasoning"
     TOOL_CALL = "tool_call"
+    FINISH = "finish"
+    """One choice of several has ended (`finish` says why); the others go on."""
 
 
 class Delta(msgspec.Struct, frozen=True):
@@ -166,6 +168,7 @@ class Delta(msgspec.Struct, frozen=True):
     logprobs: tuple[LogprobEntry, ...] = ()
     choice: int = 0
     """Which of the request's choices (`n`) this delta belongs to."""
+    finish: FinishReason | None = None
 
 
 class StopReason(enum.Enum):

@@ -473,3 +473,13 @@ def test_a_stream_of_choices_names_each_chunks_index() -> None:
         (0, "stop"),
         (1, "length"),
     ]
+
+
+def test_a_choice_that_ended_early_is_not_finished_twice() -> None:
+    enc = encoder(choices=2)
+    [chunk] = sse(enc.delta(Delta(kind=DeltaKind.FINISH, choice=1, finish="length")))
+    assert chunk["choices"][0] == {"index": 1, "delta": {}, "finish_reason": "length", "logprobs": None}
+    combined = result(choices=(result(index=0, finish_reason="stop"), result(index=1, finish_reason="length")))
+    assert [(c["choices"][0]["index"], c["choices"][0]["finish_reason"]) for c in sse(enc.final(combined))] == [
+        (0, "stop")
+    ]

@@ -81,3 +81,20 @@ async def test_one_choice_has_no_choices_list(harness: Harness, n: int) -> None:
     result = await (await harness.start(harness.request("stub-chat", n=n))).collect()
     assert len(result.all_choices) == n
     assert (result.choices == ()) is (n == 1)
+
+
+async def test_each_streamed_choice_says_when_it_ends(harness: Harness) -> None:
+    free = await (await harness.start(harness.request("stub-chat", seed=3, max_tokens=48))).collect()
+    word = free.content.split()[2]
+    gen, deltas = await harness.run(harness.request("stub-chat", seed=3, n=2, max_tokens=48, stop=(word,), stream=True))
+    assert gen.result is not None
+    finishes = [(i, d.choice, d.finish) for i, d in enumerate(deltas) if d.kind is DeltaKind.FINISH]
+    assert sorted((choice, finish) for _, choice, finish in finishes) == [
+        (c.index, c.finish_reason) for c in gen.result.all_choices
+    ]
+    # nothing of a choice comes after its end
+    for at, choice, _ in finishes:
+        assert all(d.choice != choice for d in deltas[at + 1 :])
+    # the choice cut short by its stop sequence ended before the other one did
+    ends = {choice: at for at, choice, _ in finishes}
+    assert gen.result.all_choices[0].finish_reason == "stop" and ends[0] < ends[1]
