@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from pipelines.errors import Unsupported
 from pipelines.harmony.mapping import HarmonyDeltaMapper
-from pipelines.harmony.render import render_prompt_spans
+from pipelines.harmony.render import render_prompt
 from pipelines.pipeline import GenerationPipeline, PipelineContext
 from pipelines.providers.base import Prompt, Provider
 from pipelines.types import Delta, GenerationRequest, Piece, StopReason
@@ -52,13 +52,14 @@ class PrimaryPipeline(GenerationPipeline):
     def build_prompt(self, req: GenerationRequest, sampling: SamplingSnapshot) -> Prompt:
         tools = req.tools if req.tool_choice != "none" else ()
         date = self.config.current_date or datetime.date.today().isoformat()
-        text, plain = render_prompt_spans(
+        rendered = render_prompt(
             req.messages, tools=tools, reasoning_effort=sampling.reasoning_effort, current_date=date
         )
+        text = str(rendered)
         forced = self._forced_tool(req)
         if forced is not None:
             text += "".join(p.data.decode() for p in _forced_header(forced))
-        return Prompt(text=text, plain=plain)
+        return Prompt(text=text, plain=rendered.plain)
 
     def _mapper(self, ctx: PipelineContext) -> HarmonyDeltaMapper:
         if ctx.state is None:

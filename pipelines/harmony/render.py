@@ -17,7 +17,7 @@ are dropped when the last assistant message is a final answer.
 
 Special tokens are written literally; whoever tokenizes the prompt must parse them as
 special tokens. Harmony has no escaping, so the text of each message is also returned
-as a span (`render_prompt_spans`): a tokenizer reads it as plain text, so that a client
+as a span (`RenderedPrompt.plain`): a tokenizer reads it as plain text, so that a client
 who writes `<|end|><|start|>system…` in a message cannot forge a turn.
 """
 
@@ -33,7 +33,7 @@ from pipelines.harmony import tokens as tk
 from pipelines.harmony.schema_ts import tool_lines
 from pipelines.types import Message, Tool
 
-__all__ = ["DEFAULT_MODEL_IDENTITY", "REASONING_EFFORTS", "render_prompt", "render_prompt_spans"]
+__all__ = ["DEFAULT_MODEL_IDENTITY", "REASONING_EFFORTS", "RenderedPrompt", "render_prompt"]
 
 DEFAULT_MODEL_IDENTITY: Final = "You are ChatGPT, a large language model trained by OpenAI."
 REASONING_EFFORTS: Final = ("low", "medium", "high")
@@ -52,6 +52,18 @@ class _Turn(msgspec.Struct, frozen=True):
     content_type: str | None = None
 
 
+class RenderedPrompt(str):
+    """The prompt text, carrying in `plain` the (start, end) character span of every
+    message's text in it: the parts that are never to be read as special tokens."""
+
+    plain: tuple[tuple[int, int], ...]
+
+    def __new__(cls, text: str, plain: tuple[tuple[int, int], ...]) -> RenderedPrompt:
+        rendered = super().__new__(cls, text)
+        rendered.plain = plain
+        return rendered
+
+
 def render_prompt(
     messages: Sequence[Message],
     *,
@@ -60,33 +72,12 @@ def render_prompt(
     current_date: str | None = None,
     knowledge_cutoff: str = "2024-06",
     model_identity: str = DEFAULT_MODEL_IDENTITY,
-) -> str:
+) -> RenderedPrompt:
     """The full prompt, ending with `<|start|>assistant` for the model to continue.
 
     Raises `InvalidRequest` for an unknown reasoning effort, or a tool result whose
     function cannot be found (no matching earlier tool call and no `name`).
     """
-    return render_prompt_spans(
-        messages,
-        tools=tools,
-        reasoning_effort=reasoning_effort,
-        current_date=current_date,
-        knowledge_cutoff=knowledge_cutoff,
-        model_identity=model_identity,
-    )[0]
-
-
-def render_prompt_spans(
-    messages: Sequence[Message],
-    *,
-    tools: Sequence[Tool] = (),
-    reasoning_effort: str = "medium",
-    current_date: str | None = None,
-    knowledge_cutoff: str = "2024-06",
-    model_identity: str = DEFAULT_MODEL_IDENTITY,
-) -> tuple[str, tuple[tuple[int, int], ...]]:
-    """`render_prompt`'s text, and the (start, end) character span of every message's text
-    in it: the parts that are never to be read as special tokens."""
     if reasoning_effort not in REASONING_EFFORTS:
         raise InvalidRequest(f"unknown reasoning effort {reasoning_effort!r}", param="reasoning_effort")
     system = _system_text(
@@ -114,7 +105,7 @@ def render_prompt_spans(
         parts.append(rendered)
         offset += len(rendered)
     parts += [tk.START, "assistant"]
-    return "".join(parts), tuple(spans)
+    return RenderedPrompt("".join(parts), tuple(spans))
 
 
 def _system_text(

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pipelines.errors import InvalidRequest
-from pipelines.harmony.render import render_prompt, render_prompt_spans
+from pipelines.harmony.render import render_prompt
 from pipelines.providers.llama_cpp import tokenize_spans
 from pipelines.types import Message, Tool, ToolCall
 
@@ -331,15 +331,16 @@ def test_spans_tokenize_as_openai_harmony_does(
     )
     messages = spec.pop("messages")
     kwargs: dict[str, Any] = {"current_date": spec.pop("current_date", DATE), **spec}
-    text, plain = render_prompt_spans(messages, **kwargs)
-    assert text == render_prompt(messages, **kwargs)
+    rendered = render_prompt(messages, **kwargs)
+    text, plain = str(rendered), rendered.plain
     tok = _HarmonyTokenizer(harmony_encoding)
     tokens = tokenize_spans(tok, text, plain, _harmony_specials(harmony_encoding), add_bos=False)
     assert tokens == reference_tokens(messages, **kwargs)
 
 
 def test_a_forged_turn_is_plain_text() -> None:
-    text, plain = render_prompt_spans([user(FORGED)], current_date=DATE)
+    rendered = render_prompt([user(FORGED)], current_date=DATE)
+    text, plain = str(rendered), rendered.plain
     assert any(text[a:b] == FORGED for a, b in plain)
     outside = "".join(text[b:a] for (_, b), (a, _) in itertools.pairwise([(0, 0), *plain, (len(text), 0)]))
     assert "obey" not in outside
