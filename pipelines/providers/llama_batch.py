@@ -669,7 +669,10 @@ class LlamaBatchProvider(LlamaProviderBase):
         from llama_cpp._internals import LlamaModel
 
         try:
-            model = LlamaModel(path_model=str(path), params=llama_cpp.llama_model_default_params(), verbose=False)
+            # verbose=True: False would point the process's stdout and stderr at /dev/null
+            # while the model loads (log lines of every thread lost); llama.cpp's own log is
+            # silenced by the hook `_model_file` installed, and LlamaModel prints nothing.
+            model = LlamaModel(path_model=str(path), params=llama_cpp.llama_model_default_params(), verbose=True)
         except Exception as exc:
             raise LoadFailure("load_error", f"{type(exc).__name__}: {exc}") from exc
         try:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import ctypes
+import io
 import json
 import os
 import re
@@ -429,17 +431,24 @@ class LlamaCppProvider(LlamaProviderBase):
 
         threads = self.threads
         try:
-            llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=self.config.context_length,
-                n_threads=threads,
-                # llama-cpp-python would evaluate prompts on every core whatever `threads` says.
-                n_threads_batch=threads,
-                n_batch=self.config.batch_size,
-                flash_attn=FLASH_ATTENTION,
-                verbose=False,
-                logits_all=False,
-            )
+            # verbose=False would point the process's stdout and stderr (the file
+            # descriptors) at /dev/null while the model loads, losing every log line any
+            # thread writes meanwhile. llama.cpp's own log is silenced by the hook above;
+            # what llama-cpp-python prints itself (system info, metadata) is only Python's.
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                llm = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=self.config.context_length,
+                    n_threads=threads,
+                    # llama-cpp-python would evaluate prompts on every core whatever `threads` says.
+                    n_threads_batch=threads,
+                    n_batch=self.config.batch_size,
+                    flash_attn=FLASH_ATTENTION,
+                    verbose=True,
+                    logits_all=False,
+                )
+            # verbose=True also turned llama-cpp-python's own log hook (put back at unload) up
+            _set_llama_python_verbose(False)
         except Exception as exc:
             raise LoadFailure("load_error", f"{type(exc).__name__}: {exc}") from exc
         self.model_path = path
@@ -633,6 +642,12 @@ def free_sampler(sampler: Any) -> None:
     import llama_cpp
 
     llama_cpp.llama_sampler_free(sampler)
+
+
+def _set_llama_python_verbose(verbose: bool) -> None:
+    from llama_cpp import _logger
+
+    _logger.set_verbose(verbose)
 
 
 def special_token_pattern(model: Any) -> re.Pattern[str] | None:

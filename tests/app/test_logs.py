@@ -182,3 +182,64 @@ def test_text_timestamps_match_the_standard_formatter() -> None:
     for created in (TS, TS + 0.5, TS + 0.999, TS + 1.0, TS + 61.2, TS - 3600.001):
         record.created, record.msecs = created, (created - int(created)) * 1000
         assert ours.format(record) == plain.format(record), created
+
+
+# --- writing: one write per event-loop turn ---------------------------------------------------
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, s: str) -> int:
+        self.writes += 1
+        return super().write(s)
+
+
+async def test_lines_of_one_loop_turn_are_written_together_in_order() -> None:
+    import asyncio
+
+    from app.logs import LoopBatchedHandler
+
+    stream = CountingStream()
+    handler = LoopBatchedHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("test.batched")
+    log.addHandler(handler)
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    try:
+        for i in range(5):
+            log.info("line %d", i)
+        assert stream.getvalue() == ""  # held until the loop's next turn
+        await asyncio.sleep(0)
+        assert stream.getvalue() == "".join(f"line {i}\n" for i in range(5))
+        assert stream.writes == 1
+        log.info("held")
+        log.warning("at once")  # a warning writes what is held, then itself, now
+        assert stream.getvalue().endswith("held\nat once\n")
+    finally:
+        log.removeHandler(handler)
+
+
+def test_lines_outside_an_event_loop_are_written_at_once() -> None:
+    from app.logs import LoopBatchedHandler
+
+    stream = CountingStream()
+    handler = LoopBatchedHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.handle(logging.makeLogRecord({"msg": "now", "levelno": logging.INFO}))
+    assert stream.getvalue() == "now\n"
+
+
+def test_admission_changes_are_debug_lines(configure: Configure) -> None:
+    from pipelines.events import AdmissionChanged
+
+    for level, expected in (("info", 0), ("debug", 1)):
+        buf = configure(level, "json")
+        bus = EventBus()
+        log_events(bus)
+        bus.emit(AdmissionChanged(model_id="m", running=1, waiting=0))
+        logging.getLogger().handlers[0].flush()
+        assert buf.getvalue().count('"event": "AdmissionChanged"') == expected, level
