@@ -474,3 +474,21 @@ async def test_metrics_count_upstream_requests_by_result(
     assert sample("mia_upstream_requests_total", {**labels, "result": "client_error"}) == 1
     assert sample("mia_upstream_healthy", labels) == 1
     assert sample("mia_upstream_ejections_total", labels) == 0
+
+
+async def test_several_choices_are_one_upstream_request_each(
+    make_harness: HarnessFactory, respx_mock: respx.MockRouter
+) -> None:
+    words = iter([("red",), ("blue", " sky")])
+    route = respx_mock.post(f"{UP1}/chat/completions").mock(side_effect=lambda _: answer(*next(words)))
+    h = make_harness(remote_model())
+    async with asgi(h) as client:
+        r = await client.post("/v1/chat/completions", json={**CHAT, "n": 2, "seed": 5})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert sorted(c["message"]["content"] for c in out["choices"]) == ["blue sky", "red"]
+    assert [c["index"] for c in out["choices"]] == [0, 1]
+    assert out["usage"]["completion_tokens"] == 3 and out["usage"]["prompt_tokens"] == 7
+    sent = [body_of(route, i) for i in range(2)]
+    assert sorted(b["seed"] for b in sent) == [5, 6]  # each choice its own seed
+    assert all("n" not in b for b in sent)
