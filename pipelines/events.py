@@ -91,6 +91,7 @@ class GenerationChunk(Event, frozen=True, kw_only=True):
     model_id: str
     channel: str
     text: str
+    choice: int = 0
 
 
 class GenerationCompleted(Event, frozen=True, kw_only=True):

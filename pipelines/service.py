@@ -150,6 +150,7 @@ class Generation:
                             model_id=self.model_id,
                             channel=delta.kind.value,
                             text=delta.text,
+                            choice=delta.choice,
                         )
                     )
                 yield delta

@@ -8,7 +8,7 @@ from collections import defaultdict
 
 import pytest
 
-from pipelines.events import GenerationCancelled, GenerationCompleted, GenerationStarted
+from pipelines.events import GenerationCancelled, GenerationChunk, GenerationCompleted, GenerationStarted
 from pipelines.types import DeltaKind
 from tests.pipelines.conftest import Harness
 from tests.pipelines.test_events import check_invariants
@@ -36,6 +36,9 @@ async def test_streamed_choices_interleave_and_reassemble(harness: Harness) -> N
     for choice in gen.result.all_choices:
         assert "".join(text[choice.index, DeltaKind.CONTENT]) == choice.content
         assert "".join(text[choice.index, DeltaKind.REASONING]) == choice.reasoning
+        # the chunk events say which choice they belong to, too
+        chunks = [e for e in harness.of(GenerationChunk) if e.choice == choice.index and e.channel == "content"]
+        assert "".join(e.text for e in chunks) == choice.content
     started, completed = harness.of(GenerationStarted), harness.of(GenerationCompleted)
     assert len(started) == len(completed) == 1
     summary = completed[0].result_summary
