@@ -66,7 +66,8 @@ def chat_body(model: str, prompt: Prompt, params: DecodeParams) -> dict[str, Any
 
     Always streamed with usage (so that pieces relay as they come and the upstream's own
     counts win). Sampling is the merged snapshot (`params`), so the upstream decodes with
-    what our events report; extensions (`top_k`, `min_p`, `repeat_penalty`) are sent only
+    what our events report; extensions (`top_k`, `min_p`, `repeat_penalty` — also as vLLM's
+`repetition_penalty`) are sent only
     when they differ from neutral. Tools, tool choice, stop and the reasoning effort come
     from the request the pipeline attached to the prompt."""
     body: dict[str, Any] = {
@@ -83,7 +84,8 @@ def chat_body(model: str, prompt: Prompt, params: DecodeParams) -> dict[str, Any
     if params.min_p:
         body["min_p"] = params.min_p
     if params.repeat_penalty != 1.0:
-        body["repeat_penalty"] = params.repeat_penalty
+        # llama.cpp's server reads the first name, vLLM the second; each ignores the other's
+        body["repeat_penalty"] = body["repetition_penalty"] = params.repeat_penalty
     if params.presence_penalty:
         body["presence_penalty"] = params.presence_penalty
     if params.frequency_penalty:

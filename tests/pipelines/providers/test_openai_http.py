@@ -244,7 +244,7 @@ async def test_the_request_sent_upstream(
     monkeypatch.setenv("UPSTREAM_KEY", "sk-upstream")
     route = respx_mock.post(f"{UP1}/chat/completions").mock(return_value=answer("{}"))
     toml = remote_model().replace('model = "there-0" }', 'model = "there-0", api_key_env = "UPSTREAM_KEY" }')
-    h = make_harness(toml + "\n[models.sampling]\ntemperature = 0.3\ntop_k = 40\n")
+    h = make_harness(toml + "\n[models.sampling]\ntemperature = 0.3\ntop_k = 40\nrepeat_penalty = 1.1\n")
     tool = Tool(name="lookup", description="Look it up.", parameters={"type": "object", "properties": {}})
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
     req = h.request(
@@ -265,6 +265,8 @@ async def test_the_request_sent_upstream(
     assert body["messages"] == [{"role": "user", "content": "Hello there"}]
     assert body["max_tokens"] == 64  # the passport cap applied before going upstream
     assert (body["temperature"], body["top_k"], body["seed"]) == (0.3, 40, 3)
+    # under both servers' names: llama.cpp's server reads the first, vLLM the second
+    assert body["repeat_penalty"] == body["repetition_penalty"] == 1.1
     assert body["stop"] == ["END"] and body["reasoning_effort"] == "low"
     assert body["tools"] == [
         {
