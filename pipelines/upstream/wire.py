@@ -64,12 +64,12 @@ def _response_format(rf: ResponseFormat) -> dict[str, Any] | None:
 def chat_body(model: str, prompt: Prompt, params: DecodeParams) -> dict[str, Any]:
     """The upstream request for one generation.
 
-    Always streamed with usage (so that pieces relay as they come and the upstream's own
-    counts win). Sampling is the merged snapshot (`params`), so the upstream decodes with
-    what our events report; extensions (`top_k`, `min_p`, `repeat_penalty` — also as vLLM's
-`repetition_penalty`) are sent only
-    when they differ from neutral. Tools, tool choice, stop and the reasoning effort come
-    from the request the pipeline attached to the prompt."""
+        Always streamed with usage (so that pieces relay as they come and the upstream's own
+        counts win). Sampling is the merged snapshot (`params`), so the upstream decodes with
+        what our events report; extensions (`top_k`, `min_p`, `repeat_penalty` — also as vLLM's
+    `repetition_penalty`) are sent only
+        when they differ from neutral. Tools, tool choice, stop and the reasoning effort come
+        from the request the pipeline attached to the prompt."""
     body: dict[str, Any] = {
         "model": model,
         "messages": [_message(m) for m in prompt.messages],
