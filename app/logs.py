@@ -102,7 +102,8 @@ class LoopBatchedHandler(logging.StreamHandler):
     def __init__(self, stream: Any = None) -> None:
         super().__init__(stream)
         self._held: list[str] = []
-        self._scheduled = False
+        self._scheduled: asyncio.AbstractEventLoop | None = None
+        """The loop a write of the held lines is scheduled on (None: none is)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -117,13 +118,14 @@ class LoopBatchedHandler(logging.StreamHandler):
         self._held.append(line)
         if loop is None or record.levelno >= logging.WARNING:
             self._write_held()
-        elif not self._scheduled:
-            self._scheduled = True
+        elif self._scheduled is not loop:
+            # (a write scheduled on another loop, one that has since stopped, never comes)
+            self._scheduled = loop
             loop.call_soon(self._flush_turn)
 
     def _flush_turn(self) -> None:
         with self.lock:  # type: ignore[union-attr]
-            self._scheduled = False
+            self._scheduled = None
             self._write_held()
 
     def _write_held(self) -> None:

@@ -243,3 +243,29 @@ def test_admission_changes_are_debug_lines(configure: Configure) -> None:
         bus.emit(AdmissionChanged(model_id="m", running=1, waiting=0))
         logging.getLogger().handlers[0].flush()
         assert buf.getvalue().count('"event": "AdmissionChanged"') == expected, level
+
+
+def test_a_line_held_by_a_loop_that_stopped_does_not_hold_up_the_next_loop() -> None:
+    import asyncio
+
+    from app.logs import LoopBatchedHandler
+
+    stream = CountingStream()
+    handler = LoopBatchedHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+
+    async def log_second() -> None:
+        handler.handle(logging.makeLogRecord({"msg": "second", "levelno": logging.INFO}))
+        await asyncio.sleep(0)
+
+    def log_first() -> None:
+        handler.handle(logging.makeLogRecord({"msg": "first", "levelno": logging.INFO}))
+
+    loop = asyncio.new_event_loop()
+    loop.call_soon(log_first)
+    loop.call_soon(loop.stop)  # the loop stops before the turn that would write "first"
+    loop.run_forever()
+    loop.close()
+    assert stream.getvalue() == ""
+    asyncio.run(log_second())
+    assert stream.getvalue() == "first\nsecond\n"
