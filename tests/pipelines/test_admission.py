@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -143,8 +144,8 @@ async def test_waiting_past_max_wait_is_model_unavailable() -> None:
     assert rec.seen[-3:] == [(1, 1), (1, 0), (0, 0)]
 
 
-async def test_a_cancelled_waiter_leaves_the_queue() -> None:
-    gate, _ = make_gate(slots=1)
+async def queue_two(gate: AdmissionGate) -> tuple[Any, asyncio.Task[None], asyncio.Task[None], list[str]]:
+    """The gate's one slot held, and two workers, "a" then "b", waiting for it."""
     holder = gate.admit()
     await holder.__aenter__()
     admitted: list[str] = []
@@ -157,6 +158,12 @@ async def test_a_cancelled_waiter_leaves_the_queue() -> None:
     await until(lambda: gate.waiting == 1)
     b = asyncio.create_task(worker("b"))
     await until(lambda: gate.waiting == 2)
+    return holder, a, b, admitted
+
+
+async def test_a_cancelled_waiter_leaves_the_queue() -> None:
+    gate, _ = make_gate(slots=1)
+    holder, a, b, admitted = await queue_two(gate)
     a.cancel()
     with pytest.raises(asyncio.CancelledError):
         await a
@@ -169,18 +176,7 @@ async def test_a_cancelled_waiter_leaves_the_queue() -> None:
 
 async def test_a_waiter_cancelled_just_after_being_handed_the_slot_passes_it_on() -> None:
     gate, _ = make_gate(slots=1)
-    holder = gate.admit()
-    await holder.__aenter__()
-    admitted: list[str] = []
-
-    async def worker(name: str) -> None:
-        async with gate.admit():
-            admitted.append(name)
-
-    a = asyncio.create_task(worker("a"))
-    await until(lambda: gate.waiting == 1)
-    b = asyncio.create_task(worker("b"))
-    await until(lambda: gate.waiting == 2)
+    holder, a, b, admitted = await queue_two(gate)
     await holder.__aexit__(None, None, None)  # hands the slot to "a" ...
     a.cancel()  # ... which gives up before it could run
     with pytest.raises(asyncio.CancelledError):
