@@ -660,7 +660,6 @@ class LlamaBatchProvider(LlamaProviderBase):
             self.status = "unloaded"
             raise
         self._model, self._engine = model, engine
-        self._formatter = self._chat_formatter(model.metadata(), model.model)
         self.status = "loaded"
 
     def _load_blocking(self) -> tuple[LlamaModel, _Engine]:
@@ -688,14 +687,14 @@ class LlamaBatchProvider(LlamaProviderBase):
         except BaseException:
             model.close()
             raise
+        self._read_vocab(model.metadata(), model.model)
         self.model_path = path
         return model, engine
 
     async def unload(self) -> None:
         engine, model = self._engine, self._model
         self._engine = self._model = None
-        self._formatter = None
-        self._last_prompt = None
+        self._forget_vocab()
         if engine is not None:
             await asyncio.to_thread(engine.close)  # running generations end with GenerationFailed
         if model is not None:

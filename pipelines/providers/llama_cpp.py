@@ -24,7 +24,6 @@ import os
 import re
 import secrets
 import threading
-import weakref
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -227,8 +226,8 @@ class LlamaProviderBase(Provider):
         self._formatter: Jinja2ChatFormatter | None = None
         self._log_callback: Any = None
         self._last_prompt: tuple[Tokenizer, Prompt, list[int]] | None = None
-        self._specials: tuple[weakref.ref[Tokenizer], re.Pattern[str] | None] | None = None
-        """The special tokens of the loaded model (weakly: an unloaded model must be freed)."""
+        self._specials: re.Pattern[str] | None = None
+        """The loaded model's special tokens (see `special_token_pattern`)."""
 
     @property
     def capabilities(self) -> dict[str, bool]:
@@ -270,6 +269,17 @@ class LlamaProviderBase(Provider):
         llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
         self._log_callback = None
 
+    def _read_vocab(self, metadata: dict[str, str], model: Any) -> None:
+        """The chat template and the special tokens of a model just loaded: on the loading
+        thread, since reading every token's attributes takes ~15 ms."""
+        self._formatter = self._chat_formatter(metadata, model)
+        self._specials = special_token_pattern(model)
+
+    def _forget_vocab(self) -> None:
+        self._formatter = None
+        self._specials = None
+        self._last_prompt = None
+
     @staticmethod
     def _chat_formatter(metadata: dict[str, str], model: Any) -> Jinja2ChatFormatter | None:
         """The model's own chat template (None for base models without one)."""
@@ -309,11 +319,11 @@ class LlamaProviderBase(Provider):
         if prompt.text is not None:
             # Harmony text writes its control tokens literally; `add_bos` defers to the
             # model's own add_bos flag.
-            tokens = tokenize_spans(tok, prompt.text, prompt.plain, self._special_tokens(tok), add_bos=True)
+            tokens = tokenize_spans(tok, prompt.text, prompt.plain, self._specials, add_bos=True)
         elif self._formatter is not None:
             text, plain = self._render_template(prompt.messages)
             # The template writes BOS itself where the model wants one.
-            tokens = tokenize_spans(tok, text, plain, self._special_tokens(tok), add_bos=False)
+            tokens = tokenize_spans(tok, text, plain, self._specials, add_bos=False)
         else:
             # No chat template (base models such as Gemma 3 270M): there is no right
             # format, so the turns' texts are joined by newlines for the model to continue.
@@ -324,12 +334,6 @@ class LlamaProviderBase(Provider):
         if len(tokens) >= 2 and tokens[0] == bos and tokens[1] == bos:
             tokens = tokens[1:]
         return tokens
-
-    def _special_tokens(self, tok: Tokenizer) -> re.Pattern[str] | None:
-        """The texts llama.cpp reads as special tokens in this model's vocabulary (longest first)."""
-        if self._specials is None or self._specials[0]() is not tok:
-            self._specials = (weakref.ref(tok), special_token_pattern(tok.model))
-        return self._specials[1]
 
     def _render_template(self, messages: tuple[Message, ...]) -> tuple[str, tuple[tuple[int, int], ...]]:
         """The chat template's text for `messages`, and the spans of their contents in it.
@@ -421,13 +425,13 @@ class LlamaCppProvider(LlamaProviderBase):
         except BaseException:
             self.status = "unloaded"
             raise
-        self._formatter = self._chat_formatter(self._llm.metadata, self._llm.model)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{self.config.id}")
         self.status = "loaded"
 
     def _load_blocking(self) -> Llama:
         path = self._model_file()
         import llama_cpp
+        from llama_cpp import _logger
 
         threads = self.threads
         try:
@@ -448,9 +452,10 @@ class LlamaCppProvider(LlamaProviderBase):
                     logits_all=False,
                 )
             # verbose=True also turned llama-cpp-python's own log hook (put back at unload) up
-            _set_llama_python_verbose(False)
+            _logger.set_verbose(False)
         except Exception as exc:
             raise LoadFailure("load_error", f"{type(exc).__name__}: {exc}") from exc
+        self._read_vocab(llm.metadata, llm.model)
         self.model_path = path
         return llm
 
@@ -463,8 +468,7 @@ class LlamaCppProvider(LlamaProviderBase):
             self._active_stop.set()  # cut off a running generation rather than wait it out
         async with self._lock:
             self._llm = None
-            self._formatter = None
-            self._last_prompt = None
+            self._forget_vocab()
             await asyncio.to_thread(llm.close)
             if self._executor is not None:
                 self._executor.shutdown(wait=False)
@@ -642,12 +646,6 @@ def free_sampler(sampler: Any) -> None:
     import llama_cpp
 
     llama_cpp.llama_sampler_free(sampler)
-
-
-def _set_llama_python_verbose(verbose: bool) -> None:
-    from llama_cpp import _logger
-
-    _logger.set_verbose(verbose)
 
 
 def special_token_pattern(model: Any) -> re.Pattern[str] | None:
