@@ -275,7 +275,7 @@ class GenerationPipeline(abc.ABC):
                 for delta in deltas:
                     out = self._post(ctx, delta, stops, echo)
                     if out is not None:
-                        yield out if not ctx.index else msgspec.structs.replace(out, choice=ctx.index)
+                        yield out
                 if stops.matched is not None:
                     ctx.stop_reason = StopReason.STOP
                 if ctx.stop_reason is not None:
@@ -285,7 +285,7 @@ class GenerationPipeline(abc.ABC):
         for delta in self.flush(ctx):
             out = self._post(ctx, delta, stops, echo)
             if out is not None:
-                yield out if not ctx.index else msgspec.structs.replace(out, choice=ctx.index)
+                yield out
         tail = stops.feed(echo.flush() if echo else "") + stops.flush()
         if tail:
             ctx.content.append(tail)
@@ -294,18 +294,20 @@ class GenerationPipeline(abc.ABC):
             ctx.stop_reason = StopReason.STOP
 
     def _post(self, ctx: PipelineContext, delta: Delta, stops: StopMatcher, echo: EchoStripper | None) -> Delta | None:
+        """What of `delta` reaches the client (after echo stripping and stop sequences),
+        marked with its choice; recorded in `ctx` for the result."""
         if delta.kind is DeltaKind.REASONING:
             ctx.reasoning.append(delta.text)
-            return delta
-        if delta.kind is DeltaKind.TOOL_CALL:
+        elif delta.kind is DeltaKind.TOOL_CALL:
             _aggregate_tool_call(ctx, delta)
-            return delta
-        text = echo.feed(delta.text) if echo else delta.text
-        text = stops.feed(text)
-        if not text and not delta.logprobs:
-            return None
-        ctx.content.append(text)
-        return Delta(kind=DeltaKind.CONTENT, text=text, logprobs=delta.logprobs)
+        else:
+            text = echo.feed(delta.text) if echo else delta.text
+            text = stops.feed(text)
+            if not text and not delta.logprobs:
+                return None
+            ctx.content.append(text)
+            delta = Delta(kind=DeltaKind.CONTENT, text=text, logprobs=delta.logprobs)
+        return msgspec.structs.replace(delta, choice=ctx.index) if ctx.index else delta
 
     # -- finalize ---------------------------------------------------------------
 

@@ -109,6 +109,8 @@ class Generation:
         self.result: PipelineResult | None = None
         self.choices: list[PipelineContext] = [attempt.ctx]
         """The contexts of the request's choices (more than one with `n` > 1)."""
+        self._ended: dict[int, PipelineResult] = {}
+        """Choices (by index) already finalized as they ended (`n` > 1)."""
         self._closed = False
         self._live.add(self)
 
@@ -157,7 +159,8 @@ class Generation:
             if ctx.cancel.cancelled:
                 self._cancelled(ctx.cancel.reason or "error")
             else:
-                self.result = self.pipeline.combine([self.pipeline.finalize(c) for c in contexts])
+                ended = self._ended
+                self.result = self.pipeline.combine([ended.get(c.index) or self.pipeline.finalize(c) for c in contexts])
                 bus.emit(
                     GenerationCompleted(
                         request_id=self.request_id,
@@ -203,8 +206,8 @@ class Generation:
                     queue.put_nowait(delta)
                 if not c.cancel.cancelled:
                     # a client reading the stream learns of each choice's end as it happens
-                    finish = self.pipeline.finalize(c).finish_reason
-                    queue.put_nowait(Delta(kind=DeltaKind.FINISH, choice=c.index, finish=finish))
+                    result = self._ended[c.index] = self.pipeline.finalize(c)
+                    queue.put_nowait(Delta(kind=DeltaKind.FINISH, choice=c.index, finish=result.finish_reason))
             except Exception as exc:
                 queue.put_nowait(exc)
             finally:
@@ -352,7 +355,7 @@ class GenerationService:
             slots *= len(entry.config.upstreams)
         gate = self._admission.gate(entry.config.id, slots)
         # Each choice decodes as a sequence of its own: a request with n choices takes n slots.
-        await stack.enter_async_context(gate.admit(min(req.n, slots)))
+        await stack.enter_async_context(gate.admit(req.n))
         return ctx, pipeline, time.perf_counter() - queued
 
     # -- fallback ---------------------------------------------------------------

@@ -122,7 +122,7 @@ class Provider(abc.ABC):
     @property
     def max_choices(self) -> int | None:
         """The most choices (`n`) one request may ask of this provider at once; None when
-        the provider sets no bound of its own (the gateway's `max_n` still does)."""
+        the provider sets no bound of its own (the gateway's `max_choices` setting still does)."""
         return None
 
     @abc.abstractmethod
