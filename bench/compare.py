@@ -336,9 +336,7 @@ def process(args: list[str], log: Path, ready_url: str, *, timeout: float = 120.
     """Starts a server, waits until `ready_url` answers 200, stops it (SIGTERM, then SIGKILL)."""
     import httpx
 
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
-    try:
+    with log_process(args, log, grace=20.0) as proc:
         limit = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
@@ -350,14 +348,6 @@ def process(args: list[str], log: Path, ready_url: str, *, timeout: float = 120.
                 raise RuntimeError(f"{args[:3]} not ready after {timeout:.0f}s:\n{log.read_text()[-3000:]}")
             time.sleep(0.05)
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
 
 
 def gateway_args(config: Path, port: int) -> list[str]:
@@ -562,18 +552,21 @@ def measure_stub(tmp: Path, seconds: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def log_process(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def log_process(args: list[str], log: Path, *, grace: float = 10.0) -> Iterator[subprocess.Popen[bytes]]:
+    """Runs a process with its output in `log`; stops it at the end (SIGTERM, then after
+    `grace` seconds SIGKILL)."""
     with log.open("wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
     try:
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
 
 
 # -- the run ------------------------------------------------------------------------------------------
