@@ -42,6 +42,14 @@ class ServedGateway:
         self.api_url = f"{self.base_url}/v1"
 
     def log(self) -> str:
+        """The log so far, with every line of what the gateway did before this call.
+
+        The gateway writes the event lines of one event-loop turn together, on the loop's
+        next turn, so the lines of a response's last events can follow its last bytes by a
+        turn. One round trip through the loop (any request) writes them first."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(f"{self.base_url}/health", timeout=10.0)
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
