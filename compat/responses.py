@@ -144,7 +144,9 @@ class ModelCard(_Out):
     owned_by: str
     object: Literal["model"] = "model"
     stub: bool = False
-    """True when this id is served by the deterministic stub, not real weights."""
+    """True when this id is served by the deterministic stub, not real weights (for a model
+    not loaded yet: when its load would fall back to the stub, as far as a check of its
+    weights file can tell)."""
     stub_reason: str | None = None
     role: str = "lightweight"
     pipeline: str = "lightweight"

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import importlib
 import importlib.metadata
+import importlib.util
 import os
 import uuid
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from pipelines.providers.base import LoadFailure
 if TYPE_CHECKING:
     from pipelines.config import ModelConfig
 
-__all__ = ["ChecksumCache", "resolve_model_path", "sha256_file"]
+__all__ = ["ChecksumCache", "missing_model_file", "resolve_model_path", "sha256_file"]
 
 _CHUNK = 1024 * 1024
 _PACKAGE = "package:"
@@ -34,11 +35,7 @@ _ASSEMBLE = "assemble:"
 
 def resolve_model_path(config: ModelConfig, *, cache_dir: Path) -> Path:
     """The GGUF file `config` names; raises `LoadFailure("missing_file", ...)` when there is none."""
-    raw = os.environ.get(config.path_env) if config.path_env else None
-    if not raw:
-        raw = config.path
-    if not raw:
-        raise LoadFailure("missing_file", f"model {config.id!r} has no path")
+    raw = _raw_path(config)
     if raw.startswith(_PACKAGE):
         path = _package_file(raw)
     elif raw.startswith(_ASSEMBLE):
@@ -48,6 +45,39 @@ def resolve_model_path(config: ModelConfig, *, cache_dir: Path) -> Path:
     if not path.is_file():
         raise LoadFailure("missing_file", f"{path} does not exist")
     return path
+
+
+def missing_model_file(config: ModelConfig, *, cache_dir: Path) -> LoadFailure | None:
+    """Why `resolve_model_path` would fail now, found without side effects (nothing is
+    assembled or written); None when the file is there or may yet be assembled."""
+    try:
+        raw = _raw_path(config)
+        if raw.startswith(_ASSEMBLE):
+            module_name = raw.removeprefix(_ASSEMBLE)
+            if (cache_dir / f"{module_name}.gguf").is_file():
+                return None
+            try:
+                found = importlib.util.find_spec(module_name) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                return LoadFailure("missing_file", f"assembling {module_name}: no module named {module_name!r}")
+            return None
+        path = _package_file(raw) if raw.startswith(_PACKAGE) else Path(raw).expanduser()
+        if not path.is_file():
+            return LoadFailure("missing_file", f"{path} does not exist")
+    except LoadFailure as failure:
+        return failure
+    return None
+
+
+def _raw_path(config: ModelConfig) -> str:
+    raw = os.environ.get(config.path_env) if config.path_env else None
+    if not raw:
+        raw = config.path
+    if not raw:
+        raise LoadFailure("missing_file", f"model {config.id!r} has no path")
+    return raw
 
 
 def _package_file(raw: str) -> Path:

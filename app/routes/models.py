@@ -23,12 +23,17 @@ _ENCODER = msgspec.json.Encoder()
 def model_card(gw: Gateway, entry: ModelEntry) -> ModelCard:
     provider = entry.provider
     config = entry.config
+    stub, stub_reason = provider.stub, provider.stub_reason if provider.stub else None
+    if not stub and provider.status == "unloaded" and (failure := provider.foreseen_failure()) is not None:
+        # Never loaded (or unloaded) and its weights are not there: its next load falls back
+        # to the stub (ADR-0015), so the card says so now, not after the first request.
+        stub, stub_reason = True, str(failure)
     return ModelCard(
         id=config.id,
         created=gw.started,
         owned_by="mia-gateway",
-        stub=provider.stub,
-        stub_reason=provider.stub_reason if provider.stub else None,
+        stub=stub,
+        stub_reason=stub_reason,
         role=config.role,
         pipeline=gw.router.pipeline_class(entry).name,
         status=provider.status,

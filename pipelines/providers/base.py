@@ -111,6 +111,12 @@ class Provider(abc.ABC):
     async def unload(self) -> None:
         self.status = "unloaded"
 
+    def foreseen_failure(self) -> LoadFailure | None:
+        """Why `load` would fail if it ran now, when a cheap check without side effects can
+        tell (a missing weights file); None when it may succeed. Lets the model list say
+        "stub" for a model that was never loaded, before its first request."""
+        return None
+
     def count_tokens(self, prompt: Prompt) -> int | None:
         """Prompt tokens, when the provider can tell before decoding (None: unknown)."""
         return None

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 
 from pipelines.errors import ContextLengthExceeded, GenerationFailed, InvalidRequest, ModelUnavailable
-from pipelines.model_files import ChecksumCache, resolve_model_path
+from pipelines.model_files import ChecksumCache, missing_model_file, resolve_model_path
 from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Prompt, Provider
 from pipelines.types import LogprobEntry, Message, Piece, ResponseFormat, TopLogprob
 
@@ -236,6 +236,9 @@ class LlamaProviderBase(Provider):
     @property
     def threads(self) -> int:
         return self.config.threads or os.cpu_count() or 1
+
+    def foreseen_failure(self) -> LoadFailure | None:
+        return missing_model_file(self.config, cache_dir=self.cache_dir)
 
     def _model_file(self) -> Path:
         """The verified GGUF (on a worker thread: hashing takes seconds); quiets llama.cpp's log."""

