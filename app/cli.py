@@ -78,10 +78,10 @@ def _serve(args: argparse.Namespace) -> int:
         server = msgspec.structs.replace(settings.server, **overrides)
         settings = msgspec.structs.replace(settings, server=server)
     server = settings.server
-    configure_logging(server.log_level, server.log_format)
+    lines = configure_logging(server.log_level, server.log_format)
     gateway = build_gateway(settings)
     install_metrics(gateway)
-    log_events(gateway.bus)
+    log_events(gateway.bus, lines=lines)
     app = create_app(gateway)
 
     class _Server(uvicorn.Server):

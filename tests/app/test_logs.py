@@ -7,11 +7,11 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from app.logs import _TextFormatter, configure_logging, log_events
+from app.logs import LoopBatchedHandler, _TextFormatter, configure_logging, log_events
 from pipelines.events import (
     Event,
     EventBus,
@@ -22,24 +22,40 @@ from pipelines.events import (
 )
 
 TS = 1763779200.25
-Configure = Callable[[str, str], io.StringIO]
 
 
-@pytest.fixture
-def configure() -> Iterator[Configure]:
-    """`configure_logging(level, fmt)`, writing to a buffer; the root logger is put back after."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+class Configure:
+    """`configure_logging(level, fmt)` writing to a buffer, and event lines subscribed as the
+    gateway does (`direct`: straight to the handler) or through the logging machinery."""
 
-    def _configure(level: str, fmt: str) -> io.StringIO:
-        configure_logging(level, fmt)
+    def __init__(self, direct: bool) -> None:
+        self.direct = direct
+        self.lines: LoopBatchedHandler | None = None
+
+    def __call__(self, level: str, fmt: str) -> io.StringIO:
+        handler = configure_logging(level, fmt)
         buf = io.StringIO()
-        handler = root.handlers[0]
-        assert isinstance(handler, logging.StreamHandler)
         handler.setStream(buf)
+        self.lines = handler if self.direct else None
         return buf
 
-    yield _configure
+    def subscribe(self, bus: EventBus) -> None:
+        log_events(bus, lines=self.lines)
+
+    def emit(self, *events: Event) -> EventBus:
+        bus = EventBus()
+        self.subscribe(bus)
+        for event in events:
+            bus.emit(event)
+        return bus
+
+
+@pytest.fixture(params=["direct", "record"])
+def configure(request: pytest.FixtureRequest) -> Iterator[Configure]:
+    """Both ways an event line is written must give the same lines; the root logger is put back after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield Configure(direct=request.param == "direct")
     root.handlers[:] = handlers
     root.setLevel(level)
 
@@ -61,17 +77,9 @@ def chunk() -> GenerationChunk:
     return GenerationChunk(ts=TS, request_id="chatcmpl-1", model_id="m", channel="final", text="héllo\n")
 
 
-def emit(*events: Event) -> EventBus:
-    bus = EventBus()
-    log_events(bus)
-    for event in events:
-        bus.emit(event)
-    return bus
-
-
 def test_json_line(configure: Configure) -> None:
     out = configure("INFO", "json")
-    emit(completed())
+    configure.emit(completed())
     # byte for byte what `json.dumps(..., ensure_ascii=False)` wrote: the event's own `ts`,
     # the event name twice, its fields in order, no `token_gaps`
     assert out.getvalue() == (
@@ -84,7 +92,7 @@ def test_json_line(configure: Configure) -> None:
 
 def test_json_lines_parse_and_keep_text_as_is(configure: Configure) -> None:
     out = configure("DEBUG", "json")
-    emit(chunk(), PromptProcessed(ts=TS, request_id=None, model_id="m", prompt_tokens=9, cached_tokens=4,
+    configure.emit(chunk(), PromptProcessed(ts=TS, request_id=None, model_id="m", prompt_tokens=9, cached_tokens=4,
                                   evaluated_tokens=5, slot=1, seconds=0.5))  # fmt: skip
     first, second = (json.loads(line) for line in out.getvalue().splitlines())
     assert first["event"] == "GenerationChunk" and first["text"] == "héllo\n"
@@ -107,7 +115,7 @@ def test_json_lines_parse_and_keep_text_as_is(configure: Configure) -> None:
 
 def test_text_line(configure: Configure) -> None:
     out = configure("INFO", "text")
-    emit(completed())
+    configure.emit(completed())
     line = out.getvalue()
     stamp, rest = line[:23], line[24:]
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}", stamp), line
@@ -137,25 +145,25 @@ def test_other_records_keep_their_extras_and_tracebacks(configure: Configure) ->
 def test_levels(configure: Configure) -> None:
     # every event line is INFO; chunks (one per token) only when DEBUG is on as well
     out = configure("INFO", "json")
-    bus = emit(chunk(), completed())
+    bus = configure.emit(chunk(), completed())
     assert not bus.wants_chunks
     assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == ["GenerationCompleted"]
 
     out = configure("DEBUG", "json")
-    bus = emit(chunk(), completed())
+    bus = configure.emit(chunk(), completed())
     assert bus.wants_chunks
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [(r["event"], r["level"]) for r in lines] == [("GenerationChunk", "info"), ("GenerationCompleted", "info")]
 
     out = configure("WARNING", "text")
-    emit(chunk(), completed(), ModelLoaded(model_id="m", provider="stub", role="primary"))
+    configure.emit(chunk(), completed(), ModelLoaded(model_id="m", provider="stub", role="primary"))
     assert out.getvalue() == ""
 
 
 def test_the_level_is_read_per_event(configure: Configure) -> None:
     out = configure("WARNING", "json")
     bus = EventBus()
-    log_events(bus)
+    configure.subscribe(bus)
     bus.emit(completed())
     logging.getLogger().setLevel(logging.INFO)
     bus.emit(completed())
@@ -169,7 +177,7 @@ class _Odd(Event, frozen=True, kw_only=True):
 
 def test_fields_named_like_record_attributes_get_a_prefix(configure: Configure) -> None:
     out = configure("INFO", "json")
-    emit(_Odd(ts=TS, name="n", lineno=7))
+    configure.emit(_Odd(ts=TS, name="n", lineno=7))
     record = json.loads(out.getvalue())
     assert (record["logger"], record["ev_name"], record["ev_lineno"]) == ("mia.events", "n", 7)
 
@@ -239,7 +247,7 @@ def test_admission_changes_are_debug_lines(configure: Configure) -> None:
     for level, expected in (("info", 0), ("debug", 1)):
         buf = configure(level, "json")
         bus = EventBus()
-        log_events(bus)
+        configure.subscribe(bus)
         bus.emit(AdmissionChanged(model_id="m", running=1, waiting=0))
         logging.getLogger().handlers[0].flush()
         assert buf.getvalue().count('"event": "AdmissionChanged"') == expected, level
@@ -269,3 +277,46 @@ def test_a_line_held_by_a_loop_that_stopped_does_not_hold_up_the_next_loop() -> 
     assert stream.getvalue() == ""
     asyncio.run(log_second())
     assert stream.getvalue() == "first\nsecond\n"
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_direct_event_lines_are_the_lines_records_give(fmt: str) -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    events = [
+        completed(),
+        chunk(),
+        _Odd(ts=TS + 0.999, name="n", lineno=7),
+        ModelLoaded(model_id="m", provider="stub", role="primary"),
+    ]
+    written = []
+    try:
+        for direct in (True, False):
+            handler = configure_logging("DEBUG", fmt)
+            buf = io.StringIO()
+            handler.setStream(buf)
+            bus = EventBus()
+            log_events(bus, lines=handler if direct else None)
+            for event in events:
+                bus.emit(event)
+            written.append(buf.getvalue())
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert written[0] == written[1]
+    assert written[0].count("mia.events") == len(events)  # (a chunk's text holds a newline)
+
+
+async def test_direct_event_lines_keep_their_place_among_records() -> None:
+    import asyncio
+
+    stream = CountingStream()
+    handler = LoopBatchedHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.handle(logging.makeLogRecord({"msg": "record", "levelno": logging.INFO}))
+    handler.write_line("event", logging.INFO)
+    assert stream.getvalue() == ""  # held with the record, for the loop's next turn
+    handler.write_line("failure", logging.ERROR)  # at once, after what is held
+    assert stream.getvalue() == "record\nevent\nfailure\n"
+    await asyncio.sleep(0)
+    assert stream.getvalue() == "record\nevent\nfailure\n"
