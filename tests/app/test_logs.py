@@ -13,11 +13,13 @@ import pytest
 
 from app.logs import LoopBatchedHandler, _TextFormatter, configure_logging, log_events
 from pipelines.events import (
+    AdmissionChanged,
     Event,
     EventBus,
     GenerationChunk,
     GenerationCompleted,
     ModelLoaded,
+    ModelRouted,
     PromptProcessed,
 )
 
@@ -241,16 +243,21 @@ def test_lines_outside_an_event_loop_are_written_at_once() -> None:
     assert stream.getvalue() == "now\n"
 
 
-def test_admission_changes_are_debug_lines(configure: Configure) -> None:
-    from pipelines.events import AdmissionChanged
-
+@pytest.mark.parametrize(
+    "event",
+    [
+        AdmissionChanged(model_id="m", running=1, waiting=0),
+        ModelRouted(request_id="r", model_id="m", pipeline="lightweight", stub=True),
+    ],
+)
+def test_admission_changes_and_routing_are_debug_lines(configure: Configure, event: Event) -> None:
     for level, expected in (("info", 0), ("debug", 1)):
         buf = configure(level, "json")
         bus = EventBus()
         configure.subscribe(bus)
-        bus.emit(AdmissionChanged(model_id="m", running=1, waiting=0))
+        bus.emit(event)
         logging.getLogger().handlers[0].flush()
-        assert buf.getvalue().count('"event": "AdmissionChanged"') == expected, level
+        assert buf.getvalue().count(f'"event": "{type(event).__name__}"') == expected, level
 
 
 def test_a_line_held_by_a_loop_that_stopped_does_not_hold_up_the_next_loop() -> None:
