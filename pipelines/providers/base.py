@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import threading
 from collections.abc import AsyncGenerator, Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -54,20 +53,18 @@ class CancelToken:
     """Set by the pipeline when the consumer goes away; read by decode loops (threads
     included) between tokens."""
 
-    __slots__ = ("_event", "reason")
+    __slots__ = ("cancelled", "reason")
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        # A plain attribute: decode threads only poll it, nobody waits on it, and one
+        # attribute store is atomic (a threading.Event cost a lock and a condition per request).
+        self.cancelled = False
         self.reason: str | None = None
 
     def cancel(self, reason: str) -> None:
         if self.reason is None:
             self.reason = reason
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
+        self.cancelled = True
 
 
 class LoadFailure(Exception):
