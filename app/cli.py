@@ -60,6 +60,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from app.factory import create_app
     from app.gateway import build_gateway
+    from app.http_protocol import bounded_http_protocol
     from app.logs import configure_logging, log_events
     from app.metrics import install_metrics
 
@@ -108,7 +109,7 @@ def _serve(args: argparse.Namespace) -> int:
         lifespan="on",
         timeout_graceful_shutdown=int(server.shutdown_grace) + 5,
         loop="asyncio",
-        http="httptools",
+        http=bounded_http_protocol(header_timeout=server.header_timeout, max_header_bytes=server.max_header_bytes),
     )
     _Server(config).run()
     return 0

@@ -52,6 +52,11 @@ class ServerSettings(_Strict, frozen=True, kw_only=True):
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 4 * 1024 * 1024
     body_timeout: Annotated[float, Meta(gt=0)] = 30.0
     """Seconds a client may take to send its request body; past it, 408 and the connection goes."""
+    header_timeout: Annotated[float, Meta(gt=0)] = 10.0
+    """Seconds a connection has, from its opening or a request's first byte, to send the
+    request line and headers; past it, 408 (or a close, if nothing came) and the connection goes."""
+    max_header_bytes: Annotated[int, Meta(ge=1024)] = 64 * 1024
+    """The request line and headers of one request; past it, 431 and the connection goes."""
     max_messages: Annotated[int, Meta(ge=1)] = 2048
     max_prompt_chars: Annotated[int, Meta(ge=1)] = 1_000_000
     max_stop: Annotated[int, Meta(ge=0)] = 16

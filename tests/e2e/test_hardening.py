@@ -477,6 +477,8 @@ STUB_TIMEOUT = """
 [server]
 request_timeout = 0.002
 body_timeout = 0.5
+header_timeout = 0.5
+max_header_bytes = 4096
 
 [[models]]
 id = "stub-long"
@@ -535,6 +537,65 @@ def test_half_a_body_gets_a_408_and_the_connection_closes(timeout_gw: ServedGate
     # the gateway still serves everyone else
     ok = httpx.get(f"{timeout_gw.api_url}/models", timeout=10)
     assert ok.status_code == 200
+
+
+def _exchange(gw: ServedGateway, data: bytes) -> tuple[bytes, float]:
+    """Sends `data` on a fresh connection and reads until the gateway closes it: what came
+    back, and the seconds it took."""
+    host, port = gw.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        if data:
+            sock.sendall(data)
+        started = time.monotonic()
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return answer, time.monotonic() - started
+
+
+def _error_of(answer: bytes) -> tuple[bytes, dict[str, Any], bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status, _, headers = head.partition(b"\r\n")
+    return status, json.loads(body)["error"], headers.lower()
+
+
+def test_headers_sent_too_slowly_get_a_408_and_the_connection_closes(timeout_gw: ServedGateway) -> None:
+    answer, waited = _exchange(timeout_gw, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")  # and no more
+    status, err, headers = _error_of(answer)
+    assert status == b"HTTP/1.1 408 Request Timeout", answer
+    assert err["code"] == "timeout" and err["type"] == "invalid_request_error" and "headers" in err["message"]
+    assert b"x-request-id: req_" in headers and b"connection: close" in headers
+    assert 0.4 < waited < 5
+
+
+def test_a_connection_that_sends_nothing_is_closed(timeout_gw: ServedGateway) -> None:
+    answer, waited = _exchange(timeout_gw, b"")
+    assert answer == b"" and 0.4 < waited < 5
+
+
+def test_headers_past_max_header_bytes_get_a_431_at_once(timeout_gw: ServedGateway) -> None:
+    big = b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"a" * 5000 + b"\r\n\r\n"
+    answer, waited = _exchange(timeout_gw, big)
+    status, err, _ = _error_of(answer)
+    assert status == b"HTTP/1.1 431 Request Header Fields Too Large", answer
+    assert err["code"] == "request_too_large" and "4096 bytes" in err["message"]
+    assert waited < 0.4  # not the header timeout: refused as the bytes came
+    # a request just under the bound is served
+    fits = b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Filler: " + b"a" * 3900 + b"\r\n\r\n"
+    answer, _ = _exchange(timeout_gw, fits)
+    assert answer.startswith(b"HTTP/1.1 200 OK"), answer[:200]
+
+
+def test_an_idle_keep_alive_connection_outlives_the_header_timeout(timeout_gw: ServedGateway) -> None:
+    # Between requests uvicorn's keep-alive timeout (5 s) rules, not the header timeout.
+    host, port = timeout_gw.base_url.removeprefix("http://").split(":")
+    request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        for _ in range(2):
+            sock.sendall(request)
+            answer = sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200 OK"), answer
+            time.sleep(1.0)
 
 
 # --- admission: what the shutdown fix relies on ---------------------------------------------

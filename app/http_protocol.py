@@ -1,0 +1,145 @@
+"""The HTTP/1.1 protocol the gateway is served with: uvicorn's httptools protocol plus
+the two bounds it lacks, on the request line and headers.
+
+- **Time**: uvicorn closes a keep-alive connection that stays idle, but once a request's
+  first byte has arrived it waits for the rest of the headers for ever, and it never
+  times out a fresh connection that sends nothing. Here a connection has `header_timeout`
+  seconds from its opening, or from a request's first byte, to complete the request's
+  headers: then a 408 in OpenAI's envelope (or, if nothing was sent, a plain close).
+- **Size**: the request line and headers may hold at most `max_header_bytes`; past it a
+  431 in the envelope, and the connection closes (uvicorn's httptools protocol took
+  20 MB of headers here).
+
+The body has its own bounds in the chat route (`max_body_bytes`, `body_timeout`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from app.context import new_request_id
+from compat.errors import http_error
+
+__all__ = ["BoundedHttpProtocol", "bounded_http_protocol"]
+
+_log = logging.getLogger(__name__)
+
+
+class BoundedHttpProtocol(HttpToolsProtocol):
+    header_timeout: float = 10.0
+    max_header_bytes: int = 64 * 1024
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._header_bytes = 0
+        self._in_request = False
+        """Bytes of the request in progress have arrived, its headers not all of them."""
+        self._refused = False
+        self._deadline: asyncio.TimerHandle | None = None
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(self.header_timeout, self._headers_late)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _headers_late(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # Pipelined bytes of the next request while this one's response runs: its
+            # header clock starts once the connection is free for it.
+            self._arm()
+            return
+        if not self._in_request:
+            self.transport.close()  # opened, and nothing sent: nobody to answer
+            return
+        self._refuse(408, f"The request headers did not arrive within {self.header_timeout:g} s.", "timeout")
+
+    def _refuse(self, status: int, message: str, code: str) -> None:
+        """Answers the request in progress with an error and closes; the parser's further
+        callbacks for it are ignored (no request reaches the app)."""
+        self._refused = True
+        self._disarm()
+        err = http_error(status, message, code=code)
+        body = err.encode()
+        _log.debug("refused a request before its headers ended: %s %s", status, code)
+        self.transport.write(
+            b"".join(
+                [
+                    STATUS_LINE[status],
+                    b"content-type: application/json\r\n",
+                    b"content-length: " + str(len(body)).encode() + b"\r\n",
+                    b"x-request-id: " + new_request_id().encode() + b"\r\n",
+                    b"connection: close\r\n\r\n",
+                    body,
+                ]
+            )
+        )
+        self.transport.close()
+
+    def _count(self, n: int) -> bool:
+        """Counts header bytes; False (and a 431) once they pass the bound."""
+        self._header_bytes += n
+        if self._header_bytes > self.max_header_bytes:
+            self._refuse(
+                431, f"The request line and headers exceed {self.max_header_bytes} bytes.", "request_too_large"
+            )
+            return False
+        return True
+
+    # -- parser callbacks --------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._refused:
+            return
+        self._header_bytes = 0
+        self._in_request = True
+        self._arm()
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        if not self._refused and self._count(len(url)):
+            super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._refused and self._count(len(name) + len(value) + 4):
+            super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self._refused:
+            return
+        self._in_request = False
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._refused:
+            super().on_message_complete()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            super().data_received(data)
+
+
+def bounded_http_protocol(*, header_timeout: float, max_header_bytes: int) -> type[BoundedHttpProtocol]:
+    """The protocol class with the server's bounds, for `uvicorn.Config(http=...)`."""
+    attrs: dict[str, Any] = {"header_timeout": header_timeout, "max_header_bytes": max_header_bytes}
+    return type("BoundedHttpProtocol", (BoundedHttpProtocol,), attrs)
