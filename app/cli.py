@@ -109,7 +109,11 @@ def _serve(args: argparse.Namespace) -> int:
         lifespan="on",
         timeout_graceful_shutdown=int(server.shutdown_grace) + 5,
         loop="asyncio",
-        http=bounded_http_protocol(header_timeout=server.header_timeout, max_header_bytes=server.max_header_bytes),
+        http=bounded_http_protocol(
+            header_timeout=server.header_timeout,
+            max_header_bytes=server.max_header_bytes,
+            max_connections=server.max_connections,
+        ),
     )
     _Server(config).run()
     return 0

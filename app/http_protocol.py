@@ -9,6 +9,9 @@ the two bounds it lacks, on the request line and headers.
 - **Size**: the request line and headers may hold at most `max_header_bytes`; past it a
   431 in the envelope, and the connection closes (uvicorn's httptools protocol took
   20 MB of headers here).
+- **Connections**: while more than `max_connections` are open, a request that arrives
+  is a 503 in the envelope (`Retry-After`) and its connection closes (uvicorn's own
+  `limit_concurrency` answers in plain text).
 
 The body has its own bounds in the chat route (`max_body_bytes`, `body_timeout`).
 """
@@ -32,6 +35,7 @@ _log = logging.getLogger(__name__)
 class BoundedHttpProtocol(HttpToolsProtocol):
     header_timeout: float = 10.0
     max_header_bytes: int = 64 * 1024
+    max_connections: int = 2048
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._header_bytes = 0
@@ -69,14 +73,14 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             return
         self._refuse(408, f"The request headers did not arrive within {self.header_timeout:g} s.", "timeout")
 
-    def _refuse(self, status: int, message: str, code: str) -> None:
+    def _refuse(self, status: int, message: str, code: str, *, retry_after: bytes | None = None) -> None:
         """Answers the request in progress with an error and closes; the parser's further
         callbacks for it are ignored (no request reaches the app)."""
         self._refused = True
         self._disarm()
         err = http_error(status, message, code=code)
         body = err.encode()
-        _log.debug("refused a request before its headers ended: %s %s", status, code)
+        _log.debug("refused a request before it reached the app: %s %s", status, code)
         self.transport.write(
             b"".join(
                 [
@@ -84,6 +88,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
                     b"content-type: application/json\r\n",
                     b"content-length: " + str(len(body)).encode() + b"\r\n",
                     b"x-request-id: " + new_request_id().encode() + b"\r\n",
+                    b"retry-after: " + retry_after + b"\r\n" if retry_after else b"",
                     b"connection: close\r\n\r\n",
                     body,
                 ]
@@ -124,6 +129,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             return
         self._in_request = False
         self._disarm()
+        if len(self.connections) > self.max_connections:
+            self._refuse(
+                503, "The gateway has too many open connections; retry shortly.", "overloaded", retry_after=b"1"
+            )
+            return
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -139,7 +149,13 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             super().data_received(data)
 
 
-def bounded_http_protocol(*, header_timeout: float, max_header_bytes: int) -> type[BoundedHttpProtocol]:
+def bounded_http_protocol(
+    *, header_timeout: float, max_header_bytes: int, max_connections: int
+) -> type[BoundedHttpProtocol]:
     """The protocol class with the server's bounds, for `uvicorn.Config(http=...)`."""
-    attrs: dict[str, Any] = {"header_timeout": header_timeout, "max_header_bytes": max_header_bytes}
+    attrs: dict[str, Any] = {
+        "header_timeout": header_timeout,
+        "max_header_bytes": max_header_bytes,
+        "max_connections": max_connections,
+    }
     return type("BoundedHttpProtocol", (BoundedHttpProtocol,), attrs)

@@ -57,6 +57,8 @@ class ServerSettings(_Strict, frozen=True, kw_only=True):
     request line and headers; past it, 408 (or a close, if nothing came) and the connection goes."""
     max_header_bytes: Annotated[int, Meta(ge=1024)] = 64 * 1024
     """The request line and headers of one request; past it, 431 and the connection goes."""
+    max_connections: Annotated[int, Meta(ge=1)] = 2048
+    """Open connections; while there are more, a request that arrives gets 503 and its connection goes."""
     max_messages: Annotated[int, Meta(ge=1)] = 2048
     max_prompt_chars: Annotated[int, Meta(ge=1)] = 1_000_000
     max_stop: Annotated[int, Meta(ge=0)] = 16

@@ -598,6 +598,27 @@ def test_an_idle_keep_alive_connection_outlives_the_header_timeout(timeout_gw: S
             time.sleep(1.0)
 
 
+def test_past_max_connections_a_request_gets_a_503_until_one_closes(tmp_path: Path) -> None:
+    cfg = '[server]\nmax_connections = 4\n\n[[models]]\nid = "stub-chat"\nprovider = "stub"\nformat = "chat"\n'
+    with serve(cfg, tmp_path) as gw:
+        host, port = gw.base_url.removeprefix("http://").split(":")
+        idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(4)]
+        try:
+            time.sleep(0.2)  # the gateway has taken them all
+            answer, _ = _exchange(gw, b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, err, headers = _error_of(answer)
+            assert status == b"HTTP/1.1 503 Service Unavailable", answer
+            assert err["code"] == "overloaded" and err["type"] == "server_error"
+            assert b"retry-after: 1" in headers
+            idle.pop().close()
+            time.sleep(0.2)
+            ok = httpx.get(f"{gw.api_url}/models", timeout=10)
+            assert ok.status_code == 200
+        finally:
+            for sock in idle:
+                sock.close()
+
+
 # --- admission: what the shutdown fix relies on ---------------------------------------------
 
 
