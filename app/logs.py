@@ -1,12 +1,14 @@
 """Logging: text or one JSON object per line; every event becomes one log line.
 
-An event line is a record of the `mia.events` logger whose message is the event's name;
-its fields (`event` first, then the event's own, without `token_gaps`) are attributes of
-the record, so both formatters print them as they print any `extra`. Every event is
-logged at INFO but `AdmissionChanged` (DEBUG), `GenerationChunk` only while the logger is
-enabled for DEBUG too (one per token). The listener runs inline on the event loop, so it
-costs one level check when the line is not wanted, and one record and one msgspec encode
-when it is; the handler writes a loop turn's lines with one write.
+An event line is the line a record of the `mia.events` logger would give whose message is
+the event's name and whose attributes are the event's fields (`event` first, then the
+event's own, without `token_gaps`), so both formatters print them as they print any
+`extra`. Every event is logged at INFO but `AdmissionChanged` and `ModelRouted` (DEBUG),
+`GenerationChunk` only while the logger is enabled for DEBUG too (one per token). The
+listener runs inline on the event loop, so it costs one level check when the line is not
+wanted; when it is, the served gateway formats the line from the event's fields without
+making a record (`log_events(..., lines=)`), and the handler writes a loop turn's lines
+with one write.
 """
 
 from __future__ import annotations
@@ -215,8 +217,9 @@ def log_events(bus: EventBus, logger: logging.Logger | None = None, *, lines: Lo
     log = logger or logging.getLogger("mia.events")
     enabled = log.isEnabledFor  # cached per level by logging; cleared when levels change
     renames: dict[type[Event], dict[str, str] | None] = {}
-    formatter = lines.formatter if lines is not None else None
-    direct = lines if isinstance(formatter, EventLineFormatter) else None
+    direct: tuple[LoopBatchedHandler, EventLineFormatter] | None = None
+    if lines is not None and isinstance(lines.formatter, EventLineFormatter):
+        direct = (lines, lines.formatter)
     name = log.name
 
     def listener(event: Event) -> None:
@@ -231,7 +234,8 @@ def log_events(bus: EventBus, logger: logging.Logger | None = None, *, lines: Lo
         if (rename := renames[cls]) is not None:
             fields = {rename.get(k, k): v for k, v in fields.items()}
         if direct is not None:
-            direct.write_line(formatter.format_event(name, level, fields), level)  # type: ignore[union-attr]
+            handler, formatter = direct
+            handler.write_line(formatter.format_event(name, level, fields), level)
             return
         # What `log.info(name, extra=fields)` does, without its caller lookup (a stack
         # walk per line that nothing prints); the record's time is the event's.
