@@ -113,6 +113,7 @@ def _serve(args: argparse.Namespace) -> int:
             header_timeout=server.header_timeout,
             max_header_bytes=server.max_header_bytes,
             max_connections=server.max_connections,
+            bus=gateway.bus,
         ),
     )
     _Server(config).run()

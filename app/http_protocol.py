@@ -13,32 +13,35 @@ the two bounds it lacks, on the request line and headers.
   is a 503 in the envelope (`Retry-After`) and its connection closes (uvicorn's own
   `limit_concurrency` answers in plain text).
 
+Each refusal is a `RequestFinished` event like any answered request (its endpoint as far
+as the request line told), so it is logged and counted.
 The body has its own bounds in the chat route (`max_body_bytes`, `body_timeout`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from app.context import new_request_id
+from app.context import endpoint_of, new_request_id
 from compat.errors import http_error
+from pipelines.events import EventBus, RequestFinished
 
 __all__ = ["BoundedHttpProtocol", "bounded_http_protocol"]
-
-_log = logging.getLogger(__name__)
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
     header_timeout: float = 10.0
     max_header_bytes: int = 64 * 1024
     max_connections: int = 2048
+    bus: EventBus | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._header_bytes = 0
+        self._began = 0.0
+        """Loop time of the request's first byte."""
         self._in_request = False
         """Bytes of the request in progress have arrived, its headers not all of them."""
         self._refused = False
@@ -80,14 +83,14 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._disarm()
         err = http_error(status, message, code=code)
         body = err.encode()
-        _log.debug("refused a request before it reached the app: %s %s", status, code)
+        request_id = new_request_id()
         self.transport.write(
             b"".join(
                 [
                     STATUS_LINE[status],
                     b"content-type: application/json\r\n",
                     b"content-length: " + str(len(body)).encode() + b"\r\n",
-                    b"x-request-id: " + new_request_id().encode() + b"\r\n",
+                    b"x-request-id: " + request_id.encode() + b"\r\n",
                     b"retry-after: " + retry_after + b"\r\n" if retry_after else b"",
                     b"connection: close\r\n\r\n",
                     body,
@@ -95,6 +98,28 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             )
         )
         self.transport.close()
+        if self.bus is not None:
+            self.bus.emit(
+                RequestFinished(
+                    request_id=request_id,
+                    endpoint=self._endpoint(),
+                    method=self._method(),
+                    status=status,
+                    duration_seconds=self.loop.time() - self._began,
+                )
+            )
+
+    def _endpoint(self) -> str:
+        """The endpoint label of the request's path, as far as it came (`endpoint_of` keeps
+        labels bounded: a cut path is `other`, or the route it already names)."""
+        url: bytes = getattr(self, "url", b"")
+        return endpoint_of(url.partition(b"?")[0].decode("ascii", "replace")) if url else "other"
+
+    def _method(self) -> str:
+        try:
+            return str(self.parser.get_method().decode("ascii"))
+        except Exception:  # the request line has not come yet
+            return ""
 
     def _count(self, n: int) -> bool:
         """Counts header bytes; False (and a 431) once they pass the bound."""
@@ -113,6 +138,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             return
         self._header_bytes = 0
         self._in_request = True
+        self._began = self.loop.time()
         self._arm()
         super().on_message_begin()
 
@@ -150,12 +176,14 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
 
 def bounded_http_protocol(
-    *, header_timeout: float, max_header_bytes: int, max_connections: int
+    *, header_timeout: float, max_header_bytes: int, max_connections: int, bus: EventBus | None = None
 ) -> type[BoundedHttpProtocol]:
-    """The protocol class with the server's bounds, for `uvicorn.Config(http=...)`."""
+    """The protocol class with the server's bounds (and the bus its refusals are reported
+    on), for `uvicorn.Config(http=...)`."""
     attrs: dict[str, Any] = {
         "header_timeout": header_timeout,
         "max_header_bytes": max_header_bytes,
         "max_connections": max_connections,
+        "bus": bus,
     }
     return type("BoundedHttpProtocol", (BoundedHttpProtocol,), attrs)

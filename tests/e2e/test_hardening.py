@@ -559,13 +559,26 @@ def _error_of(answer: bytes) -> tuple[bytes, dict[str, Any], bytes]:
     return status, json.loads(body)["error"], headers.lower()
 
 
+def _refusal_event(gw: ServedGateway, headers: bytes) -> dict[str, Any]:
+    """The `RequestFinished` event of a refused request, found by its `x-request-id`."""
+    rid = headers.partition(b"x-request-id: ")[2].partition(b"\r\n")[0].decode()
+    assert rid.startswith("req_"), headers
+    [event] = [e for e in events(gw.log(), "RequestFinished") if e["request_id"] == rid]
+    return event
+
+
 def test_headers_sent_too_slowly_get_a_408_and_the_connection_closes(timeout_gw: ServedGateway) -> None:
     answer, waited = _exchange(timeout_gw, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")  # and no more
     status, err, headers = _error_of(answer)
     assert status == b"HTTP/1.1 408 Request Timeout", answer
     assert err["code"] == "timeout" and err["type"] == "invalid_request_error" and "headers" in err["message"]
-    assert b"x-request-id: req_" in headers and b"connection: close" in headers
+    assert b"connection: close" in headers
     assert 0.4 < waited < 5
+    # logged and counted like any answered request
+    event = _refusal_event(timeout_gw, headers)
+    assert (event["endpoint"], event["method"], event["status"]) == ("/v1/chat/completions", "POST", 408)
+    assert event["duration_seconds"] >= 0.4
+    assert sample(scrape(timeout_gw), "mia_requests_total", endpoint="/v1/chat/completions", status="408") >= 1
 
 
 def test_a_connection_that_sends_nothing_is_closed(timeout_gw: ServedGateway) -> None:
@@ -580,6 +593,8 @@ def test_headers_past_max_header_bytes_get_a_431_at_once(timeout_gw: ServedGatew
     assert status == b"HTTP/1.1 431 Request Header Fields Too Large", answer
     assert err["code"] == "request_too_large" and "4096 bytes" in err["message"]
     assert waited < 0.4  # not the header timeout: refused as the bytes came
+    event = _refusal_event(timeout_gw, _error_of(answer)[2])
+    assert (event["endpoint"], event["method"], event["status"]) == ("/v1/models", "GET", 431)
     # a request just under the bound is served
     fits = b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Filler: " + b"a" * 3900 + b"\r\n\r\n"
     answer, _ = _exchange(timeout_gw, fits)
@@ -610,6 +625,7 @@ def test_past_max_connections_a_request_gets_a_503_until_one_closes(tmp_path: Pa
             assert status == b"HTTP/1.1 503 Service Unavailable", answer
             assert err["code"] == "overloaded" and err["type"] == "server_error"
             assert b"retry-after: 1" in headers
+            assert _refusal_event(gw, headers)["status"] == 503
             idle.pop().close()
             deadline = time.monotonic() + 10
             while (status := httpx.get(f"{gw.api_url}/models", timeout=10).status_code) == 503:
