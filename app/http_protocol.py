@@ -14,7 +14,8 @@ the two bounds it lacks, on the request line and headers.
   `limit_concurrency` answers in plain text).
 
 Each refusal is a `RequestFinished` event like any answered request (its endpoint as far
-as the request line told), so it is logged and counted.
+as the request line told), so it is logged and counted; each connection opened or closed
+is a `ConnectionsChanged` (the `mia_http_connections` gauge).
 The body has its own bounds in the chat route (`max_body_bytes`, `body_timeout`).
 """
 
@@ -27,7 +28,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from app.context import endpoint_of, new_request_id
 from compat.errors import http_error
-from pipelines.events import EventBus, RequestFinished
+from pipelines.events import ConnectionsChanged, EventBus, RequestFinished
 
 __all__ = ["BoundedHttpProtocol", "bounded_http_protocol"]
 
@@ -48,10 +49,14 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         super().connection_made(transport)
         self._arm()
+        if self.bus is not None:
+            self.bus.emit(ConnectionsChanged(open=len(self.connections)))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+        if self.bus is not None:
+            self.bus.emit(ConnectionsChanged(open=len(self.connections)))
 
     def _arm(self) -> None:
         if self._deadline is None:

@@ -3,7 +3,7 @@
 An event line is the line a record of the `mia.events` logger would give whose message is
 the event's name and whose attributes are the event's fields (`event` first, then the
 event's own, without `token_gaps`), so both formatters print them as they print any
-`extra`. Every event is logged at INFO but `AdmissionChanged` and `ModelRouted` (DEBUG),
+`extra`. Every event is logged at INFO but `AdmissionChanged`, `ConnectionsChanged` and `ModelRouted` (DEBUG),
 `GenerationChunk` only while the logger is enabled for DEBUG too (one per token). The
 listener runs inline on the event loop, so it costs one level check when the line is not
 wanted; when it is, the served gateway formats the line from the event's fields without
@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from pipelines.events import AdmissionChanged, Event, EventBus, GenerationChunk, ModelRouted
+from pipelines.events import AdmissionChanged, ConnectionsChanged, Event, EventBus, GenerationChunk, ModelRouted
 
 __all__ = ["EventLineFormatter", "LoopBatchedHandler", "configure_logging", "log_events"]
 
@@ -32,9 +32,9 @@ EVENT_LEVEL = logging.INFO
 """The level of every event line."""
 CHUNK_GATE = logging.DEBUG
 """`GenerationChunk` lines are written only while the logger is enabled for this level."""
-QUIET_EVENTS: frozenset[type[Event]] = frozenset({AdmissionChanged, ModelRouted})
-"""Logged at DEBUG. `AdmissionChanged`: two per request (admitted, released), and the
-running/waiting gauges already carry them. `ModelRouted`: `GenerationStarted` names the
+QUIET_EVENTS: frozenset[type[Event]] = frozenset({AdmissionChanged, ConnectionsChanged, ModelRouted})
+"""Logged at DEBUG. `AdmissionChanged` and `ConnectionsChanged`: two per request or
+connection, and the running/waiting/connections gauges already carry them. `ModelRouted`: `GenerationStarted` names the
 same model, pipeline and stub, and a request refused before it starts has its model in
 `RequestFinished`. Each INFO line costs a busy stub gateway about 2 % of its throughput."""
 

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from pipelines.events import (
     AdmissionChanged,
+    ConnectionsChanged,
     Event,
     FallbackTriggered,
     GenerationCancelled,
@@ -173,6 +174,7 @@ class GatewayMetrics:
         self.waiting = Gauge(
             "mia_num_requests_waiting", "Generations queued for a slot.", ("model",), registry=registry
         )
+        self.connections = Gauge("mia_http_connections", "HTTP connections open now.", registry=registry)
         self.model_loaded = Gauge(
             "mia_model_loaded", "1 while the model is loaded (stub or real).", ("model",), registry=registry
         )
@@ -313,6 +315,9 @@ class GatewayMetrics:
         self.model_loaded.labels(model).set(0)
         self.model_stub.labels(model).set(0)
         self.unloads.labels(model, _bounded(e.reason, _UNLOAD_REASONS)).inc()
+
+    def _on_ConnectionsChanged(self, e: ConnectionsChanged) -> None:  # noqa: N802
+        self.connections.set(e.open)
 
     def _on_RequestFinished(self, e: RequestFinished) -> None:  # noqa: N802
         self._requests(e.endpoint, str(e.status)).inc()

@@ -17,6 +17,7 @@ import msgspec
 
 __all__ = [
     "AdmissionChanged",
+    "ConnectionsChanged",
     "Event",
     "EventBus",
     "FallbackTriggered",
@@ -144,6 +145,12 @@ class AdmissionChanged(Event, frozen=True, kw_only=True):
     model_id: str
     running: int
     waiting: int
+
+
+class ConnectionsChanged(Event, frozen=True, kw_only=True):
+    """An HTTP connection opened or closed; `open` is how many are open now."""
+
+    open: int
 
 
 class RequestFinished(Event, frozen=True, kw_only=True):

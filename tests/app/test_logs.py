@@ -14,6 +14,7 @@ import pytest
 from app.logs import LoopBatchedHandler, _TextFormatter, configure_logging, log_events
 from pipelines.events import (
     AdmissionChanged,
+    ConnectionsChanged,
     Event,
     EventBus,
     GenerationChunk,
@@ -248,6 +249,7 @@ def test_lines_outside_an_event_loop_are_written_at_once() -> None:
     [
         AdmissionChanged(model_id="m", running=1, waiting=0),
         ModelRouted(request_id="r", model_id="m", pipeline="lightweight", stub=True),
+        ConnectionsChanged(open=3),
     ],
 )
 def test_admission_changes_and_routing_are_debug_lines(configure: Configure, event: Event) -> None:

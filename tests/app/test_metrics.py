@@ -19,6 +19,7 @@ from app.settings import Settings
 from pipelines.config import ModelConfig
 from pipelines.events import (
     AdmissionChanged,
+    ConnectionsChanged,
     FallbackTriggered,
     GenerationCancelled,
     GenerationCompleted,
@@ -499,3 +500,10 @@ def test_metrics_endpoint_speaks_openmetrics_when_asked(stub_gateway: ServedGate
         if s.name == "mia_requests_total" and s.labels["endpoint"] == "/v1/chat/completions"
     ]
     assert chat and all(math.isfinite(s.value) for s in chat)
+
+
+def test_open_connections_follow_the_connection_events(registry: CollectorRegistry, metrics: GatewayMetrics) -> None:
+    assert value(registry, "mia_http_connections") == 0
+    for open_ in (1, 2, 1):
+        metrics.handle(ConnectionsChanged(open=open_))
+    assert value(registry, "mia_http_connections") == 1

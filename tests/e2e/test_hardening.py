@@ -617,6 +617,13 @@ def test_past_max_connections_a_request_gets_a_503_until_one_closes(tmp_path: Pa
     cfg = '[server]\nmax_connections = 4\n\n[[models]]\nid = "stub-chat"\nprovider = "stub"\nformat = "chat"\n'
     with serve(cfg, tmp_path) as gw:
         host, port = gw.base_url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10), socket.create_connection((host, int(port))):
+            # two idle connections and the scrape's own: mia_http_connections sees them
+            assert sample(scrape(gw), "mia_http_connections") >= 3
+        deadline = time.monotonic() + 10
+        while sample(scrape(gw), "mia_http_connections") > 1:  # only the scrape's own, once closed
+            assert time.monotonic() < deadline, "closed connections still counted"
+            time.sleep(0.05)
         idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(4)]
         try:
             time.sleep(0.2)  # (connections are accepted in order: the four before the next)
