@@ -52,7 +52,9 @@ class OpenAIHTTPProvider(UpstreamRouted):
         # with a 400, which reaches the client as it was.
         return {"tool_calls": True, "reasoning": True, "json_schema": True, "logprobs": True, "streaming": True}
 
-    async def load(self) -> None:
+    def _api_keys(self) -> dict[int, str]:
+        """Each keyed upstream's key, by upstream index; `LoadFailure` when the model cannot
+        be served (a format other than chat, a key variable that is not set)."""
         config = self.config
         if config.format != "chat":
             raise LoadFailure(
@@ -66,6 +68,18 @@ class OpenAIHTTPProvider(UpstreamRouted):
             if not key:
                 raise LoadFailure("missing_api_key", f"environment variable {up.api_key_env} is not set")
             keys[i] = key
+        return keys
+
+    def foreseen_failure(self) -> LoadFailure | None:
+        try:
+            self._api_keys()
+        except LoadFailure as failure:
+            return failure
+        return None
+
+    async def load(self) -> None:
+        config = self.config
+        keys = self._api_keys()
         timeout = httpx.Timeout(
             connect=config.connect_timeout,
             read=config.read_timeout,

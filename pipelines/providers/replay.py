@@ -45,6 +45,14 @@ class ReplayProvider(Provider):
         super().__init__(config)
         self._pieces: list[Piece] | None = None
 
+    def foreseen_failure(self) -> LoadFailure | None:
+        path = self.config.replay_file
+        if path is None:
+            return LoadFailure("missing_file", f"model {self.config.id!r} has no replay_file")
+        if not Path(path).is_file():
+            return LoadFailure("missing_file", f"cannot read replay file {path}: it does not exist")
+        return None
+
     async def load(self) -> None:
         self.status = "loading"
         path = self.config.replay_file

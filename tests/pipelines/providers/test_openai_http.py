@@ -439,6 +439,11 @@ async def test_a_missing_api_key_variable_serves_the_stub_and_says_why(
     h = make_harness(toml)
     entry = h.gateway.manager.get("remote")
     assert entry is not None
+    # before any load, the model card already says what a load would find
+    async with asgi(h) as client:
+        card = (await client.get("/v1/models/remote")).json()
+    assert (card["stub"], card["status"]) == (True, "unloaded")
+    assert card["stub_reason"] == "missing_api_key: environment variable NO_SUCH_KEY_VAR is not set"
     await h.gateway.manager.ensure_loaded(entry)
     (failed,) = h.of(ModelLoadFailed)
     assert failed.reason == "missing_api_key" and "NO_SUCH_KEY_VAR" in failed.detail

@@ -69,12 +69,17 @@ def _is_utf8(data: bytes) -> bool:
 
 
 async def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(LoadFailure) as info:
-        await provider_for(tmp_path / "absent.txt").load()
-    assert info.value.reason == "missing_file"
-    with pytest.raises(LoadFailure) as info:
-        await provider_for(None).load()
-    assert info.value.reason == "missing_file"
+    for path in (tmp_path / "absent.txt", None):
+        provider = provider_for(path)
+        foreseen = provider.foreseen_failure()  # before loading, without reading anything
+        with pytest.raises(LoadFailure) as info:
+            await provider.load()
+        assert info.value.reason == "missing_file"
+        assert foreseen is not None and foreseen.reason == "missing_file"
+
+
+def test_a_present_file_foresees_no_failure(recording: Path) -> None:
+    assert provider_for(recording).foreseen_failure() is None
 
 
 async def test_max_tokens_counts_pieces(recording: Path) -> None:
