@@ -61,30 +61,36 @@ class PrimaryPipeline(GenerationPipeline):
             text += "".join(p.data.decode() for p in _forced_header(forced))
         return Prompt(text=text, plain=rendered.plain)
 
+    def _open(self, ctx: PipelineContext) -> list[Delta]:
+        """Starts the context's parser; the deltas of a call the prompt opened (its id and
+        name), which go out before anything the model writes."""
+        mapper = ctx.state = HarmonyDeltaMapper()
+        forced = self._forced_tool(ctx.request)
+        if forced is None:
+            return []
+        # the prompt already opened the call: the parser must see that header too
+        return [delta for piece in _forced_header(forced) for delta in mapper.feed(piece)]
+
     def _mapper(self, ctx: PipelineContext) -> HarmonyDeltaMapper:
         if ctx.state is None:
-            mapper = HarmonyDeltaMapper()
-            forced = self._forced_tool(ctx.request)
-            if forced is not None:
-                # the prompt already opened the call: the parser must see that header too
-                for piece in _forced_header(forced):
-                    mapper.feed(piece)
-            ctx.state = mapper
-        mapper_: HarmonyDeltaMapper = ctx.state
-        return mapper_
+            self._open(ctx)
+        mapper: HarmonyDeltaMapper = ctx.state
+        return mapper
 
     def map_piece(self, ctx: PipelineContext, piece: Piece) -> list[Delta]:
-        mapper = self._mapper(ctx)
+        opened = self._open(ctx) if ctx.state is None else []
+        mapper: HarmonyDeltaMapper = ctx.state
         deltas = mapper.feed(piece)
         if mapper.done_reason == "return":
             ctx.stop_reason = StopReason.EOS
         # After `<|call|>` a real model stops by itself (it is an end-of-generation token);
         # a transcript may go on with a second call, so the provider decides when it ends.
-        return deltas
+        return opened + deltas if opened else deltas
 
     def flush(self, ctx: PipelineContext) -> list[Delta]:
-        mapper = self._mapper(ctx)
-        deltas = mapper.finish()
+        opened = self._open(ctx) if ctx.state is None else []
+        mapper: HarmonyDeltaMapper = ctx.state
+        deltas = opened + mapper.finish()
         if mapper.tool_calls and ctx.stop_reason is None and ctx.completion_tokens < ctx.params.max_tokens:
             ctx.stop_reason = StopReason.TOOL_CALL
         return deltas

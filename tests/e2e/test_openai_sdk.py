@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import openai
 import pytest
@@ -50,6 +52,34 @@ def test_harmony_stub_splits_reasoning_from_content(client: openai.OpenAI) -> No
     assert out.choices[0].finish_reason == "stop"
     assert out.usage is not None and out.usage.completion_tokens_details is not None
     assert out.usage.completion_tokens_details.reasoning_tokens > 0
+
+
+WEATHER: list[openai.types.chat.ChatCompletionToolParam] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+
+
+@pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "get_weather"}}])
+def test_harmony_stub_answers_a_forced_tool_call_with_a_call(client: openai.OpenAI, choice: Any) -> None:
+    asked = {"model": "stub-harmony", "messages": [{"role": "user", "content": "Weather?"}], "tools": WEATHER}
+    out = client.chat.completions.create(**asked, tool_choice=choice)
+    assert out.choices[0].finish_reason == "tool_calls"
+    [call] = out.choices[0].message.tool_calls or []
+    assert call.type == "function" and call.id.startswith("call_")
+    assert (call.function.name, call.function.arguments) == ("get_weather", "{}")
+    # streamed: the same call, in tool_call deltas
+    chunks = list(client.chat.completions.create(**asked, tool_choice=choice, stream=True))
+    deltas = [t for c in chunks if c.choices for t in (c.choices[0].delta.tool_calls or [])]
+    assert deltas and deltas[0].function is not None and deltas[0].function.name == "get_weather"
+    assert (deltas[0].index, deltas[0].type) == (0, "function") and (deltas[0].id or "").startswith("call_")
+    assert "".join((t.function.arguments or "") for t in deltas if t.function) == "{}"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
 
 
 def test_stream_with_usage(client: openai.OpenAI) -> None:
