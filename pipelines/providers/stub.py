@@ -1,7 +1,8 @@
 """The deterministic stub (ADR-0015): what a model id serves when its weights are not
 real here. Output is derived from the request alone, so the same request gives the
 same bytes; it is never empty; a Harmony model's stub speaks Harmony (analysis, then
-final) so the whole channel path runs."""
+final) so the whole channel path runs, and answers a tool call its prompt opened (a forced
+`tool_choice`) with a call."""
 
 from __future__ import annotations
 
@@ -72,7 +73,10 @@ _WORDS = [
     "zephyr",
 ]
 
-_SPECIAL = frozenset({b"<|channel|>", b"<|message|>", b"<|end|>", b"<|start|>", b"<|return|>"})
+_SPECIAL = frozenset({b"<|channel|>", b"<|message|>", b"<|end|>", b"<|start|>", b"<|return|>", b"<|call|>"})
+_CALL_OPENED = "<|constrain|>json<|message|>"
+"""How a Harmony prompt ends when it has opened a tool call for the model (a forced
+`tool_choice`): a model then writes the call's JSON arguments and `<|call|>`."""
 _YIELD_EVERY = 8
 _FRAMING = _SPECIAL | {b"analysis", b"assistant", b"final"}
 
@@ -122,6 +126,10 @@ class StubProvider(Provider):
         answer[-1] = answer[-1].rstrip()
         if self.config.format != "harmony":
             return [w.encode() for w in answer]
+        if prompt.text is not None and prompt.text.endswith(_CALL_OPENED):
+            # Answer the call the prompt opened as a model would: arguments, then the call's
+            # end. `{}` is the one JSON object the stub can write without the schema.
+            return [b"{}", b"<|call|>"]
         reasoning = [f"{w} " for w in _words(seed[::-1], max(1, n // 2))]
         reasoning[-1] = reasoning[-1].rstrip()
         return [

@@ -114,6 +114,12 @@ async def test_a_harmony_stub_speaks_harmony() -> None:
     assert text.endswith(b"<|return|>")
 
 
+async def test_a_harmony_stub_answers_a_call_its_prompt_opened_with_a_call() -> None:
+    opened = Prompt(text="<|start|>assistant<|channel|>commentary to=functions.f <|constrain|>json<|message|>")
+    out = [p async for p in StubProvider(HARMONY).generate(opened, DecodeParams(max_tokens=8), CancelToken())]
+    assert [(p.data, p.special) for p in out] == [(b"{}", False), (b"<|call|>", True)]
+
+
 # --- through the pipelines ------------------------------------------------------------
 
 
