@@ -573,17 +573,18 @@ def test_headers_sent_too_slowly_get_a_408_and_the_connection_closes(timeout_gw:
     assert status == b"HTTP/1.1 408 Request Timeout", answer
     assert err["code"] == "timeout" and err["type"] == "invalid_request_error" and "headers" in err["message"]
     assert b"connection: close" in headers
-    assert 0.4 < waited < 5
+    # the deadline runs from the connection's opening: about header_timeout (0.5 s) after it
+    assert 0.2 < waited < 5
     # logged and counted like any answered request
     event = _refusal_event(timeout_gw, headers)
     assert (event["endpoint"], event["method"], event["status"]) == ("/v1/chat/completions", "POST", 408)
-    assert event["duration_seconds"] >= 0.4
+    assert 0 < event["duration_seconds"] < 5
     assert sample(scrape(timeout_gw), "mia_requests_total", endpoint="/v1/chat/completions", status="408") >= 1
 
 
 def test_a_connection_that_sends_nothing_is_closed(timeout_gw: ServedGateway) -> None:
     answer, waited = _exchange(timeout_gw, b"")
-    assert answer == b"" and 0.4 < waited < 5
+    assert answer == b"" and 0.2 < waited < 5
 
 
 def test_headers_past_max_header_bytes_get_a_431_at_once(timeout_gw: ServedGateway) -> None:
