@@ -23,15 +23,11 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+
+from compare import BARE_APP, STUB_SETTINGS  # noqa: E402  (the same bare handler and stub model)
+
 BODY = b'{"model":"stub-chat","messages":[{"role":"user","content":"Hello there"}],"max_tokens":4}'
-SETTINGS = """
-[[models]]
-id = "stub-chat"
-provider = "stub"
-format = "chat"
-max_output_tokens = 64
-stub_words = 4
-"""
 VARIANTS = ("bare", "litestar", "middleware", "metrics", "log")
 
 
@@ -60,9 +56,6 @@ def _scope() -> dict[str, Any]:
 def _app(variant: str, tmp: Path) -> tuple[Any, Any]:
     """The ASGI app of `variant`, and the gateway to load (None for the bare handler)."""
     if variant == "bare":
-        sys.path.insert(0, str(Path(__file__).parent))
-        from compare import BARE_APP
-
         (tmp / "bare_app.py").write_text(BARE_APP)
         sys.path.insert(0, str(tmp))
         import bare_app
@@ -76,7 +69,7 @@ def _app(variant: str, tmp: Path) -> tuple[Any, Any]:
     from app.settings import load_settings
 
     config = tmp / "stub.toml"
-    config.write_text(SETTINGS)
+    config.write_text(STUB_SETTINGS)
     lines = configure_logging("info" if variant == "log" else "warning", "json")
     lines.setStream(open(os.devnull, "w"))  # noqa: SIM115 (lives as long as the process)
     gateway = build_gateway(load_settings(str(config)))
