@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -60,7 +61,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from app.factory import create_app
     from app.gateway import build_gateway
-    from app.http_protocol import bounded_http_protocol
+    from app.http_protocol import bounded_http_protocol, fit_open_files_limit
     from app.logs import configure_logging, log_events
     from app.metrics import install_metrics
 
@@ -80,6 +81,8 @@ def _serve(args: argparse.Namespace) -> int:
         settings = msgspec.structs.replace(settings, server=server)
     server = settings.server
     lines = configure_logging(server.log_level, server.log_format)
+    if (problem := fit_open_files_limit(server.max_connections)) is not None:
+        logging.getLogger("mia.serve").warning("%s: %s", settings.source, problem)
     gateway = build_gateway(settings)
     install_metrics(gateway)
     log_events(gateway.bus, lines=lines)

@@ -22,6 +22,7 @@ The body has its own bounds in the chat route (`max_body_bytes`, `body_timeout`)
 from __future__ import annotations
 
 import asyncio
+import resource
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -30,7 +31,7 @@ from app.context import endpoint_of, new_request_id
 from compat.errors import http_error
 from pipelines.events import ConnectionsChanged, EventBus, RequestFinished
 
-__all__ = ["BoundedHttpProtocol", "bounded_http_protocol"]
+__all__ = ["BoundedHttpProtocol", "bounded_http_protocol", "fit_open_files_limit"]
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
@@ -178,6 +179,32 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if not self._refused:
             super().data_received(data)
+
+
+_SPARE_FILES = 256
+"""Open files the gateway needs beside its client connections (model files, logs, upstream
+sockets, the listening socket)."""
+
+
+def fit_open_files_limit(max_connections: int) -> str | None:
+    """Raises this process's soft limit on open files (up to its hard limit) so that
+    `max_connections` clients can be held: past the soft limit, `accept` fails (EMFILE)
+    before a request can be answered with the 503. Returns a warning when the hard limit
+    is too low, None when the limit fits."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = max_connections + _SPARE_FILES
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return None
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < needed:
+        return (
+            f"[server].max_connections = {max_connections} needs about {needed} open files, but this process "
+            f"may open at most {hard} (RLIMIT_NOFILE); past that, new connections fail before they can be "
+            "answered. Lower max_connections or raise the limit (ulimit -n)."
+        )
+    return None
 
 
 def bounded_http_protocol(
