@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DONE",
     "FLASH_ATTENTION",
+    "GOMP_SPINCOUNT",
     "Done",
     "LlamaCppProvider",
     "LlamaProviderBase",
@@ -58,6 +59,9 @@ __all__ = [
     "grammar_for",
     "make_piece",
 ]
+
+GOMP_SPINCOUNT = "3000"
+"""The spin count llama.cpp's OpenMP threads wait with, unless the environment sets one."""
 
 _SCHEMA_PARAM = "response_format.json_schema.schema"
 FLASH_ATTENTION = False
@@ -242,6 +246,13 @@ class LlamaProviderBase(Provider):
 
     def _model_file(self) -> Path:
         """The verified GGUF (on a worker thread: hashing takes seconds); quiets llama.cpp's log."""
+        # Read once, when llama.cpp's OpenMP runtime (libgomp) loads with it: how long a
+        # thread spins at a barrier before it sleeps. libgomp's default (300,000 spins)
+        # collapses decoding when another process wants a core (SmolLM2, 2 threads on 2
+        # cores beside one busy process: 5-12 tokens/s, 22-25 with 3,000 spins) while idle
+        # decoding is the same within noise; bench/openmp_spin.py, docs/performance.md.
+        # A value in the environment wins.
+        os.environ.setdefault("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
         try:
             import llama_cpp
         except ImportError as exc:

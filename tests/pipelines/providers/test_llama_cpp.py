@@ -6,7 +6,11 @@ import asyncio
 import itertools
 import json
 import math
+import os
 import statistics
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -537,3 +541,26 @@ async def test_ordinary_messages_tokenize_as_the_whole_template_would(smol: Llam
         assert [text[a:b] for a, b in plain] == [m.content for m in messages if m.content]
         whole = llm.tokenize(text.encode(), add_bos=False, special=True)
         assert smol._prompt_tokens(llm, Prompt(messages=messages)) == whole
+
+
+@pytest.mark.parametrize(("environment", "expected"), [(None, "3000"), ("12345", "12345")])
+def test_openmp_threads_spin_briefly_unless_the_environment_says(
+    tmp_path: Path, environment: str | None, expected: str
+) -> None:
+    # In a child process: libgomp reads the variable once, when llama.cpp's libraries load.
+    code = textwrap.dedent(
+        f"""
+        import os
+        from pathlib import Path
+        from pipelines.providers.llama_cpp import LlamaCppProvider
+        from tests.support.configs import smollm2_config
+        LlamaCppProvider(smollm2_config(), cache_dir=Path({str(tmp_path)!r}))._model_file()
+        print(os.environ["GOMP_SPINCOUNT"])
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    if environment is not None:
+        env["GOMP_SPINCOUNT"] = environment
+    repo = Path(__file__).resolve().parents[3]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, env=env, check=True)
+    assert out.stdout.split() == [expected]
