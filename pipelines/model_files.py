@@ -36,15 +36,9 @@ _ASSEMBLE = "assemble:"
 def resolve_model_path(config: ModelConfig, *, cache_dir: Path) -> Path:
     """The GGUF file `config` names; raises `LoadFailure("missing_file", ...)` when there is none."""
     raw = _raw_path(config)
-    if raw.startswith(_PACKAGE):
-        path = _package_file(raw)
-    elif raw.startswith(_ASSEMBLE):
-        path = _assembled_file(raw.removeprefix(_ASSEMBLE), cache_dir)
-    else:
-        path = Path(raw).expanduser()
-    if not path.is_file():
-        raise LoadFailure("missing_file", f"{path} does not exist")
-    return path
+    if raw.startswith(_ASSEMBLE):
+        return _existing(_assembled_file(raw.removeprefix(_ASSEMBLE), cache_dir))
+    return _existing(_named_file(raw))
 
 
 def missing_model_file(config: ModelConfig, *, cache_dir: Path) -> LoadFailure | None:
@@ -53,19 +47,9 @@ def missing_model_file(config: ModelConfig, *, cache_dir: Path) -> LoadFailure |
     try:
         raw = _raw_path(config)
         if raw.startswith(_ASSEMBLE):
-            module_name = raw.removeprefix(_ASSEMBLE)
-            if (cache_dir / f"{module_name}.gguf").is_file():
-                return None
-            try:
-                found = importlib.util.find_spec(module_name) is not None
-            except (ImportError, ValueError):
-                found = False
-            if not found:
-                return LoadFailure("missing_file", f"assembling {module_name}: no module named {module_name!r}")
-            return None
-        path = _package_file(raw) if raw.startswith(_PACKAGE) else Path(raw).expanduser()
-        if not path.is_file():
-            return LoadFailure("missing_file", f"{path} does not exist")
+            _check_assemblable(raw.removeprefix(_ASSEMBLE), cache_dir)
+        else:
+            _existing(_named_file(raw))
     except LoadFailure as failure:
         return failure
     return None
@@ -80,6 +64,17 @@ def _raw_path(config: ModelConfig) -> str:
     return raw
 
 
+def _named_file(raw: str) -> Path:
+    """The file a `package:` or plain path names (it may not exist)."""
+    return _package_file(raw) if raw.startswith(_PACKAGE) else Path(raw).expanduser()
+
+
+def _existing(path: Path) -> Path:
+    if not path.is_file():
+        raise LoadFailure("missing_file", f"{path} does not exist")
+    return path
+
+
 def _package_file(raw: str) -> Path:
     parts = raw.split(":", 2)
     if len(parts) != 3 or not parts[1] or not parts[2]:
@@ -92,8 +87,25 @@ def _package_file(raw: str) -> Path:
     return Path(str(dist.locate_file(rel_path)))
 
 
+def _assembly_target(module_name: str, cache_dir: Path) -> Path:
+    return cache_dir / f"{module_name}.gguf"
+
+
+def _check_assemblable(module_name: str, cache_dir: Path) -> None:
+    """Raises `LoadFailure` when `_assembled_file` could not have the file: not assembled
+    yet and no module to assemble it (nothing is imported or written)."""
+    if _assembly_target(module_name, cache_dir).is_file():
+        return
+    try:
+        found = importlib.util.find_spec(module_name) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise LoadFailure("missing_file", f"assembling {module_name}: no module named {module_name!r}")
+
+
 def _assembled_file(module_name: str, cache_dir: Path) -> Path:
-    target = cache_dir / f"{module_name}.gguf"
+    target = _assembly_target(module_name, cache_dir)
     if target.is_file():
         return target
     # Assemble under a unique name and rename at the end: an interrupted run (or a
