@@ -116,11 +116,17 @@ class _TextFormatter(EventLineFormatter):
         return f"{line} {' '.join(extras)}" if extras else line
 
     def format_event(self, logger: str, levelno: int, fields: dict[str, Any]) -> str:
-        # the fixed format of `configure_logging`: "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        # this formatter's own format, with what a record would give it (asctime,
+        # levelname, name, message: all `configure_logging`'s format asks for)
         ts = fields["ts"]
-        stamp = self._stamp(ts, _msecs(ts))
+        line = (self._fmt or "%(message)s") % {
+            "asctime": self._stamp(ts, _msecs(ts)),
+            "levelname": _LEVEL_NAMES[levelno],
+            "name": logger,
+            "message": fields["event"],
+        }
         extras = " ".join([f"{k}={v}" for k, v in fields.items() if k != "event"])
-        return f"{stamp} {_LEVEL_NAMES[levelno]} {logger}: {fields['event']} {extras}"
+        return f"{line} {extras}"
 
 
 class LoopBatchedHandler(logging.StreamHandler):
