@@ -18,7 +18,7 @@ def _in_child(soft: int, hard: int | None, max_connections: int) -> dict[str, ob
         f"""
         import json, resource
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        resource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {hard} if {hard is not None} else hard))
+        resource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {"hard" if hard is None else hard}))
         from app.http_protocol import fit_open_files_limit
         problem = fit_open_files_limit({max_connections})
         print(json.dumps({{"problem": problem, "limit": resource.getrlimit(resource.RLIMIT_NOFILE)}}))

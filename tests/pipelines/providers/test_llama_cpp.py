@@ -25,6 +25,7 @@ from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Pro
 from pipelines.providers.llama_cpp import LlamaCppProvider, grammar_for
 from pipelines.types import Message, Piece, ResponseFormat
 from tests.support.configs import PERSON_SCHEMA, SMOLLM2_SHA256, smollm2_config
+from tests.support.served import REPO
 
 # The real-model tests share one loaded model per module, so they share the module's loop.
 module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -561,6 +562,5 @@ def test_openmp_threads_spin_briefly_unless_the_environment_says(
     env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
     if environment is not None:
         env["GOMP_SPINCOUNT"] = environment
-    repo = Path(__file__).resolve().parents[3]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, env=env, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, check=True)
     assert out.stdout.split() == [expected]
