@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from app.settings import Settings, SettingsError, load_settings
+from pipelines.config import LlamaModelConfig
 
 __all__ = ["main"]
 
@@ -139,7 +140,7 @@ def _verify(args: argparse.Namespace) -> int:
     cache = Path(settings.server.cache_dir).expanduser()
     bad = 0
     for m in settings.models:
-        if m.provider != "llama_cpp":
+        if not isinstance(m, LlamaModelConfig):
             continue
         try:
             path = resolve_model_path(m, cache_dir=cache)

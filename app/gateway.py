@@ -11,10 +11,9 @@ from prometheus_client import CollectorRegistry
 from app.settings import Settings
 from pipelines.admission import Admission
 from pipelines.events import EventBus
-from pipelines.lightweight import LightweightPipeline
+from pipelines.formats import ChatTemplatePipeline, HarmonyPipeline
 from pipelines.manager import ModelManager, ProviderFactory
 from pipelines.pipeline import GenerationPipeline, PipelineConfig
-from pipelines.primary import PrimaryPipeline
 from pipelines.providers.factory import ProviderFactory as DefaultProviderFactory
 from pipelines.router import ModelRouter
 from pipelines.service import GenerationService, admission_events
@@ -52,8 +51,8 @@ def build_gateway(
         presets=dict(settings.presets), gateway_max_output_tokens=server.max_output_tokens, current_date=current_date
     )
     pipelines: dict[str, GenerationPipeline] = {
-        "harmony": PrimaryPipeline(config),
-        "chat": LightweightPipeline(config),
+        "harmony": HarmonyPipeline(config),
+        "chat": ChatTemplatePipeline(config),
     }
     router = ModelRouter(manager, {fmt: type(p) for fmt, p in pipelines.items()})
     admission = Admission(queue_size=server.queue_size, max_wait=server.queue_max_wait, on_change=admission_events(bus))

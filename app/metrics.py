@@ -28,7 +28,7 @@ from pipelines.events import (
     PromptProcessed,
     RequestFinished,
 )
-from pipelines.upstream import RESULTS, UpstreamRequestFinished, UpstreamStateChanged, upstream_labels
+from pipelines.upstream import RESULTS, UpstreamRequestFinished, UpstreamStateChanged, fleet_labels
 
 if TYPE_CHECKING:
     from app.gateway import Gateway
@@ -342,8 +342,6 @@ class GatewayMetrics:
 
 def install_metrics(gateway: Gateway) -> GatewayMetrics:
     models = gateway.settings.models
-    metrics = GatewayMetrics(
-        gateway.registry, [m.id for m in models], {m.id: upstream_labels(m.upstreams) for m in models if m.upstreams}
-    )
+    metrics = GatewayMetrics(gateway.registry, [m.id for m in models], fleet_labels(models))
     gateway.bus.subscribe(metrics.handle)
     return metrics

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from pipelines.config import ModelConfig, Preset
+from pipelines.config import AnyModelConfig, Preset
 
 __all__ = ["DEFAULT_SETTINGS_NAME", "ServerSettings", "Settings", "SettingsError", "load_settings"]
 
@@ -74,7 +74,7 @@ class ServerSettings(_Strict, frozen=True, kw_only=True):
 
 class Settings(_Strict, frozen=True, kw_only=True):
     server: ServerSettings = ServerSettings()
-    models: list[ModelConfig] = []
+    models: list[AnyModelConfig] = []
     presets: dict[str, Preset] = {}
     source: str = DEFAULT_SETTINGS_NAME
     """Where these settings came from (a path, or the embedded default)."""
@@ -82,6 +82,7 @@ class Settings(_Strict, frozen=True, kw_only=True):
 
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _UNKNOWN = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
+_MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
 
 
 def _explain(exc: msgspec.ValidationError, source: str, raw: Mapping[str, Any]) -> SettingsError:
@@ -89,9 +90,15 @@ def _explain(exc: msgspec.ValidationError, source: str, raw: Mapping[str, Any]) 
     msg, path = (m.group("msg"), m.group("path") or "") if m else (str(exc), "")
     key = path.lstrip(".")
     unknown = _UNKNOWN.match(msg)
+    missing = _MISSING.match(msg)
     if unknown:
         key = f"{key}.{unknown.group('field')}" if key else unknown.group("field")
         msg = "unknown key"
+        if key.startswith("models["):
+            msg += " (or a key of another provider's: see `provider`)"
+    elif missing:
+        key = f"{key}.{missing.group('field')}" if key else missing.group("field")
+        msg = "required"
     # msgspec writes dict keys as `[...]`: find the preset that fails, to name it.
     if key.startswith("presets[...]"):
         for name, table in (raw.get("presets") or {}).items():
@@ -130,10 +137,6 @@ def _check(settings: Settings) -> None:
             if name in ids:
                 raise SettingsError(f"{settings.source}: invalid setting 'models': id or alias '{name}' appears twice")
             ids.add(name)
-        if m.provider == "replay" and not m.replay_file:
-            raise SettingsError(f"{settings.source}: invalid setting 'models.replay_file' (model '{m.id}'): required")
-        if m.provider == "openai_http" and not m.upstreams:
-            raise SettingsError(f"{settings.source}: invalid setting 'models.upstreams' (model '{m.id}'): required")
     for m in settings.models:
         for fb in m.fallbacks:
             if fb not in ids:
@@ -162,6 +165,10 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         raise SettingsError(f"{source}: not valid TOML: {exc}") from None
     if "source" in raw:
         raise SettingsError(f"{source}: invalid setting 'source': unknown key")
+    models = raw.get("models")
+    if isinstance(models, list):
+        # `provider` selects a model's kind of passport; without one, the model is a stub
+        raw = {**raw, "models": [{"provider": "stub", **m} if isinstance(m, dict) else m for m in models]}
     try:
         settings = msgspec.convert({**raw, "source": source}, Settings)
     except msgspec.ValidationError as exc:

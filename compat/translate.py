@@ -40,7 +40,7 @@ from compat.responses import (
     UsageWire,
 )
 from pipelines.errors import InvalidRequest, Unsupported
-from pipelines.pipeline import PipelineResult
+from pipelines.result import PipelineResult
 from pipelines.types import (
     Delta,
     DeltaKind,

@@ -1,17 +1,28 @@
 """Model passports and presets: what a model is and how it samples by default.
 
-Decoded from the settings TOML (or a manifest next to a GGUF) with unknown keys
-forbidden, so a typo stops start-up instead of being silently ignored.
+Decoded from the settings TOML with unknown keys forbidden, so a typo (or a key of
+another provider's) stops start-up instead of being silently ignored.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeAlias
 
 import msgspec
 from msgspec import Meta
 
-__all__ = ["ModelConfig", "Preset", "SamplingDefaults", "UpstreamConfig"]
+__all__ = [
+    "AnyModelConfig",
+    "LlamaModelConfig",
+    "ModelConfig",
+    "Preset",
+    "ReplayModelConfig",
+    "SamplingDefaults",
+    "StubModelConfig",
+    "UpstreamConfig",
+    "UpstreamModelConfig",
+    "model_config",
+]
 
 Role = Literal["primary", "lightweight", "judge"]
 Format = Literal["harmony", "chat"]
@@ -59,31 +70,24 @@ class UpstreamConfig(_Strict, frozen=True, kw_only=True):
     api_key_env: str | None = None
 
 
-class ModelConfig(_Strict, frozen=True, kw_only=True):
-    """A model's passport.
+class ModelConfig(_Strict, frozen=True, kw_only=True, tag_field="provider"):
+    """A model's passport: what every model has, whatever serves it.
 
-    `path` is a file path, `package:DIST:RELPATH` (a file inside an installed
-    distribution, found through its metadata) or `assemble:MODULE` (a package whose
-    `assemble()` writes the file into the cache folder).
+    `provider` (the TOML key) selects the subclass, and so which further keys the model
+    may have: a key of another provider's is an unknown key, a start-up error. The keys a
+    stub needs are here, since any model falls back to the stub when it cannot load.
     """
 
     id: str
     aliases: list[str] = []
     role: Role = "lightweight"
     format: Format = "chat"
-    provider: ProviderKind = "stub"
-    path: str | None = None
-    path_env: str | None = None
-    """An environment variable that, when set, overrides `path`."""
-    sha256: str | None = None
-    verify_checksum: bool = True
     heavy: bool | None = None
     """Heavy models unload each other; default: primary models are heavy."""
     max_output_tokens: Annotated[int, Meta(ge=1)] = 1024
     context_length: Annotated[int, Meta(ge=16)] = 2048
-    threads: Annotated[int, Meta(ge=1)] | None = None
-    batch_size: Annotated[int, Meta(ge=1)] = 512
     slots: Annotated[int, Meta(ge=1, le=64)] = 1
+    """Generations at once: sequences of a local model, requests per upstream server."""
     tools: bool = False
     """Chat models: whether the chat template supports tool calls."""
     keep_alive_seconds: Annotated[float, Meta(gt=0)] | None = None
@@ -93,22 +97,79 @@ class ModelConfig(_Strict, frozen=True, kw_only=True):
     sampling: SamplingDefaults = SamplingDefaults()
     stub_words: Annotated[int, Meta(ge=1, le=4096)] = 24
     """How many words a stub answer has (before the output cap)."""
-    replay_file: str | None = None
-    replay_chunk_bytes: Annotated[int, Meta(ge=1)] = 3
-    upstreams: list[UpstreamConfig] = []
     fallbacks: list[str] = []
-    connect_timeout: Annotated[float, Meta(gt=0)] = 5.0
-    read_timeout: Annotated[float, Meta(gt=0)] = 60.0
-    eject_after: Annotated[int, Meta(ge=1)] = 3
-    """`openai_http`: consecutive failures after which an upstream is ejected."""
-    eject_seconds: Annotated[float, Meta(gt=0)] = 30.0
-    """`openai_http`: how long an ejected upstream takes no traffic (restarted by each failure)."""
-    probe_seconds: Annotated[float, Meta(ge=0)] = 10.0
-    """`openai_http`: period of the active health probe (0: no probes)."""
-    health_path: str | None = None
-    """`openai_http`: what the probe GETs: `{base_url}/models` by default; a path starting
-    with `/` is taken from the server's root (e.g. `/health`), else below `base_url`."""
+
+    @property
+    def provider(self) -> ProviderKind:
+        """The provider that serves the model (its `provider` key)."""
+        tag: ProviderKind = type(self).__struct_config__.tag  # type: ignore[assignment]
+        return tag
 
     @property
     def is_heavy(self) -> bool:
         return self.heavy if self.heavy is not None else self.role == "primary"
+
+    @property
+    def chained(self) -> bool:
+        """A request may move on to another attempt before its first piece (another
+        upstream server, or a fallback model)."""
+        return bool(self.fallbacks)
+
+
+class StubModelConfig(ModelConfig, tag="stub", frozen=True, kw_only=True):
+    """A model served by the deterministic stub on purpose."""
+
+
+class LlamaModelConfig(ModelConfig, tag="llama_cpp", frozen=True, kw_only=True):
+    """A local GGUF run in-process by llama.cpp.
+
+    `path` is a file path, `package:DIST:RELPATH` (a file inside an installed
+    distribution, found through its metadata) or `assemble:MODULE` (a package whose
+    `assemble()` writes the file into the cache folder).
+    """
+
+    path: str | None = None
+    path_env: str | None = None
+    """An environment variable that, when set, overrides `path`."""
+    sha256: str | None = None
+    verify_checksum: bool = True
+    threads: Annotated[int, Meta(ge=1)] | None = None
+    batch_size: Annotated[int, Meta(ge=1)] = 512
+
+
+class ReplayModelConfig(ModelConfig, tag="replay", frozen=True, kw_only=True):
+    """A recorded completion played back (tests and demos of the whole path)."""
+
+    replay_file: str
+    replay_chunk_bytes: Annotated[int, Meta(ge=1)] = 3
+
+
+class UpstreamModelConfig(ModelConfig, tag="openai_http", frozen=True, kw_only=True):
+    """A model served by OpenAI-compatible backends (vLLM, llama.cpp's server, another gateway)."""
+
+    upstreams: Annotated[list[UpstreamConfig], Meta(min_length=1)]
+    connect_timeout: Annotated[float, Meta(gt=0)] = 5.0
+    read_timeout: Annotated[float, Meta(gt=0)] = 60.0
+    eject_after: Annotated[int, Meta(ge=1)] = 3
+    """Consecutive failures after which an upstream is ejected."""
+    eject_seconds: Annotated[float, Meta(gt=0)] = 30.0
+    """How long an ejected upstream takes no traffic (restarted by each failure)."""
+    probe_seconds: Annotated[float, Meta(ge=0)] = 10.0
+    """Period of the active health probe (0: no probes)."""
+    health_path: str | None = None
+    """What the probe GETs: `{base_url}/models` by default; a path starting with `/` is
+    taken from the server's root (e.g. `/health`), else below `base_url`."""
+
+    @property
+    def chained(self) -> bool:
+        return True
+
+
+AnyModelConfig: TypeAlias = StubModelConfig | LlamaModelConfig | ReplayModelConfig | UpstreamModelConfig
+"""What a `[[models]]` table decodes into, by its `provider`."""
+
+
+def model_config(**fields: object) -> AnyModelConfig:
+    """A passport from its keys, as a settings table gives them (`provider` defaults to
+    `stub`); raises `msgspec.ValidationError` naming a bad key."""
+    return msgspec.convert({"provider": "stub", **fields}, AnyModelConfig)

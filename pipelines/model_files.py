@@ -24,7 +24,7 @@ import msgspec
 from pipelines.providers.base import LoadFailure
 
 if TYPE_CHECKING:
-    from pipelines.config import ModelConfig
+    from pipelines.config import LlamaModelConfig
 
 __all__ = ["ChecksumCache", "missing_model_file", "resolve_model_path", "sha256_file"]
 
@@ -33,7 +33,7 @@ _PACKAGE = "package:"
 _ASSEMBLE = "assemble:"
 
 
-def resolve_model_path(config: ModelConfig, *, cache_dir: Path) -> Path:
+def resolve_model_path(config: LlamaModelConfig, *, cache_dir: Path) -> Path:
     """The GGUF file `config` names; raises `LoadFailure("missing_file", ...)` when there is none."""
     raw = _raw_path(config)
     if raw.startswith(_ASSEMBLE):
@@ -41,7 +41,7 @@ def resolve_model_path(config: ModelConfig, *, cache_dir: Path) -> Path:
     return _existing(_named_file(raw))
 
 
-def missing_model_file(config: ModelConfig, *, cache_dir: Path) -> LoadFailure | None:
+def missing_model_file(config: LlamaModelConfig, *, cache_dir: Path) -> LoadFailure | None:
     """Why `resolve_model_path` would fail now, found without side effects (nothing is
     assembled or written); None when the file is there or may yet be assembled."""
     try:
@@ -55,7 +55,7 @@ def missing_model_file(config: ModelConfig, *, cache_dir: Path) -> LoadFailure |
     return None
 
 
-def _raw_path(config: ModelConfig) -> str:
+def _raw_path(config: LlamaModelConfig) -> str:
     raw = os.environ.get(config.path_env) if config.path_env else None
     if not raw:
         raw = config.path

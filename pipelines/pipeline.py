@@ -1,24 +1,27 @@
 """The pipeline contract (ADR-0026): `prepare` -> `stream` -> `finalize`.
 
 A pipeline owns one request's life between routing and the wire: it builds the prompt,
-merges sampling, drives the provider, maps what the model says into deltas and
-assembles the result. Subclasses say how pieces become deltas.
+merges sampling, reads the provider's output, and assembles the result. What differs
+between formats is how the prompt is built and how tokens become messages (the
+pipeline's `TokenDecoder`); what messages mean is `pipelines/channels.py`, for every
+format alike.
 """
 
 from __future__ import annotations
 
 import abc
-import json
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import msgspec
 
+from pipelines.channels import ChannelMapper
 from pipelines.errors import ContextLengthExceeded, InvalidRequest, Unsupported
 from pipelines.postprocess import EchoStripper, StopMatcher
 from pipelines.providers.base import CancelToken, DecodeParams, Prompt, Provider
+from pipelines.result import PipelineResult
 from pipelines.sampling import SamplingSnapshot, merge_sampling
 from pipelines.types import (
     Delta,
@@ -26,16 +29,19 @@ from pipelines.types import (
     FinishReason,
     GenerationRequest,
     LogprobEntry,
+    MessageEvent,
+    Output,
     Piece,
+    Report,
     StopReason,
-    ToolCall,
+    Text,
     Usage,
 )
 
 if TYPE_CHECKING:
     from pipelines.config import ModelConfig, Preset
 
-__all__ = ["GenerationPipeline", "PipelineConfig", "PipelineContext", "PipelineResult"]
+__all__ = ["GenerationPipeline", "PipelineConfig", "PipelineContext", "TokenDecoder"]
 
 
 class PipelineConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,9 +53,25 @@ class PipelineConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Fixed date for Harmony prompts (tests); None means today."""
 
 
+class TokenDecoder(Protocol):
+    """Turns one generation's token pieces into messages (a format's own grammar)."""
+
+    reasoning_tokens: int
+    """Tokens it saw spent on reasoning."""
+
+    @property
+    def stop(self) -> StopReason | None:
+        """Set once the tokens said the answer is over."""
+
+    def feed(self, piece: Piece) -> list[MessageEvent]: ...
+
+    def finish(self) -> list[MessageEvent]:
+        """What was still held back when the tokens ran out."""
+
+
 @dataclass
 class PipelineContext:
-    """One request's state from `prepare` to `finalize`."""
+    """One request's state from `prepare` to `finalize` (one per choice with `n` > 1)."""
 
     request: GenerationRequest
     model: ModelConfig
@@ -58,15 +80,15 @@ class PipelineContext:
     sampling: SamplingSnapshot
     params: DecodeParams
     prompt_tokens: int
+    decoder: TokenDecoder
+    channels: ChannelMapper = field(default_factory=ChannelMapper)
     cancel: CancelToken = field(default_factory=CancelToken)
     """Shared by all choices of one request: they end together when the client goes."""
     index: int = 0
     """Which choice (`n`) of the request this context decodes."""
-    source: AsyncGenerator[Piece, None] | None = None
-    """The pieces to read, when the caller opened the generation itself (several choices
-    from one provider call); None: `stream` asks the provider."""
     created: float = field(default_factory=time.time)
     started_at: float = 0.0
+    """When the generation's request to the provider went out (0: when `stream` begins)."""
     first_token_at: float | None = None
     last_token_at: float | None = None
     completion_tokens: int = 0
@@ -74,72 +96,20 @@ class PipelineContext:
     """Seconds between consecutive pieces (inter-token latency samples)."""
     content: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
-    tool_calls: list[ToolCall] = field(default_factory=list)
     logprobs: list[LogprobEntry] = field(default_factory=list)
     stop_reason: StopReason | None = None
     reported_usage: Usage | None = None
     """Counts a backend reported itself (an upstream's `usage`); they win over ours."""
-    tool_args: dict[int, list[str]] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
     """Pipeline-specific facts for the completion event (e.g. invalid tool JSON)."""
-    state: Any = None
-    """The pipeline's own per-request decoding state (a parser, a UTF-8 decoder)."""
 
     @property
     def stub(self) -> bool:
         return self.provider.stub
 
 
-class PipelineResult(msgspec.Struct, frozen=True, kw_only=True):
-    content: str
-    reasoning: str
-    tool_calls: tuple[ToolCall, ...]
-    finish_reason: FinishReason
-    stop_reason: StopReason
-    usage: Usage
-    sampling: SamplingSnapshot
-    logprobs: tuple[LogprobEntry, ...] = ()
-    first_token_seconds: float | None = None
-    decode_seconds: float = 0.0
-    token_gaps: tuple[float, ...] = ()
-    notes: dict[str, Any] = {}
-    index: int = 0
-    choices: tuple[PipelineResult, ...] = ()
-    """With `n` > 1: every choice's own result (the top level is choice 0's output with the
-    request's totals: usage summed, decode time from the first token to the last of any)."""
-
-    @property
-    def all_choices(self) -> tuple[PipelineResult, ...]:
-        return self.choices or (self,)
-
-    @property
-    def decode_tokens_per_second(self) -> float | None:
-        """Tokens after each choice's first over the time they took; None with fewer than two."""
-        n = self.usage.completion_tokens - len(self.all_choices)
-        if n < 1 or self.decode_seconds <= 0:
-            return None
-        return n / self.decode_seconds
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "sampling": self.sampling.as_dict(),
-            "usage": {
-                "prompt_tokens": self.usage.prompt_tokens,
-                "completion_tokens": self.usage.completion_tokens,
-                "reasoning_tokens": self.usage.reasoning_tokens,
-            },
-            "finish_reason": self.finish_reason,
-            "tool_calls": len(self.tool_calls),
-            "first_token_seconds": self.first_token_seconds,
-            "decode_seconds": self.decode_seconds,
-            "decode_tokens_per_second": self.decode_tokens_per_second,
-            **({"choices": len(self.choices)} if self.choices else {}),
-            **self.notes,
-        }
-
-
 class GenerationPipeline(abc.ABC):
-    """Base of the pipelines; `name` is what events and metrics call it."""
+    """Base of the pipelines; `name` is what events, metrics and model cards call it."""
 
     name: ClassVar[str]
 
@@ -196,6 +166,7 @@ class GenerationPipeline(abc.ABC):
             sampling=sampling,
             params=params,
             prompt_tokens=prompt_tokens,
+            decoder=self.new_decoder(req),
         )
 
     def fork(self, ctx: PipelineContext) -> list[PipelineContext]:
@@ -215,6 +186,7 @@ class GenerationPipeline(abc.ABC):
                     sampling=ctx.sampling,
                     params=msgspec.structs.replace(ctx.params, seed=seed),
                     prompt_tokens=ctx.prompt_tokens,
+                    decoder=self.new_decoder(ctx.request),
                     cancel=ctx.cancel,
                     index=i,
                 )
@@ -241,73 +213,80 @@ class GenerationPipeline(abc.ABC):
     @abc.abstractmethod
     def build_prompt(self, req: GenerationRequest, sampling: SamplingSnapshot) -> Prompt: ...
 
-    # -- stream -----------------------------------------------------------------
-
     @abc.abstractmethod
-    def map_piece(self, ctx: PipelineContext, piece: Piece) -> list[Delta]:
-        """Deltas for one piece; set `ctx.stop_reason` when the model has finished."""
+    def new_decoder(self, req: GenerationRequest) -> TokenDecoder:
+        """A fresh token decoder for one choice of `req`."""
 
-    def flush(self, ctx: PipelineContext) -> list[Delta]:
-        """Deltas still held back when the provider stops."""
+    def opening(self, req: GenerationRequest) -> list[Piece]:
+        """Pieces the prompt already holds of the answer (a call it opened): the decoder
+        reads them before the model's own."""
         return []
 
-    async def stream(self, ctx: PipelineContext) -> AsyncGenerator[Delta, None]:
-        ctx.started_at = time.perf_counter()
-        stops = StopMatcher(ctx.request.stop)
-        echo = EchoStripper(_last_user_text(ctx.request)) if ctx.model.strip_echo else None
-        gen = ctx.source if ctx.source is not None else ctx.provider.generate(ctx.prompt, ctx.params, ctx.cancel)
+    # -- stream -----------------------------------------------------------------
+
+    async def stream(self, ctx: PipelineContext, output: AsyncIterator[Output]) -> AsyncGenerator[Delta, None]:
+        """The deltas of one choice, read from `output` (which this closes)."""
+        if not ctx.started_at:
+            ctx.started_at = time.perf_counter()
+        post = _Post(ctx)
+        for piece in self.opening(ctx.request):
+            for delta in post.events(ctx.decoder.feed(piece)):
+                yield delta
         try:
-            async for piece in gen:
-                now = time.perf_counter()
-                if ctx.first_token_at is None:
-                    ctx.first_token_at = now
-                elif ctx.last_token_at is not None:
-                    ctx.token_gaps.append(now - ctx.last_token_at)
-                ctx.last_token_at = now
-                ctx.completion_tokens += piece.tokens
-                if piece.logprob is not None:
-                    ctx.logprobs.append(piece.logprob)
-                if piece.usage is not None:
-                    ctx.reported_usage = piece.usage
-                if piece.stop is not None:
-                    ctx.stop_reason = piece.stop
-                deltas = [piece.delta] if piece.delta is not None else self.map_piece(ctx, piece)
-                for delta in deltas:
-                    out = self._post(ctx, delta, stops, echo)
-                    if out is not None:
-                        yield out
-                if stops.matched is not None:
+            async for item in output:
+                if isinstance(item, Piece):
+                    events = self._token(ctx, item)
+                elif isinstance(item, Report):
+                    if item.usage is not None:
+                        ctx.reported_usage = item.usage
+                    if item.stop is not None:
+                        ctx.stop_reason = item.stop
+                    continue
+                else:
+                    events = self._message(ctx, item)
+                for delta in post.events(events):
+                    yield delta
+                if post.stops.matched is not None:
                     ctx.stop_reason = StopReason.STOP
                 if ctx.stop_reason is not None:
                     break
         finally:
-            await gen.aclose()
-        for delta in self.flush(ctx):
-            out = self._post(ctx, delta, stops, echo)
-            if out is not None:
-                yield out
-        tail = stops.feed(echo.flush() if echo else "") + stops.flush()
-        if tail:
-            ctx.content.append(tail)
-            yield Delta(kind=DeltaKind.CONTENT, text=tail, choice=ctx.index)
-        if stops.matched is not None:
-            ctx.stop_reason = StopReason.STOP
+            aclose = getattr(output, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        for delta in post.events(ctx.decoder.finish()):
+            yield delta
+        tail = post.tail()
+        if tail is not None:
+            yield tail
+        if ctx.channels.has_calls and ctx.stop_reason is None and ctx.completion_tokens < ctx.params.max_tokens:
+            ctx.stop_reason = StopReason.TOOL_CALL
 
-    def _post(self, ctx: PipelineContext, delta: Delta, stops: StopMatcher, echo: EchoStripper | None) -> Delta | None:
-        """What of `delta` reaches the client (after echo stripping and stop sequences),
-        marked with its choice; recorded in `ctx` for the result."""
-        if delta.kind is DeltaKind.REASONING:
-            ctx.reasoning.append(delta.text)
-        elif delta.kind is DeltaKind.TOOL_CALL:
-            _aggregate_tool_call(ctx, delta)
-        else:
-            text = echo.feed(delta.text) if echo else delta.text
-            text = stops.feed(text)
-            if not text and not delta.logprobs:
-                return None
-            ctx.content.append(text)
-            delta = Delta(kind=DeltaKind.CONTENT, text=text, logprobs=delta.logprobs)
-        return msgspec.structs.replace(delta, choice=ctx.index) if ctx.index else delta
+    @staticmethod
+    def _tick(ctx: PipelineContext, tokens: int) -> None:
+        now = time.perf_counter()
+        if ctx.first_token_at is None:
+            ctx.first_token_at = now
+        elif ctx.last_token_at is not None:
+            ctx.token_gaps.append(now - ctx.last_token_at)
+        ctx.last_token_at = now
+        ctx.completion_tokens += tokens
+
+    def _token(self, ctx: PipelineContext, piece: Piece) -> list[MessageEvent]:
+        self._tick(ctx, piece.tokens)
+        if piece.logprob is not None:
+            ctx.logprobs.append(piece.logprob)
+        events = ctx.decoder.feed(piece)
+        stop = ctx.decoder.stop
+        if stop is not None:
+            ctx.stop_reason = stop
+        return events
+
+    def _message(self, ctx: PipelineContext, event: MessageEvent) -> list[MessageEvent]:
+        if isinstance(event, Text) and event.tokens:
+            self._tick(ctx, event.tokens)
+            ctx.logprobs.extend(event.logprobs)
+        return [event]
 
     # -- finalize ---------------------------------------------------------------
 
@@ -316,7 +295,8 @@ class GenerationPipeline(abc.ABC):
         hit_cap = ctx.completion_tokens >= ctx.params.max_tokens
         if stop is None:
             stop = StopReason.LENGTH if hit_cap else StopReason.EOS
-        if stop is StopReason.TOOL_CALL or (ctx.tool_calls and stop is not StopReason.LENGTH):
+        channels = ctx.channels
+        if stop is StopReason.TOOL_CALL or (channels.has_calls and stop is not StopReason.LENGTH):
             finish: FinishReason = "tool_calls"
         elif stop is StopReason.LENGTH:
             finish = "length"
@@ -324,25 +304,21 @@ class GenerationPipeline(abc.ABC):
             finish = "stop"
         if ctx.stub and stop is not StopReason.ERROR:
             stop = StopReason.STUB
-        tool_calls = [
-            ToolCall(id=c.id, name=c.name, arguments="".join(ctx.tool_args.get(i, ())))
-            for i, c in enumerate(ctx.tool_calls)
-        ]
-        invalid = [c.name for c in tool_calls if not _is_json(c.arguments)]
+        invalid = channels.invalid_calls()
         if invalid:
             # passed on as produced; the completion event records it
             ctx.notes["invalid_tool_arguments"] = invalid
         usage = ctx.reported_usage or Usage(
             prompt_tokens=ctx.prompt_tokens,
             completion_tokens=ctx.completion_tokens,
-            reasoning_tokens=self.reasoning_tokens(ctx),
+            reasoning_tokens=ctx.decoder.reasoning_tokens + channels.reasoning_tokens,
         )
         end = ctx.last_token_at or time.perf_counter()
         first = ctx.first_token_at
         return PipelineResult(
             content="".join(ctx.content),
             reasoning="".join(ctx.reasoning),
-            tool_calls=tuple(tool_calls),
+            tool_calls=tuple(channels.tool_calls),
             finish_reason=finish,
             stop_reason=stop,
             usage=usage,
@@ -355,55 +331,51 @@ class GenerationPipeline(abc.ABC):
             index=ctx.index,
         )
 
-    @staticmethod
-    def combine(results: Sequence[PipelineResult]) -> PipelineResult:
-        """One result for a request's `n` choices (see `PipelineResult.choices`)."""
-        if len(results) == 1:
-            return results[0]
-        first = results[0]
-        usage = Usage(
-            prompt_tokens=first.usage.prompt_tokens,  # one prompt, read once
-            completion_tokens=sum(r.usage.completion_tokens for r in results),
-            reasoning_tokens=sum(r.usage.reasoning_tokens for r in results),
-        )
-        starts = [r.first_token_seconds for r in results if r.first_token_seconds is not None]
-        ends = [r.first_token_seconds + r.decode_seconds for r in results if r.first_token_seconds is not None]
-        notes: dict[str, Any] = {}
-        for r in results:
-            for key, value in r.notes.items():
-                notes.setdefault(key, value if not isinstance(value, list) else [])
-                if isinstance(value, list):
-                    notes[key].extend(value)
-        return msgspec.structs.replace(
-            first,
-            usage=usage,
-            first_token_seconds=min(starts) if starts else None,
-            decode_seconds=(max(ends) - min(starts)) if starts else 0.0,
-            token_gaps=tuple(gap for r in results for gap in r.token_gaps),
-            notes=notes,
-            choices=tuple(results),
-        )
 
-    def reasoning_tokens(self, ctx: PipelineContext) -> int:
-        return 0
+class _Post:
+    """What of one choice's messages reaches the client: deltas from the channel mapping,
+    after echo stripping and stop sequences, marked with the choice; recorded in the
+    context for the result."""
 
+    __slots__ = ("ctx", "echo", "stops")
 
-def _aggregate_tool_call(ctx: PipelineContext, delta: Delta) -> None:
-    """Collects a streamed tool call into `ctx.tool_calls` (arguments joined at the end)."""
-    i = delta.tool_index
-    if i not in ctx.tool_args:
-        ctx.tool_args[i] = []
-        ctx.tool_calls.append(ToolCall(id=delta.tool_id or f"call_{i}", name=delta.tool_name or "", arguments=""))
-    if delta.text:
-        ctx.tool_args[i].append(delta.text)
+    def __init__(self, ctx: PipelineContext) -> None:
+        self.ctx = ctx
+        self.stops = StopMatcher(ctx.request.stop)
+        self.echo = EchoStripper(_last_user_text(ctx.request)) if ctx.model.strip_echo else None
 
+    def events(self, events: list[MessageEvent]) -> list[Delta]:
+        out: list[Delta] = []
+        for event in events:
+            delta = self.ctx.channels.feed(event)
+            if delta is not None:
+                delta = self._delta(delta)
+                if delta is not None:
+                    out.append(delta)
+        return out
 
-def _is_json(text: str) -> bool:
-    try:
-        json.loads(text)
-    except ValueError:
-        return False
-    return True
+    def _delta(self, delta: Delta) -> Delta | None:
+        ctx = self.ctx
+        if delta.kind is DeltaKind.REASONING:
+            ctx.reasoning.append(delta.text)
+        elif delta.kind is DeltaKind.CONTENT:
+            text = self.echo.feed(delta.text) if self.echo else delta.text
+            text = self.stops.feed(text)
+            if not text and not delta.logprobs:
+                return None
+            ctx.content.append(text)
+            delta = Delta(kind=DeltaKind.CONTENT, text=text, logprobs=delta.logprobs)
+        return msgspec.structs.replace(delta, choice=ctx.index) if ctx.index else delta
+
+    def tail(self) -> Delta | None:
+        """Content held back for stop sequences or echo stripping, once the output ended."""
+        tail = self.stops.feed(self.echo.flush() if self.echo else "") + self.stops.flush()
+        if self.stops.matched is not None:
+            self.ctx.stop_reason = StopReason.STOP
+        if not tail:
+            return None
+        self.ctx.content.append(tail)
+        return Delta(kind=DeltaKind.CONTENT, text=tail, choice=self.ctx.index)
 
 
 def _last_user_text(req: GenerationRequest) -> str:

@@ -7,21 +7,27 @@ knows the wire's field names or HTTP.
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import msgspec
 
 __all__ = [
+    "Close",
     "Delta",
     "DeltaKind",
     "FinishReason",
     "GenerationRequest",
     "LogprobEntry",
     "Message",
+    "MessageEvent",
+    "Open",
+    "Output",
     "Piece",
+    "Report",
     "ResponseFormat",
     "SamplingOverrides",
     "StopReason",
+    "Text",
     "Tool",
     "ToolCall",
     "TopLogprob",
@@ -111,25 +117,60 @@ class GenerationRequest(msgspec.Struct, frozen=True):
 
 
 class Piece(msgspec.Struct, frozen=True):
-    """What a provider yields: the bytes of one decoded token (or a few).
+    """The bytes of one decoded token (or a few), from a provider that speaks in tokens.
 
-    `special` marks control tokens (Harmony's `<|channel|>` etc.), which are never
-    text. `tokens` is how many model tokens the piece stands for. `channel` is set
-    by providers that already know it (an upstream that split reasoning out).
-
-    Providers whose backend already speaks in deltas (an OpenAI-compatible upstream)
-    set `delta` instead of `data` (a tool-call delta, typically), and may end with a
-    piece carrying `usage` (the backend's own counts) and `stop` (why it stopped).
+    `special` marks control tokens (Harmony's `<|channel|>` etc.), which are never text.
+    `tokens` is how many model tokens the piece stands for. The pipeline's token decoder
+    (Harmony's parser, or plain UTF-8 for chat-template models) turns pieces into messages.
     """
 
     data: bytes = b""
     special: bool = False
     tokens: int = 1
-    channel: Literal["reasoning", "content"] | None = None
     logprob: LogprobEntry | None = None
-    delta: Delta | None = None
+
+
+class Open(msgspec.Struct, frozen=True):
+    """A message begins: on `channel` (Harmony's names: `analysis`, `final`, `commentary`;
+    None for none), addressed to `recipient` when it is a call (`functions.NAME`).
+
+    Token decoders produce these, and so do providers whose backend already speaks in
+    messages (an OpenAI-compatible upstream). `call_id` is the backend's id of a call; a
+    second `Open` with the same id goes on with that call (streams may interleave calls)."""
+
+    channel: str | None = None
+    recipient: str | None = None
+    call_id: str | None = None
+
+
+class Text(msgspec.Struct, frozen=True):
+    """Text of the open message, whole characters only.
+
+    `tokens` counts model tokens only where no `Piece` already did (a backend's text);
+    `logprobs` are those of the tokens that made the text."""
+
+    text: str
+    tokens: int = 0
+    logprobs: tuple[LogprobEntry, ...] = ()
+
+
+class Close(msgspec.Struct, frozen=True):
+    """The open message ended."""
+
+
+class Report(msgspec.Struct, frozen=True):
+    """A backend's own account at the end of its stream: its token counts and why it stopped."""
+
     usage: Usage | None = None
     stop: StopReason | None = None
+
+
+MessageEvent: TypeAlias = Open | Text | Close
+"""What a message-shaped stream is made of: what the one channel mapping reads."""
+
+Output: TypeAlias = Piece | Open | Text | Close | Report
+"""What a provider yields: token pieces, messages (a backend that already split them), or
+its closing report."""
 
 
 class TopLogprob(msgspec.Struct, frozen=True):

@@ -1,4 +1,4 @@
-"""Harmony, the gpt-oss format: render prompts, parse output, map channels to deltas.
+"""Harmony, the gpt-oss format: render prompts, parse output into messages.
 
 Pure Python: no vocabulary file and no network. openai-harmony is only the reference
 the tests compare against.
@@ -6,7 +6,7 @@ the tests compare against.
 
 from __future__ import annotations
 
-from pipelines.harmony.mapping import HarmonyDeltaMapper, ToolCallRecord, new_tool_call_id
+from pipelines.harmony.decoder import HarmonyDecoder
 from pipelines.harmony.parser import (
     Done,
     HarmonyParseError,
@@ -23,7 +23,7 @@ from pipelines.harmony.split import SpecialTokenSplitter, split_special
 
 __all__ = [
     "Done",
-    "HarmonyDeltaMapper",
+    "HarmonyDecoder",
     "HarmonyParseError",
     "HarmonyParser",
     "MessageEnd",
@@ -32,8 +32,6 @@ __all__ = [
     "ParserState",
     "SpecialTokenSplitter",
     "TextDelta",
-    "ToolCallRecord",
-    "new_tool_call_id",
     "render_prompt",
     "schema_to_typescript",
     "split_special",

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncGenerator, Sequence
-from typing import TYPE_CHECKING, Literal
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import msgspec
 
-from pipelines.types import GenerationRequest, Message, Piece, ResponseFormat
+from pipelines.types import GenerationRequest, Message, Output, ResponseFormat
 
 if TYPE_CHECKING:
     from pipelines.config import ModelConfig
 
-__all__ = ["CancelToken", "DecodeParams", "LoadFailure", "Prompt", "Provider", "ProviderStatus"]
+__all__ = ["CancelToken", "DecodeParams", "LoadFailure", "Prompt", "Provider", "ProviderStatus", "Source"]
 
 ProviderStatus = Literal["unloaded", "loading", "loaded"]
 
@@ -76,6 +76,10 @@ class LoadFailure(Exception):
         self.detail = detail
 
 
+Source: TypeAlias = "Callable[[Prompt, DecodeParams, CancelToken], AsyncGenerator[Output, None]]"
+"""One way to run a generation (a provider's `generate`, or one of its upstream servers)."""
+
+
 class Provider(abc.ABC):
     """One model's source of pieces.
 
@@ -128,13 +132,27 @@ class Provider(abc.ABC):
         the provider sets no bound of its own (the gateway's `max_choices` setting still does)."""
         return None
 
+    def admission_slots(self) -> int:
+        """How many generations of this model admission control lets run at once."""
+        return self.config.slots
+
+    def attempts(self) -> list[Source]:
+        """The ways to run one generation, in the order to try them: a failure before the
+        first piece that may be retried moves on to the next (the fallback chain)."""
+        return [self.generate]
+
+    async def maintain(self) -> None:
+        """Background upkeep for as long as the gateway runs (an upstream pool's health
+        probes); returns at once when there is none."""
+        return
+
     @abc.abstractmethod
-    def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Piece, None]:
-        """Yield the pieces of one generation."""
+    def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Output, None]:
+        """Yield the output of one generation."""
 
     def generate_choices(
         self, prompt: Prompt, params: Sequence[DecodeParams], cancel: CancelToken
-    ) -> list[AsyncGenerator[Piece, None]]:
+    ) -> Sequence[AsyncGenerator[Output, None]]:
         """One stream of pieces per choice of one request, all from the same prompt (each
         `params` has its own seed). The consumer reads them concurrently and closes each.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.config import ModelConfig
+from pipelines.config import LlamaModelConfig, ModelConfig, ReplayModelConfig, UpstreamModelConfig
 from pipelines.events import EventBus
 from pipelines.providers.base import Provider
 from pipelines.providers.llama_batch import LlamaBatchProvider
@@ -25,12 +25,12 @@ class ProviderFactory:
         self._bus = bus or EventBus()
 
     def __call__(self, config: ModelConfig) -> Provider:
-        if config.provider == "llama_cpp":
+        if isinstance(config, LlamaModelConfig):
             if config.slots > 1:  # several generations at once: one context, continuous batching
                 return LlamaBatchProvider(config, cache_dir=self._cache_dir, bus=self._bus)
             return LlamaCppProvider(config, cache_dir=self._cache_dir)
-        if config.provider == "replay":
+        if isinstance(config, ReplayModelConfig):
             return ReplayProvider(config)
-        if config.provider == "openai_http":
+        if isinstance(config, UpstreamModelConfig):
             return OpenAIHTTPProvider(config, bus=self._bus)
         return StubProvider(config)

@@ -52,7 +52,7 @@ from pipelines.types import Piece
 if TYPE_CHECKING:
     from llama_cpp._internals import LlamaModel
 
-    from pipelines.config import ModelConfig
+    from pipelines.config import LlamaModelConfig
 
 __all__ = ["PROMPT_CHUNK", "EngineStats", "LlamaBatchProvider", "PromptStats"]
 
@@ -625,7 +625,7 @@ class LlamaBatchProvider(LlamaProviderBase):
 
     def __init__(
         self,
-        config: ModelConfig,
+        config: LlamaModelConfig,
         *,
         cache_dir: Path,
         bus: EventBus | None = None,

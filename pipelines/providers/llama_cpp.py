@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
     from llama_cpp.llama_grammar import LlamaGrammar
 
-    from pipelines.config import ModelConfig
+    from pipelines.config import LlamaModelConfig
 
 __all__ = [
     "DONE",
@@ -222,8 +222,9 @@ class LlamaProviderBase(Provider):
     the checks a prompt passes before any decode work."""
 
     kind = "llama_cpp"
+    config: LlamaModelConfig
 
-    def __init__(self, config: ModelConfig, *, cache_dir: Path) -> None:
+    def __init__(self, config: LlamaModelConfig, *, cache_dir: Path) -> None:
         super().__init__(config)
         self.cache_dir = cache_dir
         self.model_path: Path | None = None
@@ -406,7 +407,7 @@ class LlamaProviderBase(Provider):
 class LlamaCppProvider(LlamaProviderBase):
     """Serves one GGUF file; one generation at a time per loaded model."""
 
-    def __init__(self, config: ModelConfig, *, cache_dir: Path) -> None:
+    def __init__(self, config: LlamaModelConfig, *, cache_dir: Path) -> None:
         super().__init__(config, cache_dir=cache_dir)
         self._llm: Llama | None = None
         self._executor: ThreadPoolExecutor | None = None

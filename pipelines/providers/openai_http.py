@@ -21,14 +21,14 @@ import msgspec
 
 from pipelines.events import EventBus
 from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Prompt
-from pipelines.types import Piece
+from pipelines.types import Output
 from pipelines.upstream.errors import UpstreamFailure, from_status, from_transport
 from pipelines.upstream.pool import Upstream, UpstreamPool
 from pipelines.upstream.routed import UpstreamRouted
 from pipelines.upstream.wire import ChunkReader, SSEDecoder, chat_body
 
 if TYPE_CHECKING:
-    from pipelines.config import ModelConfig
+    from pipelines.config import UpstreamModelConfig
 
 __all__ = ["OpenAIHTTPProvider"]
 
@@ -41,8 +41,9 @@ class OpenAIHTTPProvider(UpstreamRouted):
 
     kind = "openai_http"
     stub = False
+    config: UpstreamModelConfig
 
-    def __init__(self, config: ModelConfig, *, bus: EventBus) -> None:
+    def __init__(self, config: UpstreamModelConfig, *, bus: EventBus) -> None:
         super().__init__(config)
         self.pool = UpstreamPool(config, bus)
 
@@ -104,7 +105,7 @@ class OpenAIHTTPProvider(UpstreamRouted):
 
     async def generate_via(
         self, upstream: Upstream, prompt: Prompt, params: DecodeParams, cancel: CancelToken
-    ) -> AsyncGenerator[Piece, None]:
+    ) -> AsyncGenerator[Output, None]:
         where = f"Upstream {upstream.label} of model '{self.config.id}'"
         remote_model = upstream.config.model or self.config.id
         client = upstream.client

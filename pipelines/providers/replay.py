@@ -18,7 +18,7 @@ from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Pro
 from pipelines.types import Piece
 
 if TYPE_CHECKING:
-    from pipelines.config import ModelConfig
+    from pipelines.config import ReplayModelConfig
 
 __all__ = ["ReplayProvider", "replay_pieces"]
 
@@ -40,15 +40,14 @@ class ReplayProvider(Provider):
 
     kind = "replay"
     stub = False
+    config: ReplayModelConfig
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ReplayModelConfig) -> None:
         super().__init__(config)
         self._pieces: list[Piece] | None = None
 
     def foreseen_failure(self) -> LoadFailure | None:
         path = self.config.replay_file
-        if path is None:
-            return LoadFailure("missing_file", f"model {self.config.id!r} has no replay_file")
         if not Path(path).is_file():
             return LoadFailure("missing_file", f"cannot read replay file {path}: it does not exist")
         return None
@@ -56,9 +55,6 @@ class ReplayProvider(Provider):
     async def load(self) -> None:
         self.status = "loading"
         path = self.config.replay_file
-        if path is None:
-            self.status = "unloaded"
-            raise LoadFailure("missing_file", f"model {self.config.id!r} has no replay_file")
         try:
             data = await asyncio.to_thread(Path(path).read_bytes)
         except OSError as exc:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ["StubProvider"]
 
+_STUB_SLOTS = 512
+
 _WORDS = [
     "alpha",
     "bravo",
@@ -112,6 +114,11 @@ class StubProvider(Provider):
     def __init__(self, config: ModelConfig, *, reason: str = "configured") -> None:
         super().__init__(config)
         self.stub_reason = reason
+
+    def admission_slots(self) -> int:
+        # A stub costs next to nothing per generation: it is not the scarce resource
+        # admission control protects, so it gets many slots.
+        return max(self.config.slots, _STUB_SLOTS)
 
     def count_tokens(self, prompt: Prompt) -> int:
         # The stub has no tokenizer: whitespace-separated words stand in for tokens.

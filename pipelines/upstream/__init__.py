@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pipelines.upstream.errors import FAILURES, RESULTS, UpstreamFailure
 from pipelines.upstream.events import UpstreamRequestFinished, UpstreamStateChanged
-from pipelines.upstream.pool import Upstream, UpstreamPool, display_url, upstream_labels
+from pipelines.upstream.pool import Upstream, UpstreamPool, display_url, fleet_labels, upstream_labels
 from pipelines.upstream.routed import UpstreamRouted, run_probes
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "UpstreamRouted",
     "UpstreamStateChanged",
     "display_url",
+    "fleet_labels",
     "run_probes",
     "upstream_labels",
 ]

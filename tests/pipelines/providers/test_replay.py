@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import ModelConfig
-from pipelines.harmony.mapping import HarmonyDeltaMapper
+from pipelines.channels import ChannelMapper
+from pipelines.config import ReplayModelConfig
+from pipelines.harmony.decoder import HarmonyDecoder
 from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Prompt
 from pipelines.providers.replay import ReplayProvider
 from pipelines.types import DeltaKind, Piece
@@ -19,14 +20,8 @@ RECORDING = (
 SPECIALS = {b"<|channel|>", b"<|message|>", b"<|end|>", b"<|start|>", b"<|return|>"}
 
 
-def provider_for(path: Path | None, chunk: int = 3) -> ReplayProvider:
-    config = ModelConfig(
-        id="replayed",
-        format="harmony",
-        provider="replay",
-        replay_file=None if path is None else str(path),
-        replay_chunk_bytes=chunk,
-    )
+def provider_for(path: Path, chunk: int = 3) -> ReplayProvider:
+    config = ReplayModelConfig(id="replayed", format="harmony", replay_file=str(path), replay_chunk_bytes=chunk)
     return ReplayProvider(config)
 
 
@@ -69,7 +64,7 @@ def _is_utf8(data: bytes) -> bool:
 
 
 async def test_missing_file(tmp_path: Path) -> None:
-    for path in (tmp_path / "absent.txt", None):
+    for path in (tmp_path / "absent.txt", tmp_path):
         provider = provider_for(path)
         foreseen = provider.foreseen_failure()  # before loading, without reading anything
         with pytest.raises(LoadFailure) as info:
@@ -106,13 +101,11 @@ async def test_deterministic(recording: Path) -> None:
     assert first == second
 
 
-async def test_through_the_harmony_mapper(recording: Path) -> None:
-    mapper = HarmonyDeltaMapper()
-    deltas = []
-    for piece in await collect(provider_for(recording, chunk=1)):
-        deltas += mapper.feed(piece)
-    deltas += mapper.finish()
+async def test_through_the_harmony_decoder(recording: Path) -> None:
+    decoder, channels = HarmonyDecoder(), ChannelMapper()
+    events = [e for piece in await collect(provider_for(recording, chunk=1)) for e in decoder.feed(piece)]
+    deltas = [d for d in map(channels.feed, events + decoder.finish()) if d is not None]
     assert "".join(d.text for d in deltas if d.kind is DeltaKind.REASONING) == "L'utilisateur dit bonjour 👋."
     assert "".join(d.text for d in deltas if d.kind is DeltaKind.CONTENT) == "Bonjour ! 你好 😀"
     assert all("\ufffd" not in d.text for d in deltas)
-    assert mapper.finish_kind == "stop" and mapper.done_reason == "return"
+    assert not channels.has_calls and decoder.done_reason == "return"

@@ -1,13 +1,14 @@
-"""Harmony parser events -> OpenAI-shaped deltas."""
+"""Harmony tokens -> messages (the decoder) -> OpenAI-shaped deltas (the channel mapping)."""
 
 from __future__ import annotations
 
 import itertools
 import re
 
-from pipelines.harmony.mapping import HarmonyDeltaMapper, ToolCallRecord, new_tool_call_id
+from pipelines.channels import ChannelMapper
+from pipelines.harmony.decoder import HarmonyDecoder
 from pipelines.harmony.split import split_special
-from pipelines.types import Delta, DeltaKind, LogprobEntry, Piece
+from pipelines.types import Delta, DeltaKind, LogprobEntry, Piece, ToolCall
 
 CONTENT, REASONING, TOOL = DeltaKind.CONTENT, DeltaKind.REASONING, DeltaKind.TOOL_CALL
 
@@ -22,16 +23,25 @@ def pieces(raw: str, chunk: int | None = None) -> list[Piece]:
     return out
 
 
-def counting_ids() -> HarmonyDeltaMapper:
+class Harmony:
+    """A Harmony decoder feeding the channel mapping, as a pipeline wires them."""
+
+    def __init__(self, channels: ChannelMapper | None = None) -> None:
+        self.decoder = HarmonyDecoder()
+        self.channels = channels or ChannelMapper()
+
+    def run(self, feed: list[Piece]) -> list[Delta]:
+        events = [e for piece in feed for e in self.decoder.feed(piece)] + self.decoder.finish()
+        return [d for d in map(self.channels.feed, events) if d is not None]
+
+
+def counting_ids() -> Harmony:
     counter = itertools.count()
-    return HarmonyDeltaMapper(new_id=lambda: f"call_{next(counter)}")
+    return Harmony(ChannelMapper(new_id=lambda: f"call_{next(counter)}"))
 
 
-def run(mapper: HarmonyDeltaMapper, feed: list[Piece]) -> list[Delta]:
-    deltas: list[Delta] = []
-    for piece in feed:
-        deltas += mapper.feed(piece)
-    return deltas + mapper.finish()
+def run(mapper: Harmony, feed: list[Piece]) -> list[Delta]:
+    return mapper.run(feed)
 
 
 def joined(deltas: list[Delta], kind: DeltaKind) -> str:
@@ -39,19 +49,19 @@ def joined(deltas: list[Delta], kind: DeltaKind) -> str:
 
 
 def test_reasoning_then_final() -> None:
-    mapper = HarmonyDeltaMapper()
+    mapper = Harmony()
     raw = "<|channel|>analysis<|message|>Think.<|end|><|start|>assistant<|channel|>final<|message|>Hi 😀<|return|>"
     deltas = run(mapper, pieces(raw, chunk=2))
     assert joined(deltas, REASONING) == "Think."
     assert joined(deltas, CONTENT) == "Hi 😀"
     assert not [d for d in deltas if d.kind is TOOL]
-    assert mapper.finish_kind == "stop" and mapper.tool_calls == [] and mapper.done_reason == "return"
+    assert not mapper.channels.has_calls and mapper.decoder.done_reason == "return"
     # `<|message|>` plus the three content pieces of "Think."
-    assert mapper.reasoning_tokens == 4
+    assert mapper.decoder.reasoning_tokens == 4
 
 
 def test_reasoning_tokens_use_piece_token_counts() -> None:
-    mapper = HarmonyDeltaMapper()
+    mapper = Harmony()
     feed = [
         Piece(b"<|channel|>", special=True),
         Piece(b"analysis", tokens=1),
@@ -62,7 +72,7 @@ def test_reasoning_tokens_use_piece_token_counts() -> None:
         Piece(b"assistant<|", tokens=1),
     ]
     run(mapper, feed)
-    assert mapper.reasoning_tokens == 6
+    assert mapper.decoder.reasoning_tokens == 6
 
 
 def test_preamble_then_tool_call() -> None:
@@ -78,12 +88,12 @@ def test_preamble_then_tool_call() -> None:
     assert calls[0] == Delta(TOOL, "", tool_index=0, tool_id="call_0", tool_name="get_weather")
     assert all(d.tool_id is None and d.tool_name is None and d.tool_index == 0 for d in calls[1:])
     assert "".join(d.text for d in calls) == '{"city": "Paris"}'
-    assert mapper.tool_calls == [ToolCallRecord("call_0", "get_weather", '{"city": "Paris"}', True)]
-    assert mapper.finish_kind == "tool_calls" and mapper.done_reason == "call"
+    assert mapper.channels.tool_calls == [ToolCall("call_0", "get_weather", '{"city": "Paris"}')]
+    assert mapper.channels.invalid_calls() == [] and mapper.decoder.done_reason == "call"
 
 
 def test_two_tool_calls_get_their_own_index_and_id() -> None:
-    mapper = HarmonyDeltaMapper()
+    mapper = Harmony()
     raw = (
         '<|channel|>commentary to=functions.a <|constrain|>json<|message|>{"x":1}<|call|>'
         "<|start|>assistant to=functions.b<|channel|>commentary json<|message|>{}<|call|>"
@@ -94,7 +104,7 @@ def test_two_tool_calls_get_their_own_index_and_id() -> None:
     ids = [d.tool_id for d in firsts]
     assert all(i is not None and re.fullmatch(r"call_[A-Za-z0-9]{24}", i) for i in ids)
     assert ids[0] != ids[1]
-    assert [(c.name, c.arguments) for c in mapper.tool_calls] == [("a", '{"x":1}'), ("b", "{}")]
+    assert [(c.name, c.arguments) for c in mapper.channels.tool_calls] == [("a", '{"x":1}'), ("b", "{}")]
 
 
 def test_other_recipients_are_tool_calls_too() -> None:
@@ -102,19 +112,20 @@ def test_other_recipients_are_tool_calls_too() -> None:
     raw = '<|channel|>analysis to=browser.search code<|message|>{"query":"x"}<|call|>'
     deltas = run(mapper, pieces(raw))
     assert deltas[0].tool_name == "browser.search"
-    assert mapper.tool_calls[0].name == "browser.search"
+    assert mapper.channels.tool_calls[0].name == "browser.search"
 
 
 def test_arguments_cut_by_length_cap() -> None:
     mapper = counting_ids()
     deltas = run(mapper, pieces('<|channel|>commentary to=functions.f <|constrain|>json<|message|>{"a": [1, 2'))
     assert joined(deltas, TOOL) == '{"a": [1, 2'
-    assert mapper.tool_calls == [ToolCallRecord("call_0", "f", '{"a": [1, 2', False)]
-    assert mapper.done_reason == "end_of_input"
+    assert mapper.channels.tool_calls == [ToolCall("call_0", "f", '{"a": [1, 2')]
+    assert mapper.channels.invalid_calls() == ["f"]
+    assert mapper.decoder.done_reason == "end_of_input"
 
 
 def test_channels_without_recipient() -> None:
-    mapper = HarmonyDeltaMapper()
+    mapper = Harmony()
     raw = (
         "<|channel|>weird<|message|>hidden<|end|>"
         "<|start|>assistant<|channel|>commentary<|message|>preamble<|end|>"
@@ -123,11 +134,11 @@ def test_channels_without_recipient() -> None:
     deltas = run(mapper, pieces(raw))
     assert joined(deltas, REASONING) == "hidden"
     assert joined(deltas, CONTENT) == "preambleanswer"
-    assert mapper.finish_kind == "stop"
+    assert not mapper.channels.has_calls
 
 
 def test_text_without_channel_is_content() -> None:
-    mapper = HarmonyDeltaMapper()
+    mapper = Harmony()
     assert joined(run(mapper, pieces("no harmony at all")), CONTENT) == "no harmony at all"
 
 
@@ -135,7 +146,7 @@ def test_logprobs_ride_on_content_deltas() -> None:
     first = LogprobEntry(token="\xe4\xbd", logprob=-0.1, bytes=[0xE4, 0xBD])
     second = LogprobEntry(token="\xa0", logprob=-0.2, bytes=[0xA0])
     thinking = LogprobEntry(token="hm", logprob=-0.3, bytes=[104, 109])
-    mapper = HarmonyDeltaMapper()
+    mapper = Harmony()
     feed = [
         *pieces("<|channel|>analysis<|message|>"),
         Piece(b"hm", logprob=thinking),
@@ -146,22 +157,3 @@ def test_logprobs_ride_on_content_deltas() -> None:
     ]
     deltas = run(mapper, feed)
     assert [(d.kind, d.text, d.logprobs) for d in deltas] == [(REASONING, "hm", ()), (CONTENT, "你", (first, second))]
-
-
-def test_labelled_pieces_skip_the_parser() -> None:
-    mapper = HarmonyDeltaMapper()
-    data = "思考".encode()
-    feed = [
-        Piece(data[:2], channel="reasoning", tokens=1),
-        Piece(data[2:], channel="reasoning", tokens=2),
-        Piece(b"answer", channel="content"),
-    ]
-    deltas = run(mapper, feed)
-    assert [(d.kind, d.text) for d in deltas] == [(REASONING, "思考"), (CONTENT, "answer")]
-    assert mapper.reasoning_tokens == 3
-
-
-def test_new_tool_call_id_shape() -> None:
-    ids = {new_tool_call_id() for _ in range(50)}
-    assert len(ids) == 50
-    assert all(re.fullmatch(r"call_[A-Za-z0-9]{24}", i) for i in ids)
