@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import ipaddress
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from urllib.parse import urlsplit
 
 import openai
 from openai._constants import DEFAULT_CONNECTION_LIMITS
+from stats import summary
 
 MAX_CLIENTS = 256
 MAX_REQUESTS = 10_000
@@ -99,25 +99,6 @@ class Report:
             "ttft_seconds": summary([o.ttft for o in done if o.ttft is not None]),
             "errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])[:10]),
         }
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
-def summary(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p95": None, "p99": None, "mean": None, "max": None}
-    s = sorted(values)
-    return {
-        "p50": round(percentile(s, 50), 4),
-        "p95": round(percentile(s, 95), 4),
-        "p99": round(percentile(s, 99), 4),
-        "mean": round(sum(s) / len(s), 4),
-        "max": round(s[-1], 4),
-    }
 
 
 async def one_request(client: openai.AsyncOpenAI, args: argparse.Namespace, i: int) -> Outcome:

@@ -17,9 +17,9 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from models import model_file
+
 SETTINGS: list[tuple[str, dict[str, str], int]] = [
     ("libgomp default", {}, 2),
     ("GOMP_SPINCOUNT=1000", {"GOMP_SPINCOUNT": "1000"}, 2),
@@ -28,17 +28,12 @@ SETTINGS: list[tuple[str, dict[str, str], int]] = [
     ("OMP_WAIT_POLICY=passive", {"OMP_WAIT_POLICY": "passive"}, 2),
     ("1 thread", {}, 1),
 ]
+# Runs in a fresh process per setting: libgomp reads its environment once, when it loads.
 WORKER = """
-import json, sys, time
-from pathlib import Path
-sys.path.insert(0, {repo!r})
+import json, time
 from llama_cpp import Llama
-from pipelines.config import ModelConfig
-from pipelines.model_files import resolve_model_path
-from tests.support.configs import SMOLLM2_PATH
-path = resolve_model_path(ModelConfig(id="s", provider="llama_cpp", path=SMOLLM2_PATH), cache_dir=Path({cache!r}))
 threads = {threads}
-llm = Llama(model_path=str(path), n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False)
+llm = Llama(model_path={path!r}, n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False)
 messages = [{{"role": "user", "content": "Write a very long story about a dragon and a knight."}}]
 best = 0.0
 for _ in range(2):
@@ -50,8 +45,8 @@ print(json.dumps(best))
 """
 
 
-def decode_tokens_per_second(env: dict[str, str], threads: int, timeout: float) -> float | None:
-    code = WORKER.format(repo=str(REPO), cache=str(Path("~/.cache/mia-gateway").expanduser()), threads=threads)
+def decode_tokens_per_second(path: str, env: dict[str, str], threads: int, timeout: float) -> float | None:
+    code = WORKER.format(path=path, threads=threads)
     clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     try:
         out = subprocess.run(
@@ -69,13 +64,14 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds one setting may take (5-300)")
     args = parser.parse_args()
     timeout = min(max(args.timeout, 5.0), 300.0)
+    path = str(model_file("smollm2"))
     print(f"{'setting':<38} {'idle':>8} {'beside a busy process':>22}  (decode tokens/s)")
     for name, env, threads in SETTINGS:
-        idle = decode_tokens_per_second(env, threads, timeout)
+        idle = decode_tokens_per_second(path, env, threads, timeout)
         busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         try:
             time.sleep(0.5)
-            loaded = decode_tokens_per_second(env, threads, timeout)
+            loaded = decode_tokens_per_second(path, env, threads, timeout)
         finally:
             busy.kill()
             busy.wait()

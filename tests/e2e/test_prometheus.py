@@ -2,9 +2,9 @@
 dashboard's every expression must evaluate and return data, and real decode tokens/s
 must stay apart from the stub's.
 
-Prometheus is a hard requirement here (CI installs it with `scripts/install.sh --test`):
-without it the test fails rather than skips. The helpers are reused by
-`bench/render_dashboard.py`.
+Prometheus is a hard requirement here: `scripts/install.sh --test` unpacks Debian's
+`prometheus` and `promtool` into the venv's bin folder (a `prometheus` on PATH also does);
+without them the test fails rather than skips.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import math
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -111,6 +112,12 @@ def variable_queries(path: Path = DASHBOARD) -> list[tuple[str, str]]:
 # --- a real Prometheus ------------------------------------------------------------
 
 
+def tool(name: str) -> str | None:
+    """`name` beside this Python (where scripts/install.sh --test puts Prometheus' binaries),
+    else on PATH."""
+    return shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+
+
 class Prometheus:
     def __init__(self, base_url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
         self.base_url = base_url
@@ -156,7 +163,7 @@ class Prometheus:
 @contextmanager
 def run_prometheus(target: str, tmp_dir: Path, *, scrape_interval: str = "1s") -> Iterator[Prometheus]:
     """A `prometheus` on a free loopback port scraping `target` (host:port) as job mia-gateway."""
-    binary = shutil.which("prometheus")
+    binary = tool("prometheus")
     if binary is None:
         raise RuntimeError("the `prometheus` binary is not installed (scripts/install.sh --test installs it)")
     tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -264,7 +271,8 @@ def _finite(result: list[dict[str, Any]]) -> list[float]:
 
 
 def test_dashboard_queries_return_data_from_a_real_prometheus(tmp_path: Path) -> None:
-    if shutil.which("prometheus") is None or shutil.which("promtool") is None:
+    promtool = tool("promtool")
+    if tool("prometheus") is None or promtool is None:
         pytest.fail("`prometheus` and `promtool` must be installed (scripts/install.sh --test installs them)")
     with (
         serve(CONFIG, tmp_path / "gw") as gw,
@@ -317,7 +325,7 @@ def test_dashboard_queries_return_data_from_a_real_prometheus(tmp_path: Path) ->
         # the exposition passes promtool's lint
         scrape = httpx.get(f"{gw.base_url}/metrics", timeout=5.0)
         check = subprocess.run(
-            ["promtool", "check", "metrics"], input=scrape.content, capture_output=True, timeout=30, check=False
+            [promtool, "check", "metrics"], input=scrape.content, capture_output=True, timeout=30, check=False
         )
         assert check.returncode == 0 and not check.stdout and not check.stderr, (
             f"promtool check metrics: rc={check.returncode}\n{check.stdout.decode()}{check.stderr.decode()}"

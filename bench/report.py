@@ -1,0 +1,136 @@
+"""What bench/compare.py reports: the machine and its load, the targets (thresholds) met or
+missed, and the tables printed on stdout."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+__all__ = ["machine", "print_report", "uptime", "verdicts"]
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
+    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "kernel": platform.release()}
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+def verdicts(llm: dict[str, Any], stub: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of issue 8: the figure, the bound, met or not (None: not measured)."""
+    out: list[dict[str, Any]] = []
+
+    def get(system: str, clients: int, key: str) -> float | None:
+        value = llm.get(system, {}).get(str(clients), {}).get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    def add(name: str, value: float | None, bound: str, ok: bool | None) -> None:
+        out.append({"target": name, "value": value, "bound": bound, "met": ok})
+
+    gw, direct, server = "gateway-slots4", "direct", "llama-server"
+    g1, d1 = get(gw, 1, "decode_tps"), get(direct, 1, "decode_tps")
+    ratio = g1 / d1 if g1 and d1 else None
+    add("1 client: gateway decode / direct", ratio, ">= 0.97", None if ratio is None else ratio >= 0.97)
+    gt, dt = get(gw, 1, "ttft_p50_ms"), get(direct, 1, "ttft_p50_ms")
+    over = gt - dt if gt is not None and dt is not None else None
+    add("1 client: TTFT p50 overhead vs direct (ms)", over, "< 5", None if over is None else over < 5)
+    g4, s4 = get(gw, 4, "decode_tps"), get(server, 4, "decode_tps")
+    ratio = g4 / s4 if g4 and s4 else None
+    add("4 clients: gateway decode / llama-cpp-python server", ratio, ">= 1.5", None if ratio is None else ratio >= 1.5)
+    ratio = g4 / g1 if g4 and g1 else None
+    add("4 clients: gateway decode / its own 1-client", ratio, ">= 1.3", None if ratio is None else ratio >= 1.3)
+    gp, sp = get(gw, 4, "ttft_p95_ms"), get(server, 4, "ttft_p95_ms")
+    ratio = gp / sp if gp is not None and sp else None
+    add("4 clients: TTFT p95 gateway / server", ratio, "<= 0.5", None if ratio is None else ratio <= 0.5)
+    ns = stub.get("gateway_non_stream", {})
+    rps, p99 = ns.get("rps"), ns.get("p99_ms")
+    add("stub non-stream requests/s (32 conn)", rps, ">= 2000", None if rps is None else rps >= 2000)
+    add("stub non-stream p99 (ms)", p99, "< 20", None if p99 is None else p99 < 20)
+    bare = stub.get("bare_non_stream", {}).get("rps")
+    ratio = rps / bare if rps and bare else None
+    add("stub non-stream / bare Litestar (FACTS.md)", ratio, ">= 0.5", None if ratio is None else ratio >= 0.5)
+    rss = stub.get("gateway_idle_rss_mb")
+    add("idle RSS, stub models only (MB)", rss, "< 120", None if rss is None else rss < 120)
+    return out
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print()
+    print(f"model: {report['config']['model']}  max_tokens: {report['config']['max_tokens']}  temperature 0")
+    print(f"load before: {report['load_before']}")
+    print(f"load after:  {report['load_after']}")
+    head = ("system", "clients", "decode tok/s", "output tok/s", "TTFT p50", "TTFT p95", "ITL p50", "ITL p95", "errors")
+    rows = [head]
+    for system, levels in report["llm"].items():
+        for clients, s in levels.items():
+            if not clients.isdigit():
+                continue
+            rows.append(
+                (
+                    system,
+                    clients,
+                    _fmt(s["decode_tps"]),
+                    _fmt(s["output_tps"]),
+                    _fmt(s["ttft_p50_ms"]),
+                    _fmt(s["ttft_p95_ms"]),
+                    _fmt(s["itl_p50_ms"]),
+                    _fmt(s["itl_p95_ms"]),
+                    f"{s['errors']}/{s['requests']}",
+                )
+            )
+    _table(rows, "latencies in ms")
+    stub = report["stub"]
+    if stub:
+        rows = [("stub, 32 connections", "requests/s", "p50 ms", "p99 ms", "non-2xx", "socket errors")]
+        for key in ("gateway_non_stream", "bare_non_stream", "gateway_stream", "bare_stream"):
+            s = stub.get(key)
+            if s:
+                rows.append(
+                    (
+                        key,
+                        _fmt(s["rps"], 0),
+                        _fmt(s["p50_ms"], 2),
+                        _fmt(s["p99_ms"], 2),
+                        s["non_2xx"],
+                        s["socket_errors"],
+                    )
+                )
+        _table(rows, f"gateway idle RSS: {_fmt(stub.get('gateway_idle_rss_mb'))} MB")
+    rows = [("target", "value", "bound", "met")]
+    for v in report["targets"]:
+        rows.append((v["target"], _fmt(v["value"], 2), v["bound"], {True: "yes", False: "NO", None: "-"}[v["met"]]))
+    _table(rows, "targets (issue 8)")
+
+
+def _table(rows: list[tuple[Any, ...]], caption: str) -> None:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    print()
+    for k, row in enumerate(rows):
+        print(
+            "  ".join(
+                str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+    print(f"({caption})")

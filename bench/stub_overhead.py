@@ -1,0 +1,106 @@
+"""The gateway's own overhead on a stub model, beside a bare Litestar handler: `wrk -t1 -c32`
+with a POST body (Lua), non-stream and stream, one worker each, same run; and the idle RSS
+of a gateway with only stub models."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from processes import HOST, PYTHON, REPO, free_port, log_process, rss_mb, serve_gateway, wait_ready
+from workload import STUB_SETTINGS
+
+__all__ = ["measure_stub", "wrk"]
+
+WRK_SCRIPT = """\
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"model":"stub-chat","messages":[{"role":"user","content":"Hello there"}],"max_tokens":4%s}'
+"""
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(url: str, script: Path, seconds: int) -> dict[str, Any]:
+    """One `wrk -t1 -c32` run: requests/s, p50/p99 latency (ms), non-2xx and socket errors."""
+    proc = subprocess.run(
+        ["wrk", "-t1", "-c32", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        check=True,
+    )
+    out = proc.stdout
+
+    def latency(pct: str) -> float | None:
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+        return float(m.group(1)) * _UNITS[m.group(2)] if m else None
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "rps": float(rps.group(1)) if rps else None,
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": sum(int(x) for x in errors.groups()) if errors else 0,
+    }
+
+
+def _bare_command(port: int) -> list[str]:
+    """bench/bare_app.py under uvicorn, with the loop and HTTP parser the gateway uses."""
+    return [
+        PYTHON,
+        "-m",
+        "uvicorn",
+        "bare_app:app",
+        "--app-dir",
+        str(REPO / "bench"),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--loop",
+        "asyncio",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
+def _posts_ok(url: str) -> bool:
+    body = {"model": "stub-chat", "messages": [{"role": "user", "content": "hi"}]}
+    return httpx.post(url, json=body, timeout=2).status_code == 200
+
+
+def measure_stub(tmp: Path, seconds: int) -> dict[str, Any]:
+    scripts = {}
+    for mode, extra in (("non_stream", ""), ("stream", ',"stream":true')):
+        scripts[mode] = tmp / f"{mode}.lua"
+        scripts[mode].write_text(WRK_SCRIPT % extra)
+    out: dict[str, Any] = {}
+    config = tmp / "stub.toml"
+    config.write_text(STUB_SETTINGS)
+    with serve_gateway(config, tmp / "gateway-stub.log") as gw:
+        time.sleep(1.0)
+        out["gateway_idle_rss_mb"] = rss_mb(gw.proc.pid)
+        for mode, script in scripts.items():
+            wrk(f"{gw.api_url}/chat/completions", script, 2)  # warm-up
+            out[f"gateway_{mode}"] = wrk(f"{gw.api_url}/chat/completions", script, seconds)
+        out["gateway_rss_after_mb"] = rss_mb(gw.proc.pid)
+    port = free_port()
+    url = f"http://{HOST}:{port}/v1/chat/completions"
+    log = tmp / "bare.log"
+    with log_process(_bare_command(port), log) as proc:
+        wait_ready(proc, lambda: _posts_ok(url), log, timeout=30, name="bare Litestar app")
+        for mode, script in scripts.items():
+            wrk(url, script, 2)
+            out[f"bare_{mode}"] = wrk(url, script, seconds)
+    return out
