@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.config import ModelConfig
+from pipelines.config import LlamaModelConfig
 from pipelines.model_files import resolve_model_path
 
 __all__ = ["CACHE_DIR", "MODELS", "model_file"]
@@ -22,4 +22,4 @@ def model_file(model: str) -> Path:
     """The GGUF of `model` (a key of MODELS), found as the gateway finds it (a package's
     file, or assembled into the cache)."""
     spec = MODELS[model][0]
-    return resolve_model_path(ModelConfig(id=model, provider="llama_cpp", path=spec), cache_dir=CACHE_DIR)
+    return resolve_model_path(LlamaModelConfig(id=model, path=spec), cache_dir=CACHE_DIR)
