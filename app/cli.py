@@ -85,7 +85,7 @@ def _serve(args: argparse.Namespace) -> int:
     if (problem := fit_open_files_limit(server.max_connections)) is not None:
         logging.getLogger("mia.serve").warning("%s: %s", settings.source, problem)
     gateway = build_gateway(settings)
-    install_metrics(gateway)
+    install_metrics(gateway.registry, gateway.bus, gateway.settings.models)
     log_events(gateway.bus, lines=lines)
     app = create_app(gateway)
 

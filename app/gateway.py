@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from app.settings import Settings
 from pipelines.admission import Admission
+from pipelines.assembly import assemble
 from pipelines.events import EventBus
-from pipelines.formats import ChatTemplatePipeline, HarmonyPipeline
 from pipelines.manager import ModelManager, ProviderFactory
-from pipelines.pipeline import GenerationPipeline, PipelineConfig
-from pipelines.providers.factory import ProviderFactory as DefaultProviderFactory
 from pipelines.router import ModelRouter
-from pipelines.service import GenerationService, admission_events
+from pipelines.service import GenerationService
 
 __all__ = ["Gateway", "build_gateway"]
 
@@ -42,27 +39,20 @@ def build_gateway(
     provider_factory: ProviderFactory | None = None,
     current_date: str | None = None,
 ) -> Gateway:
-    bus = bus or EventBus()
-    registry = registry or CollectorRegistry(auto_describe=True)
-    server = settings.server
-    factory = provider_factory or DefaultProviderFactory(cache_dir=Path(server.cache_dir).expanduser(), bus=bus)
-    manager = ModelManager(settings.models, bus, factory, load_timeout=server.load_timeout)
-    config = PipelineConfig(
-        presets=dict(settings.presets), gateway_max_output_tokens=server.max_output_tokens, current_date=current_date
+    parts = assemble(
+        settings.models,
+        settings.presets,
+        settings.server,
+        bus=bus,
+        provider_factory=provider_factory,
+        current_date=current_date,
     )
-    pipelines: dict[str, GenerationPipeline] = {
-        "harmony": HarmonyPipeline(config),
-        "chat": ChatTemplatePipeline(config),
-    }
-    router = ModelRouter(manager, {fmt: type(p) for fmt, p in pipelines.items()})
-    admission = Admission(queue_size=server.queue_size, max_wait=server.queue_max_wait, on_change=admission_events(bus))
-    service = GenerationService(router, pipelines, admission, bus, timeout=server.request_timeout)
     return Gateway(
         settings=settings,
-        bus=bus,
-        registry=registry,
-        manager=manager,
-        router=router,
-        service=service,
-        admission=admission,
+        bus=parts.bus,
+        registry=registry or CollectorRegistry(auto_describe=True),
+        manager=parts.manager,
+        router=parts.router,
+        service=parts.service,
+        admission=parts.admission,
     )

@@ -9,7 +9,7 @@ cannot mint series.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -18,6 +18,7 @@ from pipelines.events import (
     AdmissionChanged,
     ConnectionsChanged,
     Event,
+    EventBus,
     FallbackTriggered,
     GenerationCancelled,
     GenerationCompleted,
@@ -31,7 +32,7 @@ from pipelines.events import (
 from pipelines.upstream import RESULTS, UpstreamRequestFinished, UpstreamStateChanged, fleet_labels
 
 if TYPE_CHECKING:
-    from app.gateway import Gateway
+    from pipelines.config import ModelConfig
 
 __all__ = ["GatewayMetrics", "install_metrics"]
 
@@ -340,8 +341,8 @@ class GatewayMetrics:
             self.upstream_ejections.labels(*labels).inc()
 
 
-def install_metrics(gateway: Gateway) -> GatewayMetrics:
-    models = gateway.settings.models
-    metrics = GatewayMetrics(gateway.registry, [m.id for m in models], fleet_labels(models))
-    gateway.bus.subscribe(metrics.handle)
+def install_metrics(registry: CollectorRegistry, bus: EventBus, models: Sequence[ModelConfig]) -> GatewayMetrics:
+    """The gateway's metrics on `registry`, fed by every event on `bus`."""
+    metrics = GatewayMetrics(registry, [m.id for m in models], fleet_labels(models))
+    bus.subscribe(metrics.handle)
     return metrics

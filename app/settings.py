@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from pipelines.assembly import GenerationLimits
 from pipelines.config import AnyModelConfig, Preset
 
 __all__ = ["DEFAULT_SETTINGS_NAME", "ServerSettings", "Settings", "SettingsError", "load_settings"]
@@ -29,25 +30,16 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
     pass
 
 
-class ServerSettings(_Strict, frozen=True, kw_only=True):
-    """`[server]`: how the gateway listens and protects itself. Env: `MIA_<KEY>`."""
+class ServerSettings(GenerationLimits, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """`[server]`: how the gateway listens and protects itself (and, inherited, the limits
+    of the generation side). Env: `MIA_<KEY>`."""
 
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=0, le=65535)] = 8000
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
-    cache_dir: str = "~/.cache/mia-gateway"
     reasoning_fields: Literal["both", "reasoning_content", "reasoning"] = "both"
     """Which field(s) carry Harmony's analysis channel on the wire."""
-    max_output_tokens: Annotated[int, Meta(ge=1)] | None = None
-    """The gateway-wide output cap (the `gateway` cap source)."""
-    request_timeout: Annotated[float, Meta(gt=0)] | None = 600.0
-    """Per-generation deadline in seconds; past it the generation is cancelled (`timeout`)."""
-    queue_size: Annotated[int, Meta(ge=0)] = 16
-    """Requests that may wait per model once its slots are busy; more get 429."""
-    queue_max_wait: Annotated[float, Meta(gt=0)] = 120.0
-    """Seconds a request may wait in the queue before a 503."""
-    load_timeout: Annotated[float, Meta(gt=0)] = 120.0
     shutdown_grace: Annotated[float, Meta(ge=0)] = 10.0
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 4 * 1024 * 1024
     body_timeout: Annotated[float, Meta(gt=0)] = 30.0

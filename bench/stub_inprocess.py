@@ -71,7 +71,7 @@ def _app(variant: str, tmp: Path) -> tuple[Any, Any]:
     lines.setStream(open(os.devnull, "w"))  # noqa: SIM115 (lives as long as the process)
     gateway = build_gateway(load_settings(str(config)))
     if variant in ("metrics", "log"):
-        install_metrics(gateway)
+        install_metrics(gateway.registry, gateway.bus, gateway.settings.models)
     if variant == "log":
         log_events(gateway.bus, lines=lines)
     return (create_litestar(gateway) if variant == "litestar" else create_app(gateway)), gateway

@@ -82,6 +82,10 @@ class ModelManager:
         return list(self._entries.values())
 
     @property
+    def configs(self) -> list[ModelConfig]:
+        return [e.config for e in self._entries.values()]
+
+    @property
     def ready(self) -> bool:
         """Every model meant to be loaded at start-up has been (a stub counts)."""
         return all(e.provider.status == "loaded" for e in self._entries.values() if e.config.preload)

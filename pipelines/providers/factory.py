@@ -13,10 +13,10 @@ from pipelines.providers.openai_http import OpenAIHTTPProvider
 from pipelines.providers.replay import ReplayProvider
 from pipelines.providers.stub import StubProvider
 
-__all__ = ["ProviderFactory"]
+__all__ = ["DefaultProviders"]
 
 
-class ProviderFactory:
+class DefaultProviders:
     """`factory(config) -> Provider`, with the shared collaborators providers need
     (the event bus: upstream pools report their requests and health on it)."""
 

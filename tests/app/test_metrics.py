@@ -409,7 +409,7 @@ async def test_each_generation_ends_in_exactly_one_terminal_metric() -> None:
     settings = Settings(models=[StubModelConfig(id="stub-chat", stub_words=12), StubModelConfig(id="boom")])
     registry = CollectorRegistry()
     gw = build_gateway(settings, registry=registry, provider_factory=_factory)
-    install_metrics(gw)
+    install_metrics(gw.registry, gw.bus, gw.settings.models)
     await gw.manager.load_all()
     stub = {"model": "stub-chat", "stub": "true"}
 

@@ -1,24 +1,19 @@
-"""An in-process gateway built from a settings TOML, with every event recorded."""
+"""The generation side built from a settings TOML, with every event recorded: pipelines,
+providers, router and service as `serve` assembles them, with no HTTP layer around."""
 
 from __future__ import annotations
 
-import itertools
 import json
+import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
+import msgspec
 import pytest
 
-from app.gateway import Gateway, build_gateway
-from app.settings import load_settings
-from pipelines.events import Event
-from pipelines.service import Generation
-from pipelines.types import Delta, GenerationRequest, Message, SamplingOverrides
+from pipelines.assembly import GenerationLimits, Generations, assemble
+from pipelines.config import Preset, model_config
 from tests.support.configs import STUB_MODELS
-
-_ids = itertools.count()
+from tests.support.harness import Harness
 
 
 def with_server(toml: str, **values: object) -> str:
@@ -31,53 +26,25 @@ def with_server(toml: str, **values: object) -> str:
     return head + sep + "\n".join(lines) + nxt + tail
 
 
-@dataclass
-class Harness:
-    gateway: Gateway
-    events: list[Event] = field(default_factory=list)
-
-    def request(
-        self,
-        model: str = "stub-chat",
-        content: str = "Hello there",
-        *,
-        max_tokens: int | None = None,
-        seed: int | None = None,
-        **kwargs: Any,
-    ) -> GenerationRequest:
-        return GenerationRequest(
-            request_id=f"req-{next(_ids)}",
-            model=model,
-            messages=(Message(role="user", content=content),),
-            sampling=SamplingOverrides(max_tokens=max_tokens, seed=seed),
-            **kwargs,
-        )
-
-    async def start(self, req: GenerationRequest) -> Generation:
-        return await self.gateway.service.start(req)
-
-    async def run(self, req: GenerationRequest) -> tuple[Generation, list[Delta]]:
-        gen = await self.start(req)
-        deltas = [d async for d in gen.deltas()]
-        return gen, deltas
-
-    def of(self, kind: type[Event], request_id: str | None = None) -> list[Any]:
-        return [
-            e
-            for e in self.events
-            if isinstance(e, kind) and (request_id is None or getattr(e, "request_id", None) == request_id)
-        ]
+def generations(toml: str) -> Generations:
+    """What `serve` would build from these settings (their models, presets and the
+    generation side's `[server]` keys), with a fixed date for Harmony prompts."""
+    raw = tomllib.loads(toml)
+    server = {k: v for k, v in raw.get("server", {}).items() if k in GenerationLimits.__struct_fields__}
+    return assemble(
+        [model_config(**m) for m in raw.get("models", [])],
+        {name: msgspec.convert(table, Preset) for name, table in raw.get("presets", {}).items()},
+        msgspec.convert(server, GenerationLimits),
+        current_date="2025-09-01",
+    )
 
 
 @pytest.fixture
-def make_harness(tmp_path: Path) -> Callable[..., Harness]:
-    """`make_harness(toml=STUB_MODELS, chunks=True)`: settings loaded from a real file
-    (no environment overrides), the gateway built the way `serve` builds it."""
+def make_harness() -> Callable[..., Harness]:
+    """`make_harness(toml=STUB_MODELS, chunks=True)`: the generation side of these settings."""
 
     def make(toml: str = STUB_MODELS, *, chunks: bool = True) -> Harness:
-        path = tmp_path / f"settings-{next(_ids)}.toml"
-        path.write_text(toml)
-        harness = Harness(build_gateway(load_settings(path, env={}), current_date="2025-09-01"))
+        harness = Harness(generations(toml))
         harness.gateway.bus.subscribe(harness.events.append, chunks=chunks)
         return harness
 

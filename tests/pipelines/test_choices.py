@@ -10,8 +10,8 @@ import pytest
 
 from pipelines.events import GenerationCancelled, GenerationChunk, GenerationCompleted, GenerationStarted
 from pipelines.types import DeltaKind
-from tests.pipelines.conftest import Harness
 from tests.pipelines.test_events import check_invariants
+from tests.support.harness import Harness
 
 
 async def test_each_choice_is_the_answer_to_its_own_seed(harness: Harness) -> None:

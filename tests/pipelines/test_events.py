@@ -32,8 +32,9 @@ from pipelines.events import (
     ModelRouted,
 )
 from pipelines.types import DeltaKind
-from tests.pipelines.conftest import Harness, with_server
+from tests.pipelines.conftest import with_server
 from tests.support.configs import STUB_MODELS
+from tests.support.harness import Harness
 
 _GENERATION = (ModelRouted, GenerationStarted, GenerationChunk, GenerationCompleted, GenerationCancelled)
 _TERMINAL = (GenerationCompleted, GenerationCancelled)

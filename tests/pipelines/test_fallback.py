@@ -2,75 +2,40 @@
 
 Before the first token, a connect error, a timeout, a 429 or a 5xx moves a request to the
 model's next upstream, then to the next model of its `fallbacks`; after it, never. Each
-hop is an event, a metric and a step of `x-mia-fallback`."""
+hop is an event (the metric and `x-mia-fallback`: tests/app/test_upstream_routes.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
 import respx
 
-from app.metrics import install_metrics
 from pipelines.config import UpstreamConfig, UpstreamModelConfig
 from pipelines.errors import InvalidRequest, UpstreamError
 from pipelines.events import EventBus, FallbackTriggered, GenerationCancelled, GenerationCompleted, GenerationStarted
-from pipelines.providers.openai_http import OpenAIHTTPProvider
 from pipelines.upstream import UpstreamFailure, UpstreamPool, UpstreamStateChanged, run_probes
-from tests.pipelines.conftest import Harness
-from tests.pipelines.providers.test_openai_http import (
-    CHAT,
+from tests.support.harness import Harness
+from tests.support.upstream import (
+    BEFORE_FIRST_TOKEN,
+    CHAIN,
+    KINDS,
     STUB_CHAT,
     UP1,
     UP2,
     UP3,
     answer,
-    asgi,
     dies_after,
+    fail,
+    hops,
+    pool_of,
     remote_model,
+    routes,
 )
 
 HarnessFactory = Callable[..., Harness]
-
-CHAIN = remote_model("a", (UP1, UP2), fallbacks=["b"]) + remote_model("b", (UP3,))
-
-# what goes wrong -> (the hop's reason, the client's status once nothing is left to try)
-BEFORE_FIRST_TOKEN: dict[str, tuple[Any, str, int]] = {
-    "connect_error": (httpx.ConnectError("connection refused"), "connect_error", 502),
-    "connect_timeout": (httpx.ConnectTimeout("timed out"), "timeout", 504),
-    "read_timeout": (httpx.ReadTimeout("timed out"), "timeout", 504),
-    "429": (httpx.Response(429, json={"error": {"message": "busy"}}), "rate_limited", 429),
-    "500": (httpx.Response(500, json={"error": {"message": "boom"}}), "server_error", 502),
-    "503": (httpx.Response(503, text="overloaded"), "server_error", 502),
-}
-KINDS = sorted(BEFORE_FIRST_TOKEN)
-
-
-def fail(route: respx.Route, kind: str) -> respx.Route:
-    effect = BEFORE_FIRST_TOKEN[kind][0]
-    return route.mock(side_effect=effect) if isinstance(effect, Exception) else route.mock(return_value=effect)
-
-
-def routes(respx_mock: respx.MockRouter) -> tuple[respx.Route, respx.Route, respx.Route]:
-    return (
-        respx_mock.post(f"{UP1}/chat/completions"),
-        respx_mock.post(f"{UP2}/chat/completions"),
-        respx_mock.post(f"{UP3}/chat/completions"),
-    )
-
-
-def pool_of(h: Harness, model_id: str) -> UpstreamPool:
-    entry = h.gateway.manager.get(model_id)
-    assert entry is not None and isinstance(entry.provider, OpenAIHTTPProvider)
-    return entry.provider.pool
-
-
-def hops(h: Harness, request_id: str) -> list[tuple[str, str, str]]:
-    return [(e.from_model, e.to_model, e.reason) for e in h.of(FallbackTriggered, request_id)]
 
 
 # -- the matrix -------------------------------------------------------------------
@@ -110,47 +75,6 @@ async def test_when_every_upstream_fails_the_next_model_serves(
     assert hops(h, gen.request_id) == [("a", "a", reason), ("a", "b", reason)]
     (done,) = h.of(GenerationCompleted, gen.request_id)
     assert done.model_id == "b"
-
-
-@pytest.mark.parametrize("kind", KINDS)
-async def test_when_the_whole_chain_fails_the_client_gets_the_last_error(
-    make_harness: HarnessFactory, respx_mock: respx.MockRouter, kind: str
-) -> None:
-    for route in routes(respx_mock):
-        fail(route, kind)
-    h = make_harness(CHAIN)
-    async with asgi(h) as client:
-        r = await client.post("/v1/chat/completions", json={**CHAT, "model": "a"})
-    status = BEFORE_FIRST_TOKEN[kind][2]
-    assert r.status_code == status
-    err = r.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"}
-    assert err["code"] == {429: "rate_limit_exceeded", 502: "upstream_error", 504: "upstream_timeout"}[status]
-    assert "'b'" in err["message"]  # the last attempt's error
-    assert not h.of(GenerationStarted)
-
-
-async def test_the_response_names_the_serving_model_and_the_hops(
-    make_harness: HarnessFactory, respx_mock: respx.MockRouter
-) -> None:
-    up1, up2, up3 = routes(respx_mock)
-    up1.mock(side_effect=httpx.ConnectError("refused"))
-    up2.mock(return_value=httpx.Response(503))
-    up3.mock(side_effect=lambda _: answer("served", " by", " b"))
-    h = make_harness(CHAIN)
-    async with asgi(h) as client:
-        r = await client.post("/v1/chat/completions", json={**CHAT, "model": "a"})
-        assert r.status_code == 200
-        assert r.json()["model"] == "b"
-        assert r.headers["x-mia-model"] == "b"
-        assert r.headers["x-mia-fallback"] == "a->a:connect_error,a->b:server_error"
-        r = await client.post("/v1/chat/completions", json={**CHAT, "model": "a", "stream": True})
-    assert r.status_code == 200
-    # this time the upstreams were tried the other way round (they are taken in turn)
-    assert r.headers["x-mia-fallback"] == "a->a:server_error,a->b:connect_error"
-    chunks = [json.loads(x[6:]) for x in r.text.splitlines() if x.startswith("data: {")]
-    assert {c["model"] for c in chunks} == {"b"}
-    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == "served by b"
 
 
 async def test_a_local_model_can_be_the_fallback(make_harness: HarnessFactory, respx_mock: respx.MockRouter) -> None:
@@ -227,51 +151,7 @@ async def test_an_upstream_dying_mid_stream_is_not_retried(
     assert pool_of(h, "a").upstreams[0].consecutive_failures == 1
 
 
-async def test_mid_stream_death_through_the_app(make_harness: HarnessFactory, respx_mock: respx.MockRouter) -> None:
-    up1, up2, _ = routes(respx_mock)
-    up1.mock(side_effect=lambda _: dies_after("Hello"))
-    up2.mock(side_effect=lambda _: dies_after("Hi"))
-    h = make_harness(CHAIN)
-    async with asgi(h) as client:
-        r = await client.post("/v1/chat/completions", json={**CHAT, "model": "a", "stream": True})
-    assert r.status_code == 200  # the status went out with the first byte
-    events = [x[6:] for x in r.text.splitlines() if x.startswith("data: ")]
-    assert events[-1] == "[DONE]"
-    error = json.loads(events[-2])["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert error["code"] == "upstream_error" and error["type"] == "server_error"
-    contents = [json.loads(e)["choices"][0]["delta"].get("content") for e in events[:-2]]
-    assert contents in (["", "Hello"], ["", "Hi"])
-    (cancelled,) = h.of(GenerationCancelled)
-    assert cancelled.reason == "upstream_error"
-    assert len(h.of(GenerationStarted)) == 1 and not h.of(FallbackTriggered)
-
-
 # -- ... but a non-stream answer has not reached the client until it ends -----------
-
-
-async def test_a_non_stream_request_moves_on_when_an_upstream_dies_part_way(
-    make_harness: HarnessFactory, respx_mock: respx.MockRouter
-) -> None:
-    up1, up2, up3 = routes(respx_mock)
-    up1.mock(side_effect=lambda _: dies_after("Hello"))
-    up2.mock(side_effect=lambda _: dies_after("Hi", " there"))
-    up3.mock(side_effect=lambda _: answer("All", " of", " it"))
-    h = make_harness(CHAIN)
-    async with asgi(h) as client:
-        r = await client.post("/v1/chat/completions", json={**CHAT, "model": "a"})
-    assert r.status_code == 200, r.text
-    out = r.json()
-    assert out["model"] == "b" and out["choices"][0]["message"]["content"] == "All of it"
-    assert out["usage"]["completion_tokens"] == 3  # the served attempt's, not the sum
-    assert r.headers["x-mia-model"] == "b"
-    assert r.headers["x-mia-fallback"] == "a->a:network_error,a->b:network_error"
-    # each attempt is a generation of its own, with its one terminal event
-    assert [e.model_id for e in h.of(GenerationStarted)] == ["a", "a", "b"]
-    assert [(e.model_id, e.reason) for e in h.of(GenerationCancelled)] == [("a", "upstream_error")] * 2
-    assert [e.model_id for e in h.of(GenerationCompleted)] == ["b"]
-    assert [u.in_flight for u in pool_of(h, "a").upstreams] == [0, 0]
-    assert h.gateway.service.live == 0
 
 
 async def test_a_non_stream_request_fails_cleanly_when_the_whole_chain_dies_part_way(
@@ -314,40 +194,6 @@ async def test_the_upstream_with_fewest_requests_in_flight_is_chosen(
 
 
 # -- ejection ---------------------------------------------------------------------
-
-
-async def test_consecutive_failures_eject_an_upstream_for_a_cool_down(
-    make_harness: HarnessFactory, respx_mock: respx.MockRouter
-) -> None:
-    up1, up2, _ = routes(respx_mock)
-    up1.mock(side_effect=httpx.ConnectError("refused"))
-    up2.mock(side_effect=lambda _: answer("ok"))
-    h = make_harness(remote_model("a", (UP1, UP2), eject_after=2, eject_seconds=0.3))
-    install_metrics(h.gateway)
-    sample = h.gateway.registry.get_sample_value
-    labels = {"model": "a", "upstream": "up1.test:80"}
-    for _ in range(6):
-        gen, _ = await h.run(h.request("a"))
-        assert gen.result is not None and gen.result.content == "ok"  # no request lost
-    # tries alternate, so up1 was first for requests 1 and 3: ejected at its second failure
-    assert up1.call_count == 2
-    (ejected,) = h.of(UpstreamStateChanged)
-    assert (ejected.upstream, ejected.state, ejected.reason) == ("up1.test:80", "ejected", "connect_error")
-    assert sample("mia_upstream_healthy", labels) == 0
-    assert sample("mia_upstream_ejections_total", labels) == 1
-    assert sample("mia_upstream_requests_total", {**labels, "result": "connect_error"}) == 2
-    assert sample("mia_fallbacks_total", {"from_model": "a", "to_model": "a", "reason": "connect_error"}) == 2
-    snap = pool_of(h, "a").upstreams[0].snapshot()
-    assert (snap["state"], snap["consecutive_failures"]) == ("ejected", 2)
-
-    await asyncio.sleep(0.4)  # the cool-down ends: back in, one failure from the next ejection
-    assert [e.state for e in h.of(UpstreamStateChanged)] == ["ejected", "healthy"]
-    assert sample("mia_upstream_healthy", labels) == 1
-    for _ in range(2):
-        await h.run(h.request("a"))
-    assert up1.call_count == 3
-    assert [e.state for e in h.of(UpstreamStateChanged)] == ["ejected", "healthy", "ejected"]
-    assert sample("mia_upstream_ejections_total", labels) == 2
 
 
 async def test_a_success_clears_the_failure_count(make_harness: HarnessFactory, respx_mock: respx.MockRouter) -> None:

@@ -13,7 +13,7 @@ from pipelines.errors import ModelNotFound
 from pipelines.events import ModelLoaded, ModelLoadFailed
 from pipelines.formats import ChatTemplatePipeline, HarmonyPipeline
 from pipelines.providers.stub import StubProvider
-from tests.pipelines.conftest import Harness
+from tests.support.harness import Harness
 
 
 def test_resolves_a_chat_model_by_id_to_the_lightweight_pipeline(harness: Harness) -> None:

@@ -14,7 +14,7 @@ from pipelines.events import GenerationCompleted
 from pipelines.providers.base import CancelToken, DecodeParams, Prompt
 from pipelines.providers.stub import StubProvider
 from pipelines.types import DeltaKind, Message, StopReason
-from tests.pipelines.conftest import Harness
+from tests.support.harness import Harness
 
 CHAT = StubModelConfig(id="c", format="chat")
 HARMONY = StubModelConfig(id="h", format="harmony", role="primary")

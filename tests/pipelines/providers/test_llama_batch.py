@@ -25,7 +25,7 @@ from pipelines.config import ModelConfig
 from pipelines.errors import ContextLengthExceeded, GenerationFailed, InvalidRequest
 from pipelines.events import Event, EventBus, PromptProcessed
 from pipelines.providers.base import CancelToken, DecodeParams, Prompt
-from pipelines.providers.factory import ProviderFactory
+from pipelines.providers.factory import DefaultProviders
 from pipelines.providers.llama_batch import LlamaBatchProvider
 from pipelines.providers.llama_cpp import LlamaCppProvider
 from pipelines.types import GenerationRequest, Message, Piece, ResponseFormat
@@ -101,7 +101,7 @@ async def wait_for(condition: object, timeout: float = 30.0) -> None:
 
 
 def test_factory_routes_several_slots_to_the_batched_provider(tmp_path: Path) -> None:
-    factory = ProviderFactory(cache_dir=tmp_path)
+    factory = DefaultProviders(cache_dir=tmp_path)
     assert isinstance(factory(smol_config(slots=4)), LlamaBatchProvider)
     assert isinstance(factory(smol_config(slots=1)), LlamaCppProvider)
 

@@ -1,137 +1,27 @@
 """The `openai_http` provider against respx-mocked upstreams: what it sends, how each
 kind of stream comes back (content, reasoning under either name, tool calls, usage,
-logprobs), how upstream errors reach the client, in-process and through the app."""
+logprobs), how it opens and closes its clients. Through the app:
+tests/app/test_upstream_routes.py."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
+from collections.abc import Callable
 
 import httpx
 import msgspec
 import pytest
 import respx
 
-from app.factory import create_app
-from app.metrics import install_metrics
 from pipelines.errors import UpstreamError
-from pipelines.events import GenerationCancelled, GenerationCompleted, ModelLoaded, ModelLoadFailed, ModelRouted
+from pipelines.events import GenerationCancelled, GenerationCompleted, ModelRouted
 from pipelines.providers.openai_http import OpenAIHTTPProvider
-from pipelines.types import DeltaKind, Open, ResponseFormat, SamplingOverrides, Text, Tool
+from pipelines.types import DeltaKind, ResponseFormat, SamplingOverrides, Tool
 from pipelines.upstream import UpstreamFailure
-from pipelines.upstream.wire import ChunkReader, SSEDecoder
-from tests.pipelines.conftest import Harness
-
-UP1 = "http://up1.test/v1"
-UP2 = "http://up2.test/v1"
-UP3 = "http://up3.test/v1"
-SSE = {"content-type": "text/event-stream"}
+from tests.support.harness import Harness
+from tests.support.upstream import SSE, UP1, UP2, answer, chunk, remote_model, sse_bytes, usage
 
 HarnessFactory = Callable[..., Harness]
-
-
-# -- helpers (test_fallback.py uses them too) -------------------------------------
-
-
-def remote_model(model_id: str = "remote", upstreams: Iterable[str] = (UP1,), **extra: Any) -> str:
-    """A `[[models]]` table for an `openai_http` model (no probes unless asked)."""
-    ups = ", ".join(f'{{ base_url = "{u}", model = "there-{i}" }}' for i, u in enumerate(upstreams))
-    fields: dict[str, Any] = {"max_output_tokens": 64, "probe_seconds": 0, **extra}
-    lines = [
-        "[[models]]",
-        f'id = "{model_id}"',
-        'provider = "openai_http"',
-        'format = "chat"',
-        f"upstreams = [{ups}]",
-        *(f"{k} = {json.dumps(v)}" for k, v in fields.items()),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-STUB_CHAT = """
-[[models]]
-id = "stub-chat"
-provider = "stub"
-format = "chat"
-max_output_tokens = 64
-"""
-
-
-def chunk(
-    content: str | None = None,
-    *,
-    reasoning_content: str | None = None,
-    reasoning: str | None = None,
-    tool_calls: list[dict[str, Any]] | None = None,
-    finish: str | None = None,
-    logprobs: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    delta: dict[str, Any] = {}
-    for key, value in (
-        ("content", content),
-        ("reasoning_content", reasoning_content),
-        ("reasoning", reasoning),
-        ("tool_calls", tool_calls),
-    ):
-        if value is not None:
-            delta[key] = value
-    choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
-    if logprobs is not None:
-        choice["logprobs"] = {"content": logprobs}
-    return {"id": "chatcmpl-up", "object": "chat.completion.chunk", "model": "there", "choices": [choice]}
-
-
-def usage(prompt: int, completion: int, reasoning: int | None = None) -> dict[str, Any]:
-    u: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-    if reasoning is not None:
-        u["completion_tokens_details"] = {"reasoning_tokens": reasoning}
-    return {"id": "chatcmpl-up", "object": "chat.completion.chunk", "choices": [], "usage": u}
-
-
-def sse_bytes(*events: dict[str, Any] | str, done: bool = True) -> bytes:
-    out = b"".join(b"data: " + (e if isinstance(e, str) else json.dumps(e)).encode() + b"\n\n" for e in events)
-    return out + (b"data: [DONE]\n\n" if done else b"")
-
-
-def answer(*words: str, prompt_tokens: int | None = 7) -> httpx.Response:
-    """A well-formed upstream stream: a role chunk, one chunk per word, stop, usage."""
-    events: list[dict[str, Any]] = [chunk("")]
-    events += [chunk(w) for w in words]
-    events.append(chunk(finish="stop"))
-    if prompt_tokens is not None:
-        events.append(usage(prompt_tokens, len(words)))
-    return httpx.Response(200, headers=SSE, content=sse_bytes(*events))
-
-
-class BrokenStream(httpx.AsyncByteStream):
-    """Sends `parts`, then fails the way a dying upstream does."""
-
-    def __init__(self, parts: Iterable[bytes], exc: Exception) -> None:
-        self._parts = list(parts)
-        self._exc = exc
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for part in self._parts:
-            yield part
-        raise self._exc
-
-
-def dies_after(*words: str) -> httpx.Response:
-    """An upstream that streams `words` and then loses its connection."""
-    parts = [sse_bytes(chunk(""), done=False), *(sse_bytes(chunk(w), done=False) for w in words)]
-    return httpx.Response(200, headers=SSE, stream=BrokenStream(parts, httpx.ReadError("connection reset")))
-
-
-def body_of(route: respx.Route, call: int = -1) -> dict[str, Any]:
-    return json.loads(route.calls[call].request.content)
-
-
-def asgi(harness: Harness) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(harness.gateway)), base_url="http://gw.test")
-
-
-CHAT = {"model": "remote", "messages": [{"role": "user", "content": "Hello"}]}
 
 
 # -- the stream, in-process -------------------------------------------------------
@@ -184,15 +74,6 @@ async def test_upstream_reasoning_arrives_under_either_name(
     assert gen.result is not None
     assert (gen.result.reasoning, gen.result.content) == ("Let me think. Done.", "Four.")
     assert gen.result.usage.reasoning_tokens == 2
-
-
-def test_reasoning_sent_under_both_names_is_taken_once() -> None:
-    # an upstream mia-gateway with reasoning_fields = "both" does exactly this
-    reader = ChunkReader("up")
-    assert reader.pieces(json.dumps(chunk(reasoning_content="hmm", reasoning="hmm"))) == [
-        Open(channel="analysis"),
-        Text("hmm", tokens=1),
-    ]
 
 
 async def test_tool_call_deltas_are_relayed_and_aggregated(
@@ -338,119 +219,13 @@ async def test_malformed_sse_mid_stream_ends_the_stream_with_an_error(
     assert cancelled.reason == "upstream_error"
 
 
-def test_sse_comments_fields_and_multiline_data() -> None:
-    sse = SSEDecoder()
-    lines = [": keep-alive", "event: message", "id: 7", 'data: {"a":', "data: 1}", "", "data:[DONE]", ""]
-    assert [d for d in map(sse.feed, lines) if d is not None] == ['{"a":\n1}', "[DONE]"]
-
-
 # -- upstream errors on the wire --------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "expect_status", "expect_code"),
-    [
-        (
-            400,
-            {"error": {"message": "bad tools", "type": "invalid_request_error", "param": "tools", "code": "x"}},
-            400,
-            "x",
-        ),
-        (422, {"detail": [{"loc": ["body", "messages"], "msg": "field required"}]}, 400, None),
-        (401, {"error": {"message": "invalid key"}}, 502, "upstream_error"),
-        (403, {"error": {"message": "forbidden"}}, 502, "upstream_error"),
-        (404, {"error": {"message": "model not found"}}, 502, "upstream_error"),
-        (500, {"error": {"message": "CUDA out of memory"}}, 502, "upstream_error"),
-        (503, "<html>Service Unavailable</html>", 502, "upstream_error"),
-        (429, {"error": {"message": "slow down"}}, 429, "rate_limit_exceeded"),
-    ],
-)
-async def test_upstream_errors_reach_the_client_in_openais_envelope(
-    make_harness: HarnessFactory,
-    respx_mock: respx.MockRouter,
-    status: int,
-    body: Any,
-    expect_status: int,
-    expect_code: str | None,
-) -> None:
-    content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-    respx_mock.post(f"{UP1}/chat/completions").mock(return_value=httpx.Response(status, content=content))
-    h = make_harness(remote_model())
-    async with asgi(h) as client:
-        r = await client.post("/v1/chat/completions", json=CHAT)
-    assert r.status_code == expect_status
-    err = r.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"}
-    assert err["code"] == expect_code
-    if status == 400:
-        assert (err["message"], err["param"], err["type"]) == ("bad tools", "tools", "invalid_request_error")
-    elif status == 422:
-        assert "field required" in err["message"]
-    elif status == 503:
-        assert "Service Unavailable" in err["message"]  # a body that is not JSON is quoted as text
-    else:
-        assert err["type"] == ("invalid_request_error" if expect_status < 500 else "server_error")
 
 
 # -- through the app --------------------------------------------------------------
 
 
-async def test_non_stream_and_stream_through_the_app(
-    make_harness: HarnessFactory, respx_mock: respx.MockRouter
-) -> None:
-    respx_mock.post(f"{UP1}/chat/completions").mock(side_effect=lambda _: answer("Hi", " you"))
-    h = make_harness(remote_model())
-    async with asgi(h) as client:
-        r = await client.post("/v1/chat/completions", json=CHAT)
-        assert r.status_code == 200, r.text
-        out = r.json()
-        assert out["model"] == "remote" and out["choices"][0]["message"]["content"] == "Hi you"
-        assert out["usage"]["completion_tokens"] == 2 and "x-mia-fallback" not in r.headers
-        r = await client.post(
-            "/v1/chat/completions", json={**CHAT, "stream": True, "stream_options": {"include_usage": True}}
-        )
-    events = [line.removeprefix("data: ") for line in r.text.splitlines() if line.startswith("data: ")]
-    assert events[-1] == "[DONE]"
-    chunks = [json.loads(e) for e in events[:-1]]
-    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == "Hi you"
-    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
-    assert chunks[-1]["usage"]["prompt_tokens"] == 7
-
-
-async def test_the_model_card_shows_each_upstream_without_credentials(
-    make_harness: HarnessFactory, respx_mock: respx.MockRouter
-) -> None:
-    h = make_harness(remote_model(upstreams=("http://user:secret@up1.test:8001/v1", UP2)))
-    async with asgi(h) as client:
-        card = (await client.get("/v1/models/remote")).json()
-    assert card["provider"] == "openai_http" and card["stub"] is False and card["pipeline"] == "lightweight"
-    ups = card["upstreams"]
-    assert [u["url"] for u in ups] == ["http://up1.test:8001/v1", UP2]
-    assert "secret" not in json.dumps(card)
-    assert {(u["state"], u["in_flight"], u["consecutive_failures"]) for u in ups} == {("healthy", 0, 0)}
-
-
 # -- load and unload --------------------------------------------------------------
-
-
-async def test_a_missing_api_key_variable_serves_the_stub_and_says_why(
-    make_harness: HarnessFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
-    toml = remote_model().replace('model = "there-0" }', 'model = "there-0", api_key_env = "NO_SUCH_KEY_VAR" }')
-    h = make_harness(toml)
-    entry = h.gateway.manager.get("remote")
-    assert entry is not None
-    # before any load, the model card already says what a load would find
-    async with asgi(h) as client:
-        card = (await client.get("/v1/models/remote")).json()
-    assert (card["stub"], card["status"]) == (True, "unloaded")
-    assert card["stub_reason"] == "missing_api_key: environment variable NO_SUCH_KEY_VAR is not set"
-    await h.gateway.manager.ensure_loaded(entry)
-    (failed,) = h.of(ModelLoadFailed)
-    assert failed.reason == "missing_api_key" and "NO_SUCH_KEY_VAR" in failed.detail
-    (loaded,) = h.of(ModelLoaded)
-    assert loaded.stub is True
 
 
 async def test_clients_open_at_load_and_close_at_unload(make_harness: HarnessFactory) -> None:
@@ -466,38 +241,3 @@ async def test_clients_open_at_load_and_close_at_unload(make_harness: HarnessFac
     await h.gateway.manager.shutdown()
     assert all(c is not None and c.is_closed for c in clients)
     assert all(u.client is None for u in provider.pool.upstreams)
-
-
-async def test_metrics_count_upstream_requests_by_result(
-    make_harness: HarnessFactory, respx_mock: respx.MockRouter
-) -> None:
-    respx_mock.post(f"{UP1}/chat/completions").mock(side_effect=[answer("x"), httpx.Response(400, json={})])
-    h = make_harness(remote_model())
-    install_metrics(h.gateway)
-    await h.run(h.request("remote"))
-    with pytest.raises(UpstreamError):
-        await h.start(h.request("remote"))
-    sample = h.gateway.registry.get_sample_value
-    labels = {"model": "remote", "upstream": "up1.test:80"}
-    assert sample("mia_upstream_requests_total", {**labels, "result": "ok"}) == 1
-    assert sample("mia_upstream_requests_total", {**labels, "result": "client_error"}) == 1
-    assert sample("mia_upstream_healthy", labels) == 1
-    assert sample("mia_upstream_ejections_total", labels) == 0
-
-
-async def test_several_choices_are_one_upstream_request_each(
-    make_harness: HarnessFactory, respx_mock: respx.MockRouter
-) -> None:
-    words = iter([("red",), ("blue", " sky")])
-    route = respx_mock.post(f"{UP1}/chat/completions").mock(side_effect=lambda _: answer(*next(words)))
-    h = make_harness(remote_model())
-    async with asgi(h) as client:
-        r = await client.post("/v1/chat/completions", json={**CHAT, "n": 2, "seed": 5})
-    assert r.status_code == 200, r.text
-    out = r.json()
-    assert sorted(c["message"]["content"] for c in out["choices"]) == ["blue sky", "red"]
-    assert [c["index"] for c in out["choices"]] == [0, 1]
-    assert out["usage"]["completion_tokens"] == 3 and out["usage"]["prompt_tokens"] == 7
-    sent = [body_of(route, i) for i in range(2)]
-    assert sorted(b["seed"] for b in sent) == [5, 6]  # each choice its own seed
-    assert all("n" not in b for b in sent)
