@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING, NamedTuple
 import msgspec
 
 from pipelines.errors import (
+    CancelReason,
     GatewayError,
     GenerationFailed,
     InvalidRequest,
-    ModelUnavailable,
-    QueueFull,
     UpstreamError,
 )
 from pipelines.events import (
@@ -127,7 +126,7 @@ class Generation:
         bus = self._bus
         timer = None
         if self._timeout is not None:
-            timer = asyncio.get_running_loop().call_later(self._timeout, ctx.cancel.cancel, "timeout")
+            timer = asyncio.get_running_loop().call_later(self._timeout, ctx.cancel.cancel, CancelReason.TIMEOUT)
         bus.emit(
             GenerationStarted(
                 request_id=self.request_id,
@@ -174,13 +173,13 @@ class Generation:
                 )
             finished = True
         except (GeneratorExit, asyncio.CancelledError):
-            ctx.cancel.cancel("client_disconnect")
+            ctx.cancel.cancel(CancelReason.CLIENT_DISCONNECT)
             raise
         except UpstreamError:
-            ctx.cancel.cancel("upstream_error")
+            ctx.cancel.cancel(CancelReason.UPSTREAM_ERROR)
             raise
         except BaseException:
-            ctx.cancel.cancel("error")
+            ctx.cancel.cancel(CancelReason.ERROR)
             raise
         finally:
             # Closed here, after the cancel reason is set and before the model slot goes back:
@@ -308,7 +307,7 @@ class GenerationService:
         while self._live and loop.time() < deadline:
             await asyncio.sleep(0.05)
         for gen in list(self._live):
-            gen.ctx.cancel.cancel("shutdown")
+            gen.ctx.cancel.cancel(CancelReason.SHUTDOWN)
         deadline = loop.time() + 5.0
         while self._live and loop.time() < deadline:
             await asyncio.sleep(0.02)
@@ -485,15 +484,7 @@ class GenerationService:
 
 def _retry_reason(exc: GatewayError) -> str | None:
     """Why another attempt may follow a failure before the first token (None: it may not)."""
-    if isinstance(exc, UpstreamFailure):
-        return exc.reason if exc.retryable else None
-    if isinstance(exc, QueueFull):
-        return "rate_limited"
-    if isinstance(exc, ModelUnavailable):
-        return "unavailable"
-    if isinstance(exc, GenerationFailed):
-        return "error"
-    return None
+    return exc.retry_reason
 
 
 class _Primed(Provider):

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from litestar import Request, Response, get
 
 from app.errors import error_response
-from compat.errors import http_error
-
-if TYPE_CHECKING:
-    from app.gateway import Gateway
+from app.gateway import Gateway
+from compat.refusals import Draining, NotReady
 
 __all__ = ["health", "ready"]
 
@@ -24,10 +22,10 @@ async def health() -> Response[bytes]:
 
 @get("/ready", operation_id="ready", include_in_schema=False)
 async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
-    gw: Gateway = request.app.state.gateway
-    if gw.draining:
-        return error_response(http_error(503, "The gateway is shutting down.", code="shutting_down"))
-    if not gw.manager.ready:
-        loading = [e.config.id for e in gw.manager.entries if e.config.preload and e.provider.status != "loaded"]
-        return error_response(http_error(503, f"Models still loading: {', '.join(loading)}.", code="not_ready"))
+    gateway: Gateway = request.app.state.gateway
+    if gateway.draining:
+        return error_response(Draining())
+    if not gateway.manager.ready:
+        loading = [e.config.id for e in gateway.manager.entries if e.config.preload and e.provider.status != "loaded"]
+        return error_response(NotReady(loading))
     return Response(content=b'{"status":"ready"}', media_type="application/json")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
+from pipelines.errors import CancelReason
 from pipelines.types import GenerationRequest, Message, Piece, ResponseFormat
 
 if TYPE_CHECKING:
@@ -59,9 +60,10 @@ class CancelToken:
         # A plain attribute: decode threads only poll it, nobody waits on it, and one
         # attribute store is atomic (a threading.Event cost a lock and a condition per request).
         self.cancelled = False
-        self.reason: str | None = None
+        self.reason: CancelReason | None = None
+        """The first reason given (a later cancel does not change it)."""
 
-    def cancel(self, reason: str) -> None:
+    def cancel(self, reason: CancelReason) -> None:
         if self.reason is None:
             self.reason = reason
         self.cancelled = True

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.config import ModelConfig
+from pipelines.errors import CancelReason
 from pipelines.harmony.mapping import HarmonyDeltaMapper
 from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Prompt
 from pipelines.providers.replay import ReplayProvider
@@ -96,7 +97,7 @@ async def test_cancel_stops_the_replay(recording: Path) -> None:
     async for piece in provider.generate(Prompt(), DecodeParams(max_tokens=1000), cancel):
         seen.append(piece)
         if len(seen) == 3:
-            cancel.cancel("client_gone")
+            cancel.cancel(CancelReason.CLIENT_DISCONNECT)
     assert len(seen) == 3
 
 
