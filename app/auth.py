@@ -6,6 +6,7 @@ import hmac
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app import paths
 from app.settings import SettingsError
 from compat.errors import from_gateway_error
 from compat.refusals import InvalidApiKey
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ApiKeyMiddleware", "load_keys"]
 
-_OPEN = frozenset({"/health", "/ready"})
+_OPEN = frozenset({paths.HEALTH, paths.READY})
 
 
 def load_keys(server: ServerSettings) -> tuple[bytes, ...]:
@@ -48,7 +49,7 @@ class ApiKeyMiddleware:
     def __init__(self, app: ASGIApp, keys: tuple[bytes, ...], *, protect_metrics: bool) -> None:
         self._app = app
         self._keys = keys
-        self._open = _OPEN if protect_metrics else _OPEN | {"/metrics"}
+        self._open = _OPEN if protect_metrics else _OPEN | {paths.METRICS}
         refusal = from_gateway_error(InvalidApiKey())
         self._status = refusal.status
         self._headers = [

@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import Request, post
+from litestar.di import NamedDependency
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 
+from app import paths
 from app.errors import error_asgi
 from app.gateway import Gateway
 from app.limits import check_limits
@@ -121,9 +123,8 @@ async def _wait_disconnect(receive: Receive) -> None:
             return
 
 
-@post("/v1/chat/completions", operation_id="createChatCompletion", status_code=200, include_in_schema=False)
-async def chat_completions(request: Request[Any, Any, Any]) -> ASGIResponse:
-    gateway: Gateway = request.app.state.gateway
+@post(paths.CHAT_COMPLETIONS, operation_id="createChatCompletion", status_code=200, include_in_schema=False)
+async def chat_completions(request: Request[Any, Any, Any], gateway: NamedDependency[Gateway]) -> ASGIResponse:
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != "application/json":
         return error_asgi(UnsupportedMediaType())

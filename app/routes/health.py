@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from litestar import Response, get
+from litestar.di import NamedDependency
 
-from litestar import Request, Response, get
-
+from app import paths
 from app.errors import error_response
 from app.gateway import Gateway
 from compat.refusals import Draining, NotReady
@@ -15,14 +15,13 @@ __all__ = ["health", "ready"]
 _OK = b'{"status":"ok"}'
 
 
-@get("/health", operation_id="health", include_in_schema=False)
+@get(paths.HEALTH, operation_id="health", include_in_schema=False)
 async def health() -> Response[bytes]:
     return Response(content=_OK, media_type="application/json")
 
 
-@get("/ready", operation_id="ready", include_in_schema=False)
-async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
-    gateway: Gateway = request.app.state.gateway
+@get(paths.READY, operation_id="ready", include_in_schema=False)
+async def ready(gateway: NamedDependency[Gateway]) -> Response[bytes]:
     if gateway.draining:
         return error_response(Draining())
     if not gateway.manager.ready:
