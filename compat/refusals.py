@@ -45,6 +45,15 @@ __all__ = [
 ]
 
 
+class _Fixed(GatewayError):
+    """A refusal that always says the same (`text`)."""
+
+    text = ""
+
+    def __init__(self) -> None:
+        super().__init__(self.text)
+
+
 class MalformedBody(InvalidRequest):
     """A body that is not JSON, not UTF-8, or does not fit the request type (`code` per instance)."""
 
@@ -77,20 +86,16 @@ class RequestTimeout(GatewayError):
         super().__init__(f"The request {part} did not arrive within {seconds:g} s.")
 
 
-class BodyTooLarge(GatewayError):
+class BodyTooLarge(_Fixed):
     status = 413
     code = "request_too_large"
-
-    def __init__(self) -> None:
-        super().__init__("The request body is too large.")
+    text = "The request body is too large."
 
 
-class UnsupportedMediaType(GatewayError):
+class UnsupportedMediaType(_Fixed):
     status = 415
     code = "unsupported_media_type"
-
-    def __init__(self) -> None:
-        super().__init__("Content-Type must be application/json.")
+    text = "Content-Type must be application/json."
 
 
 class HeadersTooLarge(GatewayError):
@@ -101,22 +106,18 @@ class HeadersTooLarge(GatewayError):
         super().__init__(f"The request line and headers exceed {limit} bytes.")
 
 
-class ClientGone(GatewayError):
+class ClientGone(_Fixed):
     """The client disconnected before its non-stream answer was ready (nginx's 499)."""
 
     status = 499
     code = "client_disconnect"
-
-    def __init__(self) -> None:
-        super().__init__("Client closed the request.")
+    text = "Client closed the request."
 
 
-class InvalidApiKey(GatewayError):
+class InvalidApiKey(_Fixed):
     status = 401
     code = "invalid_api_key"
-
-    def __init__(self) -> None:
-        super().__init__("Incorrect API key provided. Send it as 'Authorization: Bearer <key>'.")
+    text = "Incorrect API key provided. Send it as 'Authorization: Bearer <key>'."
 
 
 _FRAMEWORK_CODES = {400: "bad_request", 401: "invalid_api_key", 415: "unsupported_media_type"}
@@ -130,21 +131,17 @@ class FrameworkRefusal(GatewayError):
         self.status = status
 
 
-class InternalError(GatewayError):
+class InternalError(_Fixed):
     """Anything unexpected: the client learns no more than this (the log has the rest)."""
 
     code = "internal_error"
-
-    def __init__(self) -> None:
-        super().__init__("The gateway hit an internal error.")
+    text = "The gateway hit an internal error."
 
 
-class Draining(GatewayError):
+class Draining(_Fixed):
     status = 503
     code = "shutting_down"
-
-    def __init__(self) -> None:
-        super().__init__("The gateway is shutting down.")
+    text = "The gateway is shutting down."
 
 
 class NotReady(GatewayError):
@@ -155,10 +152,8 @@ class NotReady(GatewayError):
         super().__init__(f"Models still loading: {', '.join(loading)}.")
 
 
-class Overloaded(GatewayError):
+class Overloaded(_Fixed):
     status = 503
     code = "overloaded"
     retry_after = 1.0
-
-    def __init__(self) -> None:
-        super().__init__("The gateway has too many open connections; retry shortly.")
+    text = "The gateway has too many open connections; retry shortly."

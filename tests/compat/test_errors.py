@@ -125,6 +125,7 @@ def _classes(module: Any) -> set[type[GatewayError]]:
         obj
         for obj in vars(module).values()
         if isinstance(obj, type) and issubclass(obj, GatewayError) and obj.__module__ == module.__name__
+        if not obj.__name__.startswith("_")
     }
 
 
