@@ -6,8 +6,10 @@ import hmac
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app import paths
 from app.settings import SettingsError
-from compat.errors import http_error
+from compat.errors import from_gateway_error
+from compat.refusals import InvalidApiKey
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Receive, Scope, Send
@@ -16,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ApiKeyMiddleware", "load_keys"]
 
-_OPEN = frozenset({"/health", "/ready"})
+_OPEN = frozenset({paths.HEALTH, paths.READY})
 
 
 def load_keys(server: ServerSettings) -> tuple[bytes, ...]:
@@ -47,12 +49,15 @@ class ApiKeyMiddleware:
     def __init__(self, app: ASGIApp, keys: tuple[bytes, ...], *, protect_metrics: bool) -> None:
         self._app = app
         self._keys = keys
-        self._open = _OPEN if protect_metrics else _OPEN | {"/metrics"}
-        self._body = http_error(
-            401,
-            "Incorrect API key provided. Send it as 'Authorization: Bearer <key>'.",
-            code="invalid_api_key",
-        ).encode()
+        self._open = _OPEN if protect_metrics else _OPEN | {paths.METRICS}
+        refusal = from_gateway_error(InvalidApiKey())
+        self._status = refusal.status
+        self._headers = [
+            (b"content-type", b"application/json"),
+            (b"www-authenticate", b"Bearer"),
+            *((k.encode(), v.encode()) for k, v in refusal.headers.items()),
+        ]
+        self._body = refusal.encode()
 
     def _valid(self, presented: bytes) -> bool:
         ok = False
@@ -74,11 +79,5 @@ class ApiKeyMiddleware:
         if presented and self._valid(presented):
             await self._app(scope, receive, send)
             return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
-            }
-        )
+        await send({"type": "http.response.start", "status": self._status, "headers": self._headers})
         await send({"type": "http.response.body", "body": self._body, "more_body": False})

@@ -7,6 +7,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
+from app import paths
 from pipelines.events import EventBus, RequestFinished
 
 if TYPE_CHECKING:
@@ -16,13 +17,10 @@ __all__ = ["RequestContextMiddleware", "endpoint_of", "new_request_id"]
 
 _CLIENT_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 _ENDPOINTS = {
-    "/v1/chat/completions": "/v1/chat/completions",
-    "/v1/models": "/v1/models",
-    "/health": "/health",
-    "/ready": "/ready",
-    "/metrics": "/metrics",
-    "/openapi.json": "/openapi.json",
+    path: path
+    for path in (paths.CHAT_COMPLETIONS, paths.MODELS, paths.HEALTH, paths.READY, paths.METRICS, paths.OPENAPI)
 }
+"""Paths that are their own label (the label is our string, not the client's)."""
 
 
 def new_request_id() -> str:
@@ -35,10 +33,10 @@ def endpoint_of(path: str) -> str:
     known = _ENDPOINTS.get(path)
     if known is not None:
         return known
-    if path.startswith("/v1/models/"):
-        return "/v1/models/{model}"
-    if path.startswith("/admin/"):
-        return "/admin"
+    if path.startswith(f"{paths.MODELS}/"):
+        return paths.MODEL
+    if path.startswith(f"{paths.ADMIN}/"):
+        return paths.ADMIN
     return "other"
 
 

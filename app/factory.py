@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from litestar import Litestar
-from litestar.datastructures import State
+from litestar.di import Provide
 
 from app.auth import ApiKeyMiddleware, load_keys
 from app.context import RequestContextMiddleware
 from app.errors import exception_handlers
+from app.gateway import Gateway
 from app.openapi import openapi_route
 from app.routes.chat import chat_completions
 from app.routes.health import health, ready
@@ -23,8 +24,6 @@ from pipelines.upstream import run_probes
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp
-
-    from app.gateway import Gateway
 
 __all__ = ["create_app", "create_litestar"]
 
@@ -68,11 +67,20 @@ def create_litestar(gateway: Gateway) -> Litestar:
         route_handlers=[chat_completions, list_models, get_model, unload_model, health, ready, metrics, openapi_route],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         lifespan=[lifespan],
-        state=State({"gateway": gateway}),
+        dependencies={"gateway": _provider(gateway)},
         openapi_config=None,
         request_max_body_size=server.max_body_bytes,
         logging_config=None,
     )
+
+
+def _provider(gateway: Gateway) -> Provide:
+    """How routes get the gateway: a handler parameter `gateway: Gateway`."""
+
+    def provide_gateway() -> Gateway:
+        return gateway
+
+    return Provide(provide_gateway, use_cache=True, sync_to_thread=False)
 
 
 async def _idle_unloader(gateway: Gateway) -> None:

@@ -28,7 +28,9 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from app.context import endpoint_of, new_request_id
-from compat.errors import http_error
+from compat.errors import from_gateway_error
+from compat.refusals import HeadersTooLarge, Overloaded, RequestTimeout
+from pipelines.errors import GatewayError
 from pipelines.events import ConnectionsChanged, EventBus, RequestFinished
 
 __all__ = ["BoundedHttpProtocol", "bounded_http_protocol", "fit_open_files_limit"]
@@ -80,14 +82,15 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         if not self._in_request:
             self.transport.close()  # opened, and nothing sent: nobody to answer
             return
-        self._refuse(408, f"The request headers did not arrive within {self.header_timeout:g} s.", "timeout")
+        self._refuse(RequestTimeout("headers", self.header_timeout))
 
-    def _refuse(self, status: int, message: str, code: str, *, retry_after: bytes | None = None) -> None:
-        """Answers the request in progress with an error and closes; the parser's further
+    def _refuse(self, refusal: GatewayError) -> None:
+        """Answers the request in progress with `refusal` and closes; the parser's further
         callbacks for it are ignored (no request reaches the app)."""
         self._refused = True
         self._disarm()
-        err = http_error(status, message, code=code)
+        err = from_gateway_error(refusal)
+        status = err.status
         body = err.encode()
         request_id = new_request_id()
         self.transport.write(
@@ -97,7 +100,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
                     b"content-type: application/json\r\n",
                     b"content-length: " + str(len(body)).encode() + b"\r\n",
                     b"x-request-id: " + request_id.encode() + b"\r\n",
-                    b"retry-after: " + retry_after + b"\r\n" if retry_after else b"",
+                    *(f"{name}: {value}\r\n".encode() for name, value in err.headers.items()),
                     b"connection: close\r\n\r\n",
                     body,
                 ]
@@ -131,9 +134,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         """Counts header bytes; False (and a 431) once they pass the bound."""
         self._header_bytes += n
         if self._header_bytes > self.max_header_bytes:
-            self._refuse(
-                431, f"The request line and headers exceed {self.max_header_bytes} bytes.", "request_too_large"
-            )
+            self._refuse(HeadersTooLarge(self.max_header_bytes))
             return False
         return True
 
@@ -162,9 +163,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._in_request = False
         self._disarm()
         if len(self.connections) > self.max_connections:
-            self._refuse(
-                503, "The gateway has too many open connections; retry shortly.", "overloaded", retry_after=b"1"
-            )
+            self._refuse(Overloaded())
             return
         super().on_headers_complete()
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from pipelines.errors import CancelReason
 from pipelines.events import (
     AdmissionChanged,
     ConnectionsChanged,
@@ -44,7 +45,7 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 _STOP_REASONS = frozenset({"eos", "length", "stop", "tool_call", "stub", "error"})
 _REAL_STOP_REASONS = ("eos", "length", "stop", "tool_call", "error")
 _STUB_STOP_REASONS = ("stub", "error")
-_CANCEL_REASONS = frozenset({"client_disconnect", "timeout", "shutdown", "upstream_error", "error"})
+_CANCEL_REASONS = frozenset(reason.value for reason in CancelReason)
 _UNLOAD_REASONS = frozenset({"switch_heavy", "switch_heavy_to_lightweight", "explicit_unload", "idle", "shutdown"})
 _OTHER = "other"
 _TOKEN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")

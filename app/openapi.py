@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 from litestar import Response, get
 
+from app import paths
 from compat.requests import ChatCompletionRequest
 from compat.responses import ChatCompletion, ChatCompletionChunk, ErrorEnvelope, ModelCard, ModelList
 
@@ -76,7 +77,7 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
             "description": "An OpenAI-compatible API gateway for local and remote language models.",
         },
         "paths": {
-            "/v1/chat/completions": {
+            paths.CHAT_COMPLETIONS: {
                 "post": {
                     "operationId": "createChatCompletion",
                     "summary": "Create a chat completion (streamed as SSE when `stream` is true).",
@@ -93,7 +94,7 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
                     },
                 }
             },
-            "/v1/models": {
+            paths.MODELS: {
                 "get": {
                     "operationId": "listModels",
                     "summary": "List the models, with `stub` saying which are not real here.",
@@ -103,7 +104,7 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
                     },
                 }
             },
-            "/v1/models/{model}": {
+            paths.MODEL: {
                 "get": {
                     "operationId": "retrieveModel",
                     "summary": "One model by id or alias.",
@@ -114,15 +115,15 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
                     },
                 }
             },
-            "/health": {"get": {"operationId": "health", "summary": "Liveness.", "responses": {"200": json_ok}}},
-            "/ready": {
+            paths.HEALTH: {"get": {"operationId": "health", "summary": "Liveness.", "responses": {"200": json_ok}}},
+            paths.READY: {
                 "get": {
                     "operationId": "ready",
                     "summary": "Readiness: 200 once every preloaded model is loaded (a stub counts).",
                     "responses": {"200": json_ok, **_errors(503)},
                 }
             },
-            "/metrics": {
+            paths.METRICS: {
                 "get": {
                     "operationId": "metrics",
                     "summary": "Prometheus metrics (OpenMetrics when asked via Accept).",
@@ -137,6 +138,6 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
     }
 
 
-@get("/openapi.json", operation_id="openapi", include_in_schema=False)
+@get(paths.OPENAPI, operation_id="openapi", include_in_schema=False)
 async def openapi_route() -> Response[bytes]:
     return Response(content=msgspec.json.encode(build_openapi()), media_type="application/json")

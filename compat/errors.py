@@ -1,4 +1,6 @@
-"""Every error a client sees, mapped to OpenAI's envelope here and nowhere else."""
+"""Every error a client sees, mapped to OpenAI's envelope here and nowhere else: any
+`GatewayError` (pipelines/errors.py, compat/refusals.py) by the attributes it carries,
+and msgspec's decoding errors by what they say."""
 
 from __future__ import annotations
 
@@ -7,18 +9,11 @@ import re
 
 import msgspec
 
+from compat.refusals import MalformedBody
 from compat.responses import ErrorBody, ErrorEnvelope
-from pipelines.errors import (
-    GatewayError,
-    GenerationFailed,
-    InvalidRequest,
-    ModelNotFound,
-    ModelUnavailable,
-    QueueFull,
-    UpstreamError,
-)
+from pipelines.errors import GatewayError
 
-__all__ = ["WireError", "from_decode_error", "from_gateway_error", "http_error"]
+__all__ = ["WireError", "decode_error", "from_gateway_error"]
 
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
@@ -35,12 +30,12 @@ class WireError(msgspec.Struct, frozen=True):
         return msgspec.json.encode(self.body)
 
 
-def http_error(
-    status: int, message: str, *, type: str | None = None, param: str | None = None, code: str | None = None
-) -> WireError:
-    if type is None:
-        type = "invalid_request_error" if status < 500 else "server_error"
-    return WireError(status, ErrorEnvelope(error=ErrorBody(message=message, type=type, param=param, code=code)))
+def from_gateway_error(exc: GatewayError) -> WireError:
+    status = exc.status
+    type_ = exc.type or ("invalid_request_error" if status < 500 else "server_error")
+    headers = {} if exc.retry_after is None else {"retry-after": str(max(1, math.ceil(exc.retry_after)))}
+    body = ErrorEnvelope(error=ErrorBody(message=exc.message, type=type_, param=exc.param, code=exc.code))
+    return WireError(status, body, headers)
 
 
 def _param(path: str) -> str | None:
@@ -49,8 +44,8 @@ def _param(path: str) -> str | None:
     return path or None
 
 
-def from_decode_error(exc: msgspec.DecodeError) -> WireError:
-    """A body that is not valid JSON or does not fit the request type: 400 with `param`."""
+def decode_error(exc: msgspec.DecodeError) -> MalformedBody:
+    """The error for a body that is not valid JSON or does not fit the request type: a 400 with `param`."""
     m = _AT.match(str(exc))
     msg = m.group("msg") if m else str(exc)
     path = m.group("path") if m else None
@@ -60,32 +55,9 @@ def from_decode_error(exc: msgspec.DecodeError) -> WireError:
         if missing:
             # OpenAI names the missing field itself, not the object that lacks it
             param = f"{param}.{missing.group('field')}" if param else missing.group("field")
-            return http_error(
-                400, f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+            return MalformedBody(
+                f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
             )
         text = f"Invalid value for '{param}': {msg}." if param else f"Invalid request: {msg}."
-        return http_error(400, text, param=param, code="invalid_value")
-    return http_error(400, f"The request body is not valid JSON: {msg}.", code="invalid_json")
-
-
-def from_gateway_error(exc: GatewayError) -> WireError:
-    headers: dict[str, str] = {}
-    if isinstance(exc, QueueFull):
-        status, type_ = 429, "requests"
-        headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
-    elif isinstance(exc, ModelUnavailable):
-        status, type_ = 503, "server_error"
-        headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
-    elif isinstance(exc, ModelNotFound):
-        status, type_ = 404, "invalid_request_error"
-    elif isinstance(exc, InvalidRequest):
-        status, type_ = 400, "invalid_request_error"
-    elif isinstance(exc, UpstreamError):
-        status = exc.status
-        type_ = "invalid_request_error" if status < 500 else "server_error"
-    elif isinstance(exc, GenerationFailed):
-        status, type_ = 500, "server_error"
-    else:
-        status, type_ = 500, "server_error"
-    body = ErrorEnvelope(error=ErrorBody(message=exc.message, type=type_, param=exc.param, code=exc.code))
-    return WireError(status, body, headers)
+        return MalformedBody(text, param=param, code="invalid_value")
+    return MalformedBody(f"The request body is not valid JSON: {msg}.")

@@ -7,7 +7,7 @@ import collections
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
-from pipelines.errors import ModelUnavailable, QueueFull
+from pipelines.errors import ModelUnavailable, QueueFull, ShuttingDown
 
 __all__ = ["Admission", "AdmissionGate"]
 
@@ -43,7 +43,7 @@ class AdmissionGate:
 
     def close(self, message: str) -> None:
         """Admits nobody from now on: every waiter, and every later arrival, gets
-        `ModelUnavailable` (503) with `message`. Running generations are untouched."""
+        `ShuttingDown` (503) with `message`. Running generations are untouched."""
         self._closed = message
         rejected = False
         while self._waiters:
@@ -60,10 +60,8 @@ class AdmissionGate:
         if self._wake():
             self._on_change()
 
-    def _unavailable(self) -> ModelUnavailable:
-        exc = ModelUnavailable(self._closed or "", retry_after=1.0)
-        exc.code = "shutting_down"
-        return exc
+    def _unavailable(self) -> ShuttingDown:
+        return ShuttingDown(self._closed or "")
 
     @contextlib.asynccontextmanager
     async def admit(self, weight: int = 1) -> AsyncIterator[None]:

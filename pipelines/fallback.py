@@ -3,7 +3,8 @@
 A model's attempts are its provider's ways to run a generation (an `openai_http` model's
 upstream servers, in the pool's order; one for any other model), then those of each model
 in its `fallbacks`. An attempt that fails before its first piece with a retryable error
-(connect error, timeout, 429, 5xx, a busy or unloadable model) is followed by the next; so
+(its error's `retry_reason`: connect error, timeout, 429, 5xx, a busy or unloadable
+model) is followed by the next; so
 is one whose generation failed part-way and is handed back (`next(failure)`, non-stream
 only). Each step is a hop: a `FallbackTriggered` event and a line of `hops`. A fallback
 model that cannot serve the request at all (a 400 of ours, e.g. no logprobs) is skipped as
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from pipelines.errors import GatewayError, GenerationFailed, InvalidRequest, ModelUnavailable, QueueFull
+from pipelines.errors import GatewayError, InvalidRequest
 from pipelines.events import EventBus, FallbackTriggered
 from pipelines.upstream import UpstreamFailure
 
@@ -48,19 +49,6 @@ class Hop(msgspec.Struct, frozen=True):
 
     def __str__(self) -> str:
         return f"{self.from_model}->{self.to_model}:{self.reason}"
-
-
-def retry_reason(exc: GatewayError) -> str | None:
-    """Why another attempt may follow a failure before the first token (None: it may not)."""
-    if isinstance(exc, UpstreamFailure):
-        return exc.reason if exc.retryable else None
-    if isinstance(exc, QueueFull):
-        return "rate_limited"
-    if isinstance(exc, ModelUnavailable):
-        return "unavailable"
-    if isinstance(exc, GenerationFailed):
-        return "error"
-    return None
 
 
 class FallbackChain:
@@ -102,7 +90,7 @@ class FallbackChain:
                 attempt = await self._admit(self._req, entry, stack)
             except GatewayError as exc:
                 await stack.aclose()
-                reason = retry_reason(exc)
+                reason = exc.retry_reason
                 if reason is None and self._model > 0 and isinstance(exc, InvalidRequest):
                     reason = "unsupported"  # fine for the model asked for, not for this one
                     self._failed = (entry.config.id, reason)
@@ -138,7 +126,7 @@ class FallbackChain:
         except GatewayError as exc:
             await gen.aclose()
             await stack.aclose()
-            reason = retry_reason(exc)
+            reason = exc.retry_reason
             if reason is None:
                 raise
             self._fail(exc, reason)

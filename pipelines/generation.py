@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pipelines.choices import merged_choices
-from pipelines.errors import GenerationFailed, UpstreamError
+from pipelines.errors import Cancelled, CancelReason, GenerationFailed, UpstreamError
 from pipelines.events import EventBus, GenerationCancelled, GenerationChunk, GenerationCompleted, GenerationStarted
 from pipelines.result import PipelineResult, combine_results
 from pipelines.types import Delta, DeltaKind, Output
@@ -76,6 +76,12 @@ class Generation:
         return self._chain.hops if self._chain is not None else []
 
     @property
+    def instant(self) -> bool:
+        """Its provider answers in microseconds (a stub): watching the client's connection
+        for a disconnect would cost more than the whole answer."""
+        return self.ctx.provider.instant
+
+    @property
     def model_id(self) -> str:
         return self.ctx.model.id
 
@@ -100,7 +106,7 @@ class Generation:
         bus = self._bus
         timer = None
         if self._timeout is not None:
-            timer = asyncio.get_running_loop().call_later(self._timeout, ctx.cancel.cancel, "timeout")
+            timer = asyncio.get_running_loop().call_later(self._timeout, ctx.cancel.cancel, CancelReason.TIMEOUT)
         bus.emit(
             GenerationStarted(
                 request_id=self.request_id,
@@ -128,18 +134,18 @@ class Generation:
                     )
                 yield delta
             if ctx.cancel.cancelled:
-                self._cancelled(ctx.cancel.reason or "error")
+                self._cancelled(ctx.cancel.reason or CancelReason.ERROR)
             else:
                 self._completed()
             finished = True
         except (GeneratorExit, asyncio.CancelledError):
-            ctx.cancel.cancel("client_disconnect")
+            ctx.cancel.cancel(CancelReason.CLIENT_DISCONNECT)
             raise
         except UpstreamError:
-            ctx.cancel.cancel("upstream_error")
+            ctx.cancel.cancel(CancelReason.UPSTREAM_ERROR)
             raise
         except BaseException:
-            ctx.cancel.cancel("error")
+            ctx.cancel.cancel(CancelReason.ERROR)
             raise
         finally:
             # Closed here, after the cancel reason is set and before the model slot goes back:
@@ -148,7 +154,7 @@ class Generation:
             if timer is not None:
                 timer.cancel()
             if not finished:
-                self._cancelled(ctx.cancel.reason or "error")
+                self._cancelled(ctx.cancel.reason or CancelReason.ERROR)
             await self.aclose()
 
     async def collect(self) -> PipelineResult:
@@ -168,7 +174,10 @@ class Generation:
                 # raises the last error once the chain has nothing left to try
                 self._resume(await self._chain.next(failure))
         if self.result is None:
-            raise GenerationFailed(f"Generation was cancelled ({self.ctx.cancel.reason}).")
+            reason = self.ctx.cancel.reason
+            if reason is None or reason is CancelReason.ERROR:
+                raise GenerationFailed(f"Generation was cancelled ({reason or CancelReason.ERROR}).")
+            raise Cancelled(reason)  # cut short from outside: told as the stream tells it
         return self.result
 
     def _completed(self) -> None:
@@ -186,14 +195,14 @@ class Generation:
             )
         )
 
-    def _cancelled(self, reason: str) -> None:
+    def _cancelled(self, reason: CancelReason) -> None:
         self._bus.emit(
             GenerationCancelled(
                 request_id=self.request_id,
                 model_id=self.model_id,
                 pipeline=self.pipeline.name,
                 stub=self.ctx.stub,
-                reason=reason,
+                reason=reason.value,
                 completion_tokens=sum(c.completion_tokens for c in self.choices),
             )
         )

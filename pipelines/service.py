@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from pipelines.errors import CancelReason
 from pipelines.events import AdmissionChanged, EventBus, ModelRouted
 from pipelines.fallback import FallbackChain, Hop
 from pipelines.generation import Attempt, Generation
@@ -55,7 +56,7 @@ class GenerationService:
         while self._live and loop.time() < deadline:
             await asyncio.sleep(0.05)
         for gen in list(self._live):
-            gen.ctx.cancel.cancel("shutdown")
+            gen.ctx.cancel.cancel(CancelReason.SHUTDOWN)
         deadline = loop.time() + 5.0
         while self._live and loop.time() < deadline:
             await asyncio.sleep(0.02)

@@ -11,20 +11,23 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import Request, post
+from litestar.di import NamedDependency
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 
+from app import paths
 from app.errors import error_asgi
+from app.gateway import Gateway
 from app.limits import check_limits
-from compat.errors import from_decode_error, from_gateway_error, http_error
+from compat.errors import decode_error, from_gateway_error
+from compat.refusals import ClientGone, Draining, MalformedBody, RequestTimeout, UnsupportedMediaType
 from compat.requests import ChatCompletionRequest
 from compat.translate import StreamEncoder, to_completion, to_internal
-from pipelines.errors import GatewayError, GenerationFailed
+from pipelines.errors import Cancelled, CancelReason, GatewayError, GenerationFailed
 
 if TYPE_CHECKING:
     from litestar.types import Receive, Send
 
-    from app.gateway import Gateway
     from pipelines.pipeline import PipelineResult
     from pipelines.service import Generation
 
@@ -69,22 +72,19 @@ async def _sse(gen: Generation, enc: StreamEncoder) -> AsyncIterator[bytes]:
         async for delta in gen.deltas():
             yield enc.delta(delta)
     except GatewayError as exc:
-        yield enc.error(from_gateway_error(exc).encode())
-        yield enc.done()
-        return
+        failure = exc
     except Exception:
         _log.exception("generation %s failed mid-stream", gen.request_id)
-        yield enc.error(http_error(500, "The generation failed.", code="generation_failed").encode())
-        yield enc.done()
-        return
-    if gen.result is None:
-        reason = gen.ctx.cancel.reason or "error"
-        err = http_error(
-            503 if reason in ("timeout", "shutdown") else 500, f"Generation cancelled ({reason}).", code=reason
-        )
-        yield enc.error(err.encode())
+        failure = GenerationFailed("The generation failed.")
     else:
-        yield enc.final(gen.result)
+        if gen.result is not None:
+            yield enc.final(gen.result)
+            yield enc.done()
+            return
+        failure = Cancelled(gen.ctx.cancel.reason or CancelReason.ERROR)
+    # The stream's 200 and headers are out: the error (Retry-After included) can only
+    # be told in band, as OpenAI does.
+    yield enc.error(from_gateway_error(failure).encode())
     yield enc.done()
 
 
@@ -96,14 +96,9 @@ def _headers(gen: Generation) -> dict[str, str]:
     return headers
 
 
-class _ClientGone(Exception):
-    """The client disconnected before its non-stream answer was ready."""
-
-
 async def _collect(gen: Generation, receive: Receive) -> PipelineResult:
     """Runs a non-stream generation, cancelling it at once if the client leaves."""
-    if gen.ctx.stub:
-        # A stub answers in microseconds: watching the socket would cost more than it saves.
+    if gen.instant:
         return await gen.collect()
     collect = asyncio.ensure_future(gen.collect())
     watch = asyncio.ensure_future(_wait_disconnect(receive))
@@ -112,11 +107,11 @@ async def _collect(gen: Generation, receive: Receive) -> PipelineResult:
     finally:
         watch.cancel()
     if collect not in done:
-        gen.ctx.cancel.cancel("client_disconnect")
+        gen.ctx.cancel.cancel(CancelReason.CLIENT_DISCONNECT)
         collect.cancel()
         with contextlib.suppress(BaseException):
             await collect
-        raise _ClientGone
+        raise ClientGone
     return collect.result()
 
 
@@ -127,37 +122,34 @@ async def _wait_disconnect(receive: Receive) -> None:
             return
 
 
-@post("/v1/chat/completions", operation_id="createChatCompletion", status_code=200, include_in_schema=False)
-async def chat_completions(request: Request[Any, Any, Any]) -> ASGIResponse:
-    gw: Gateway = request.app.state.gateway
+@post(paths.CHAT_COMPLETIONS, operation_id="createChatCompletion", status_code=200, include_in_schema=False)
+async def chat_completions(request: Request[Any, Any, Any], gateway: NamedDependency[Gateway]) -> ASGIResponse:
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != "application/json":
-        return error_asgi(http_error(415, "Content-Type must be application/json.", code="unsupported_media_type"))
+        return error_asgi(UnsupportedMediaType())
     try:
         # A client that sends half a body must not hold a connection (and its buffer) forever.
-        async with asyncio.timeout(gw.settings.server.body_timeout):
+        async with asyncio.timeout(gateway.settings.server.body_timeout):
             body = await request.body()
     except TimeoutError:
-        err = http_error(
-            408, f"The request body did not arrive within {gw.settings.server.body_timeout:g} s.", code="timeout"
-        )
-        return error_asgi(msgspec.structs.replace(err, headers={"connection": "close"}))
+        # the rest of the body may still come: only a new connection starts clean
+        return error_asgi(RequestTimeout("body", gateway.settings.server.body_timeout), {"connection": "close"})
     try:
         wire = _DECODER.decode(body)
     except msgspec.DecodeError as exc:
-        return error_asgi(from_decode_error(exc))
+        return error_asgi(decode_error(exc))
     except UnicodeDecodeError:
-        return error_asgi(http_error(400, "The request body is not valid UTF-8.", code="invalid_json"))
+        return error_asgi(MalformedBody("The request body is not valid UTF-8."))
     except RecursionError:
-        return error_asgi(http_error(400, "The request body is nested too deeply.", code="invalid_json"))
+        return error_asgi(MalformedBody("The request body is nested too deeply."))
     if _log.isEnabledFor(logging.DEBUG):
         _log_unknown(body)
     state = request.scope["state"]
     req = to_internal(wire, state["request_id"])
-    check_limits(req, gw.settings.server)
-    if gw.draining:
-        return error_asgi(http_error(503, "The gateway is shutting down.", code="shutting_down"))
-    gen = await gw.service.start(req)
+    check_limits(req, gateway.settings.server)
+    if gateway.draining:
+        return error_asgi(Draining())
+    gen = await gateway.service.start(req)
     state["model_id"] = gen.model_id
     completion_id = f"chatcmpl-{state['request_id'].removeprefix('req_')}"
     created = int(time.time())
@@ -167,7 +159,7 @@ async def chat_completions(request: Request[Any, Any, Any]) -> ASGIResponse:
             completion_id=completion_id,
             model=gen.model_id,
             created=created,
-            reasoning_fields=gw.settings.server.reasoning_fields,
+            reasoning_fields=gateway.settings.server.reasoning_fields,
             include_usage=bool(wire.stream_options and wire.stream_options.include_usage),
             logprobs=req.logprobs,
             choices=req.n,
@@ -180,14 +172,8 @@ async def chat_completions(request: Request[Any, Any, Any]) -> ASGIResponse:
         )
     try:
         result = await _collect(gen, request.receive)
-    except _ClientGone:
-        return error_asgi(http_error(499, "Client closed the request.", code="client_disconnect"))
-    except GenerationFailed:
-        reason = gen.ctx.cancel.reason
-        if reason not in ("timeout", "shutdown"):
-            raise
-        err = http_error(503, f"Generation cancelled ({reason}).", code=reason)
-        return error_asgi(msgspec.structs.replace(err, headers={"retry-after": "1"}))
+    except ClientGone as exc:
+        return error_asgi(exc)
     # a non-stream generation may have moved on to another upstream or model part-way
     state["model_id"] = gen.model_id
     headers = _headers(gen)
@@ -196,7 +182,7 @@ async def chat_completions(request: Request[Any, Any, Any]) -> ASGIResponse:
         completion_id=completion_id,
         model=gen.model_id,
         created=created,
-        reasoning_fields=gw.settings.server.reasoning_fields,
+        reasoning_fields=gateway.settings.server.reasoning_fields,
         logprobs=req.logprobs,
     )
     return ASGIResponse(body=_ENCODER.encode(completion), media_type="application/json", headers=headers)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from litestar import Request, Response, get
+from litestar.di import NamedDependency
 from prometheus_client import exposition
 
-if TYPE_CHECKING:
-    from app.gateway import Gateway
+from app import paths
+from app.gateway import Gateway
 
 __all__ = ["metrics"]
 
 
-@get("/metrics", operation_id="metrics", include_in_schema=False)
-async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-    gw: Gateway = request.app.state.gateway
+@get(paths.METRICS, operation_id="metrics", include_in_schema=False)
+async def metrics(request: Request[Any, Any, Any], gateway: NamedDependency[Gateway]) -> Response[bytes]:
     encoder, content_type = exposition.choose_encoder(request.headers.get("accept", ""))
-    return Response(content=encoder(gw.registry), media_type=content_type)
+    return Response(content=encoder(gateway.registry), media_type=content_type)

@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import Response, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath
 
+from app import paths
+from app.gateway import Gateway
 from compat.responses import ModelCard, ModelList
-from pipelines.upstream import UpstreamRouted
 
 if TYPE_CHECKING:
-    from app.gateway import Gateway
     from pipelines.manager import ModelEntry
 
 __all__ = ["get_model", "list_models", "unload_model"]
@@ -42,7 +43,7 @@ def model_card(gw: Gateway, entry: ModelEntry) -> ModelCard:
         context_length=config.context_length,
         max_output_tokens=config.max_output_tokens,
         capabilities=provider.capabilities,
-        upstreams=[u.snapshot() for u in provider.pool.upstreams] if isinstance(provider, UpstreamRouted) else None,
+        upstreams=provider.upstream_states(),
     )
 
 
@@ -50,23 +51,20 @@ def _json(obj: Any, status: int = 200) -> Response[bytes]:
     return Response(content=_ENCODER.encode(obj), status_code=status, media_type="application/json")
 
 
-@get("/v1/models", operation_id="listModels", include_in_schema=False)
-async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
-    gw: Gateway = request.app.state.gateway
-    return _json(ModelList(data=[model_card(gw, e) for e in gw.manager.entries]))
+@get(paths.MODELS, operation_id="listModels", include_in_schema=False)
+async def list_models(gateway: NamedDependency[Gateway]) -> Response[bytes]:
+    return _json(ModelList(data=[model_card(gateway, e) for e in gateway.manager.entries]))
 
 
-@get("/v1/models/{model:path}", operation_id="retrieveModel", include_in_schema=False)
-async def get_model(request: Request[Any, Any, Any], model: FromPath[str]) -> Response[bytes]:
-    gw: Gateway = request.app.state.gateway
-    entry = gw.router.entry(model.lstrip("/"))  # unknown: 404 model_not_found
-    return _json(model_card(gw, entry))
+@get(paths.MODEL_ROUTE, operation_id="retrieveModel", include_in_schema=False)
+async def get_model(gateway: NamedDependency[Gateway], model: FromPath[str]) -> Response[bytes]:
+    entry = gateway.router.entry(model.lstrip("/"))  # unknown: 404 model_not_found
+    return _json(model_card(gateway, entry))
 
 
-@post("/admin/unload/{model:path}", operation_id="unloadModel", status_code=200, include_in_schema=False)
-async def unload_model(request: Request[Any, Any, Any], model: FromPath[str]) -> Response[bytes]:
+@post(paths.UNLOAD_ROUTE, operation_id="unloadModel", status_code=200, include_in_schema=False)
+async def unload_model(gateway: NamedDependency[Gateway], model: FromPath[str]) -> Response[bytes]:
     """Unloads a loaded model (`ModelUnloaded reason=explicit_unload`); it reloads on next use."""
-    gw: Gateway = request.app.state.gateway
-    entry = gw.router.entry(model.lstrip("/"))  # unknown: 404 model_not_found
-    unloaded = await gw.manager.unload(entry.config.id, "explicit_unload")
+    entry = gateway.router.entry(model.lstrip("/"))  # unknown: 404 model_not_found
+    unloaded = await gateway.manager.unload(entry.config.id, "explicit_unload")
     return _json({"id": entry.config.id, "unloaded": unloaded, "status": entry.provider.status})

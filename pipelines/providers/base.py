@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import msgspec
 
+from pipelines.errors import CancelReason
 from pipelines.types import GenerationRequest, Message, Output, ResponseFormat
 
 if TYPE_CHECKING:
@@ -59,9 +60,10 @@ class CancelToken:
         # A plain attribute: decode threads only poll it, nobody waits on it, and one
         # attribute store is atomic (a threading.Event cost a lock and a condition per request).
         self.cancelled = False
-        self.reason: str | None = None
+        self.reason: CancelReason | None = None
+        """The first reason given (a later cancel does not change it)."""
 
-    def cancel(self, reason: str) -> None:
+    def cancel(self, reason: CancelReason) -> None:
         if self.reason is None:
             self.reason = reason
         self.cancelled = True
@@ -91,6 +93,9 @@ class Provider(abc.ABC):
     kind: str = "abstract"
     stub: bool = False
     stub_reason: str | None = None
+    instant: bool = False
+    """Answers in microseconds, so that watching a client for a disconnect costs more
+    than the answer (the stub)."""
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
@@ -140,6 +145,11 @@ class Provider(abc.ABC):
         """The ways to run one generation, in the order to try them: a failure before the
         first piece that may be retried moves on to the next (the fallback chain)."""
         return [self.generate]
+
+    def upstream_states(self) -> list[dict[str, Any]] | None:
+        """The state of each upstream server the model is served by (model cards show
+        it); None for a model served here."""
+        return None
 
     async def maintain(self) -> None:
         """Background upkeep for as long as the gateway runs (an upstream pool's health

@@ -110,6 +110,7 @@ class StubProvider(Provider):
 
     kind = "stub"
     stub = True
+    instant = True
 
     def __init__(self, config: ModelConfig, *, reason: str = "configured") -> None:
         super().__init__(config)

@@ -4,7 +4,7 @@ OpenAI's envelope, through `UpstreamError`), and whether another upstream or mod
 still be tried (`retryable`; only ever acted on before the first token).
 
     UpstreamError (pipelines.errors)
-    └── UpstreamFailure          reason, retryable, upstream
+    └── UpstreamFailure          reason, retryable (then `retry_reason` = reason)
 
 HTTP status from the upstream -> what the client sees:
     400, 413, 422, other 4xx  -> 400 with the upstream's message/param/code (not retried)
@@ -77,6 +77,7 @@ class UpstreamFailure(UpstreamError):
             self.code = code  # type: ignore[assignment]
         self.reason = reason
         self.retryable = retryable
+        self.retry_reason = reason if retryable else None
 
 
 def from_transport(exc: httpx.TransportError, where: str) -> UpstreamFailure:

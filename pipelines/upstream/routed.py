@@ -6,6 +6,7 @@ import abc
 import asyncio
 import functools
 from collections.abc import AsyncGenerator, Iterable
+from typing import Any
 
 from pipelines.providers.base import CancelToken, DecodeParams, Prompt, Provider, Source
 from pipelines.types import Output
@@ -37,6 +38,9 @@ class UpstreamRouted(Provider):
 
     def admission_slots(self) -> int:
         return self.config.slots * len(self.pool.upstreams)
+
+    def upstream_states(self) -> list[dict[str, Any]] | None:
+        return [u.snapshot() for u in self.pool.upstreams]
 
     async def maintain(self) -> None:
         if self.pool.probe_seconds > 0:

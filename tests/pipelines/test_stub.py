@@ -10,6 +10,7 @@ import pytest
 
 from compat.translate import to_completion
 from pipelines.config import StubModelConfig
+from pipelines.errors import CancelReason
 from pipelines.events import GenerationCompleted
 from pipelines.providers.base import CancelToken, DecodeParams, Prompt
 from pipelines.providers.stub import StubProvider
@@ -91,7 +92,7 @@ async def test_a_cancelled_stub_stops() -> None:
     async for piece in provider.generate(HELLO, DecodeParams(max_tokens=1000), cancel):
         out.append(piece)
         if len(out) == 3:
-            cancel.cancel("client_disconnect")
+            cancel.cancel(CancelReason.CLIENT_DISCONNECT)
     assert len(out) == 3
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from pipelines.channels import ChannelMapper
 from pipelines.config import ReplayModelConfig
+from pipelines.errors import CancelReason
 from pipelines.harmony.decoder import HarmonyDecoder
 from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Prompt
 from pipelines.providers.replay import ReplayProvider
@@ -91,7 +92,7 @@ async def test_cancel_stops_the_replay(recording: Path) -> None:
     async for piece in provider.generate(Prompt(), DecodeParams(max_tokens=1000), cancel):
         seen.append(piece)
         if len(seen) == 3:
-            cancel.cancel("client_gone")
+            cancel.cancel(CancelReason.CLIENT_DISCONNECT)
     assert len(seen) == 3
 
 

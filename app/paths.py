@@ -1,0 +1,32 @@
+"""Every route's path, in one place: the route decorators, the OpenAPI document, the
+request metrics' endpoint labels (`app.context.endpoint_of`) and the auth layer's open
+paths all read them here."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ADMIN",
+    "CHAT_COMPLETIONS",
+    "HEALTH",
+    "METRICS",
+    "MODEL",
+    "MODELS",
+    "MODEL_ROUTE",
+    "OPENAPI",
+    "READY",
+    "UNLOAD_ROUTE",
+]
+
+CHAT_COMPLETIONS = "/v1/chat/completions"
+MODELS = "/v1/models"
+MODEL = f"{MODELS}/{{model}}"
+"""One model, as the OpenAPI document and the endpoint label name it."""
+MODEL_ROUTE = f"{MODELS}/{{model:path}}"
+"""The same as Litestar routes it: a model id may hold slashes (`org/name`)."""
+ADMIN = "/admin"
+"""The admin routes' prefix (and their one endpoint label)."""
+UNLOAD_ROUTE = f"{ADMIN}/unload/{{model:path}}"
+HEALTH = "/health"
+READY = "/ready"
+METRICS = "/metrics"
+OPENAPI = "/openapi.json"

@@ -1,0 +1,60 @@
+"""Route paths live in `app/paths.py`: what Litestar serves, what the OpenAPI document
+describes and what the request metrics label are the same paths."""
+
+from __future__ import annotations
+
+import pytest
+from litestar import Litestar
+
+from app import paths
+from app.context import endpoint_of
+from app.factory import create_litestar
+from app.gateway import build_gateway
+from app.openapi import build_openapi
+from app.settings import load_settings
+
+
+@pytest.fixture(scope="module")
+def app() -> Litestar:
+    return create_litestar(build_gateway(load_settings(None, env={})))
+
+
+def test_every_route_is_a_path_constant(app: Litestar) -> None:
+    constants = {getattr(paths, name) for name in paths.__all__}
+    served = {route.path for route in app.routes}
+    assert served == {
+        paths.CHAT_COMPLETIONS,
+        paths.MODELS,
+        paths.MODEL_ROUTE,
+        paths.UNLOAD_ROUTE,
+        paths.HEALTH,
+        paths.READY,
+        paths.METRICS,
+        paths.OPENAPI,
+    }
+    assert served <= constants
+
+
+def test_every_documented_path_is_served(app: Litestar) -> None:
+    served = {route.path_format for route in app.routes}
+    assert set(build_openapi()["paths"]) <= served
+
+
+@pytest.mark.parametrize(
+    ("path", "label"),
+    [
+        (paths.CHAT_COMPLETIONS, paths.CHAT_COMPLETIONS),
+        (paths.MODELS, paths.MODELS),
+        (f"{paths.MODELS}/org/some-model", paths.MODEL),
+        ("/admin/unload/stub-chat", paths.ADMIN),
+        (paths.HEALTH, paths.HEALTH),
+        (paths.READY, paths.READY),
+        (paths.METRICS, paths.METRICS),
+        (paths.OPENAPI, paths.OPENAPI),
+        ("/v1/models-but-not", "other"),
+        ("/administrator", "other"),
+        ("/v1/chat/completions/extra", "other"),
+    ],
+)
+def test_endpoint_labels_come_from_the_paths(path: str, label: str) -> None:
+    assert endpoint_of(path) == label
