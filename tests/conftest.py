@@ -10,6 +10,9 @@ import pytest
 from tests.support.configs import STUB_MODELS
 from tests.support.served import ServedGateway, serve
 
+# openai-harmony as the reference renderer, for the Harmony tests of every layer
+pytest_plugins = ["tests.support.harmony_reference"]
+
 
 @pytest.fixture(scope="session")
 def stub_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedGateway]:

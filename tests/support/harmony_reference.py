@@ -12,7 +12,7 @@ import pytest
 from pipelines.types import Message, Tool
 
 # CI clones the repository with `shared/` as its sibling, exactly like the dev machines.
-_VOCAB = Path(__file__).resolve().parents[3].parent / "shared" / "vocab"
+_VOCAB = Path(__file__).resolve().parents[2].parent / "shared" / "vocab"
 
 ReferenceRender = Callable[..., str]
 ReferenceTokens = Callable[..., list[int]]

@@ -1,5 +1,5 @@
-"""The primary pipeline renders what the wire sent the way openai-harmony would:
-the tool round trip of a second request included."""
+"""What the chat wire sends renders into Harmony the way openai-harmony would (compat's
+translation, then the Harmony pipeline): the tool round trip of a second request included."""
 
 from __future__ import annotations
 
