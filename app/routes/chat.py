@@ -17,7 +17,7 @@ from litestar.response.streaming import ASGIStreamingResponse
 from app.errors import error_asgi
 from app.limits import check_limits
 from compat.errors import from_decode_error, from_gateway_error, http_error
-from compat.requests import ChatCompletionRequest
+from compat.requests import ChatCompletionRequest, decode_chat_request
 from compat.translate import StreamEncoder, to_completion, to_internal
 from pipelines.errors import GatewayError, GenerationFailed
 
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["chat_completions"]
 
 _log = logging.getLogger(__name__)
-_DECODER = msgspec.json.Decoder(ChatCompletionRequest)
 _KNOWN = frozenset(ChatCompletionRequest.__struct_fields__)
 _ENCODER = msgspec.json.Encoder()
 
@@ -143,7 +142,7 @@ async def chat_completions(request: Request[Any, Any, Any]) -> ASGIResponse:
         )
         return error_asgi(msgspec.structs.replace(err, headers={"connection": "close"}))
     try:
-        wire = _DECODER.decode(body)
+        wire = decode_chat_request(body)
     except msgspec.DecodeError as exc:
         return error_asgi(from_decode_error(exc))
     except UnicodeDecodeError:
