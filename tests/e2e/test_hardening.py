@@ -257,17 +257,18 @@ async def test_50_vanishing_clients_cancel_exactly_50_and_free_the_model(real_gw
     )
     client = async_client(real_gw)
 
-    async def first_token_seconds() -> float:
+    async def first_token_seconds() -> tuple[float, float]:
+        """Seconds to the first token, and between tokens after it (this run's decode pace)."""
         sent = time.perf_counter()
         stream = await client.chat.completions.create(
-            model=REAL, messages=[{"role": "user", "content": "Say hello."}], max_tokens=8, stream=True
+            model=REAL, messages=story(0), max_tokens=16, temperature=0.0, stream=True
         )
-        first = None
+        arrived = []
         async for chunk in stream:
-            if first is None and chunk.choices and chunk.choices[0].delta.content:
-                first = time.perf_counter() - sent
-        assert first is not None
-        return first
+            if chunk.choices and chunk.choices[0].delta.content:
+                arrived.append(time.perf_counter() - sent)
+        assert len(arrived) >= 4, arrived
+        return arrived[0], (arrived[-1] - arrived[0]) / (len(arrived) - 1)
 
     async def vanish(i: int) -> int:
         stream = await client.chat.completions.create(
@@ -283,7 +284,7 @@ async def test_50_vanishing_clients_cancel_exactly_50_and_free_the_model(real_gw
         return seen
 
     try:
-        baseline = await first_token_seconds()
+        baseline, gap = await first_token_seconds()
         # ten waves of five: one decoding, four queued, each leaving after two tokens
         for wave in range(10):
             seen = await asyncio.gather(*(vanish(wave * 5 + j) for j in range(5)))
@@ -302,11 +303,12 @@ async def test_50_vanishing_clients_cancel_exactly_50_and_free_the_model(real_gw
                 break
             await asyncio.sleep(0.05)
         assert after - before == 50
-        # the model is free at once: the next stream's first token comes as fast as on an idle
-        # gateway (a leftover generation would hold the model for seconds). ~0.5 s here; a
-        # loaded 2-core machine is allowed its own baseline.
-        first = await first_token_seconds()
-        assert first < max(0.5, 2 * baseline), f"first token after {first:.2f}s (idle: {baseline:.2f}s)"
+        # the model is free at once: the next stream's first token comes about as fast as on
+        # the idle gateway, not after a leftover generation (up to 198 more tokens) gave the
+        # model back. Both measured in this run: its first token, and its pace per token.
+        first, _ = await first_token_seconds()
+        slack = 2 * baseline + 50 * gap
+        assert first < slack, f"first token after {first:.2f}s (idle: {baseline:.2f}s, {gap * 1000:.0f} ms/token)"
     finally:
         await client.close()
     log = real_gw.log()
