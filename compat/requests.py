@@ -4,12 +4,14 @@ fields are accepted and ignored (SDKs send fields we do not model)."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
 __all__ = [
+    "HUGE_TOKEN_LIMIT",
     "AssistantMessage",
     "ChatCompletionRequest",
     "ContentPart",
@@ -29,6 +31,7 @@ __all__ = [
     "UserMessage",
     "WireMessage",
     "WireToolCall",
+    "decode_chat_request",
 ]
 
 
@@ -194,3 +197,49 @@ class ChatCompletionRequest(_Wire):
     """Extension: min-p sampling."""
     repeat_penalty: Annotated[float, Meta(gt=0.0)] | None = None
     """Extension: llama.cpp's repetition penalty."""
+
+
+HUGE_TOKEN_LIMIT = 2**63 - 1
+"""What an output limit too long for an int (over 4,300 digits, Python's bound on reading
+one) stands for: as large as any, so capped like any (`min(requested, passport cap, gateway cap)`)."""
+
+_OUT_OF_RANGE = re.compile(r"^Integer value out of range - at `\$\.(max_tokens|max_completion_tokens)`$")
+_POSITIVE_INTEGER = re.compile(rb"[1-9][0-9]*")
+_ABSENT = msgspec.Raw(b"null")
+
+
+class _RawTokenLimits(ChatCompletionRequest):
+    """The request with both output limits kept as their JSON literals (decoding only)."""
+
+    max_completion_tokens: msgspec.Raw = _ABSENT  # type: ignore[assignment]
+    max_tokens: msgspec.Raw = _ABSENT  # type: ignore[assignment]
+
+
+_DECODER = msgspec.json.Decoder(ChatCompletionRequest)
+_RAW_LIMITS_DECODER = msgspec.json.Decoder(_RawTokenLimits)
+_LIMIT_DECODER = msgspec.json.Decoder(Annotated[int, Meta(ge=1)] | None)
+
+
+def decode_chat_request(body: bytes) -> ChatCompletionRequest:
+    """Decodes and validates a request body; raises `msgspec.DecodeError` (with its
+    `- at $.path`) for one that is not a request.
+
+    A `max_tokens` or `max_completion_tokens` too long for an int is still a positive
+    integer: it reads as `HUGE_TOKEN_LIMIT`, not as an error. Only such a body is decoded a
+    second time, so every other request (and every other error) goes through one decode."""
+    try:
+        return _DECODER.decode(body)
+    except msgspec.ValidationError as exc:
+        if not _OUT_OF_RANGE.match(str(exc)):
+            raise
+    raw = _RAW_LIMITS_DECODER.decode(body)
+    limits: dict[str, int | None] = {}
+    for name in ("max_completion_tokens", "max_tokens"):
+        literal = bytes(getattr(raw, name))
+        try:
+            limits[name] = _LIMIT_DECODER.decode(literal)
+        except msgspec.ValidationError as exc:
+            if str(exc) != "Integer value out of range" or not _POSITIVE_INTEGER.fullmatch(literal):
+                raise msgspec.ValidationError(f"{exc} - at `$.{name}`") from None  # negative or zero: refused
+            limits[name] = HUGE_TOKEN_LIMIT
+    return ChatCompletionRequest(**{**msgspec.structs.asdict(raw), **limits})

@@ -34,6 +34,12 @@ class ModelEntry:
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     last_used: float = field(default_factory=time.monotonic)
     load_failure: LoadFailure | None = None
+    loading: asyncio.Task[None] | None = None
+    """The load under way: a task of its own, so a request that stops waiting for it
+    (`load_timeout`) does not cancel it."""
+    loaded_once: bool = False
+    """Loaded (or served by the stub) at least once: an unload since then (idle, switch,
+    explicit) does not make the gateway unready, as the next request loads it again."""
 
     def __post_init__(self) -> None:
         self.idle.set()
@@ -88,28 +94,37 @@ class ModelManager:
     @property
     def ready(self) -> bool:
         """Every model meant to be loaded at start-up has been (a stub counts)."""
-        return all(e.provider.status == "loaded" for e in self._entries.values() if e.config.preload)
+        return all(e.loaded_once for e in self._entries.values() if e.config.preload)
 
     # -- loading ----------------------------------------------------------------
 
     async def load_all(self) -> None:
         for entry in self._entries.values():
-            if entry.config.preload:
-                await self.ensure_loaded(entry)
+            if entry.config.preload and entry.provider.status != "loaded":
+                await self._loading(entry)  # no request waits on these: as long as the load takes
 
     async def ensure_loaded(self, entry: ModelEntry) -> Provider:
         if entry.provider.status == "loaded":
             return entry.provider
         try:
             async with asyncio.timeout(self._load_timeout):
-                async with entry.lock:
-                    if entry.provider.status != "loaded":
-                        await self._load(entry)
+                await asyncio.shield(self._loading(entry))
         except TimeoutError:
             raise ModelUnavailable(
                 f"Model '{entry.config.id}' is still loading; try again shortly.", retry_after=5.0
             ) from None
         return entry.provider
+
+    def _loading(self, entry: ModelEntry) -> asyncio.Task[None]:
+        """The entry's load under way, started if none is."""
+        if entry.loading is None or entry.loading.done():
+            entry.loading = asyncio.ensure_future(self._load_locked(entry))
+        return entry.loading
+
+    async def _load_locked(self, entry: ModelEntry) -> None:
+        async with entry.lock:
+            if entry.provider.status != "loaded":
+                await self._load(entry)
 
     async def _load(self, entry: ModelEntry) -> None:
         config = entry.config
@@ -133,6 +148,8 @@ class ModelManager:
             entry.provider = provider
             await provider.load()
         provider.status = "loaded"
+        entry.loaded_once = True
+        entry.last_used = time.monotonic()  # idle from now: a load slower than keep_alive is not undone at once
         metadata: dict[str, object] = {"stub": provider.stub}
         if provider.stub:
             metadata["stub_reason"] = provider.stub_reason

@@ -21,7 +21,7 @@ from app.gateway import Gateway
 from app.limits import check_limits
 from compat.errors import decode_error, from_gateway_error
 from compat.refusals import ClientGone, Draining, MalformedBody, RequestTimeout, UnsupportedMediaType
-from compat.requests import ChatCompletionRequest
+from compat.requests import ChatCompletionRequest, decode_chat_request
 from compat.translate import StreamEncoder, to_completion, to_internal
 from pipelines.errors import Cancelled, CancelReason, GatewayError, GenerationFailed
 
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["chat_completions"]
 
 _log = logging.getLogger(__name__)
-_DECODER = msgspec.json.Decoder(ChatCompletionRequest)
 _KNOWN = frozenset(ChatCompletionRequest.__struct_fields__)
 _ENCODER = msgspec.json.Encoder()
 
@@ -135,7 +134,7 @@ async def chat_completions(request: Request[Any, Any, Any], gateway: NamedDepend
         # the rest of the body may still come: only a new connection starts clean
         return error_asgi(RequestTimeout("body", gateway.settings.server.body_timeout), {"connection": "close"})
     try:
-        wire = _DECODER.decode(body)
+        wire = decode_chat_request(body)
     except msgspec.DecodeError as exc:
         return error_asgi(decode_error(exc))
     except UnicodeDecodeError:

@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from tests.support.configs import STUB_MODELS
+from tests.support.logs import events
 from tests.support.served import ServedGateway, serve
 
 pytestmark = pytest.mark.slow
@@ -150,7 +151,7 @@ def test_non_ascii_and_oversized_credentials_are_401(keyed: ServedGateway, recor
     [
         ("GET", "/v1/models"),
         ("GET", "/v1/models/stub-chat"),
-        ("POST", "/admin/models/stub-chat/unload"),
+        ("POST", "/admin/unload/stub-chat"),
         ("GET", "/openapi.json"),
         ("GET", "/no-such-route"),
         ("POST", "/v1/chat/completions"),
@@ -160,6 +161,37 @@ def test_every_other_route_needs_the_key(keyed: ServedGateway, recorder: Recorde
     # unknown routes too: without a key nobody learns which routes exist
     r = recorder.add(httpx.request(method, f"{keyed.base_url}{path}", timeout=10))
     assert_401(r)
+
+
+def _status(recorder: Recorder, gw: ServedGateway, model: str) -> str:
+    r = _get(recorder, gw, f"/v1/models/{model}", INLINE_KEY)
+    assert r.status_code == 200, r.text
+    status: str = r.json()["status"]
+    return status
+
+
+def _unloads(gw: ServedGateway, model: str) -> list[str]:
+    return [e["reason"] for e in events(gw.log(), "ModelUnloaded") if e["model_id"] == model]
+
+
+def test_the_admin_unload_route_needs_the_key_and_then_unloads(keyed: ServedGateway, recorder: Recorder) -> None:
+    assert _post(recorder, keyed, INLINE_KEY).status_code == 200  # stub-chat is in use, so loaded
+    assert _status(recorder, keyed, "stub-chat") == "loaded"
+    before = _unloads(keyed, "stub-chat")
+    url = f"{keyed.base_url}/admin/unload/stub-chat"
+    assert_401(recorder.add(httpx.post(url, timeout=10)))
+    assert_401(recorder.add(httpx.post(url, headers={"authorization": f"Bearer {WRONG_KEY}"}, timeout=10)))
+    # refused: nothing was unloaded
+    assert _status(recorder, keyed, "stub-chat") == "loaded"
+    assert _unloads(keyed, "stub-chat") == before
+    r = recorder.add(httpx.post(url, headers={"authorization": f"Bearer {FILE_KEY}"}, timeout=10))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"id": "stub-chat", "unloaded": True, "status": "unloaded"}
+    assert _status(recorder, keyed, "stub-chat") == "unloaded"
+    assert _unloads(keyed, "stub-chat") == [*before, "explicit_unload"]
+    # it loads again on its next use
+    assert _post(recorder, keyed, FILE_KEY).status_code == 200
+    assert _status(recorder, keyed, "stub-chat") == "loaded"
 
 
 @pytest.mark.parametrize("path", ["/health", "/ready"])

@@ -15,7 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from compat.requests import HUGE_TOKEN_LIMIT
 from tests.support.configs import STUB_MODELS
+from tests.support.logs import events
 from tests.support.served import ServedGateway, serve
 
 pytestmark = pytest.mark.slow
@@ -269,7 +271,9 @@ def test_duplicate_keys_are_never_a_5xx(client: httpx.Client, body: bytes, expec
         ("n", b"1" + b"0" * 400),
         ("top_logprobs", b"1" + b"0" * 400),
         ("max_tokens", b"-1" + b"0" * 400),
-        ("max_tokens", b"1" + b"0" * 5000),  # past Python's int-to-str digit limit
+        ("max_tokens", b"-1" + b"0" * 5000),  # past Python's int-to-str digit limit
+        ("max_completion_tokens", b"-1" + b"0" * 5000),
+        ("max_completion_tokens", b"0"),
         ("seed", b"1" + b"0" * 5000),
         ("max_tokens", b"1e400"),
     ],
@@ -277,6 +281,26 @@ def test_duplicate_keys_are_never_a_5xx(client: httpx.Client, body: bytes, expec
 def test_huge_numbers_are_400_naming_the_field(client: httpx.Client, field: str, literal: bytes) -> None:
     err = rejected(send(client, HEAD + b'"' + field.encode() + b'":' + literal + b"}"))
     assert err["param"] == field, err
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+@pytest.mark.parametrize(
+    ("digits", "requested"),
+    [(400, 10**400), (5000, HUGE_TOKEN_LIMIT)],  # 5,000 digits: past Python's int-to-str digit limit
+    ids=["400-digits", "5000-digits"],
+)
+def test_a_huge_output_limit_is_capped_not_refused(
+    client: httpx.Client, gw: ServedGateway, field: str, digits: int, requested: int
+) -> None:
+    # docs/limits.md: max_tokens above the caps is capped, not refused, however many digits
+    r = send(client, HEAD + b'"' + field.encode() + b'":1' + b"0" * digits + b"}")
+    assert ok(r)["choices"][0]["message"]["content"]
+    rid = r.headers["x-request-id"]
+    [started] = [e for e in events(gw.log(), "GenerationStarted") if e["request_id"] == rid]
+    sampling = started["sampling"]
+    # stub-chat's passport cap is 64 (no gateway cap here): min(requested, 64, none)
+    assert (sampling["requested_max_tokens"], sampling["max_tokens"]) == (requested, 64), sampling
+    assert (sampling["cap_applied"], sampling["cap_source"]) == (True, "passport"), sampling
 
 
 @pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"nan", b"inf"])

@@ -35,6 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines.admission import Admission
 from pipelines.errors import ModelUnavailable
+from tests.e2e.upstream import TinyUpstream, tiny_upstream
 from tests.support.configs import smollm2
 from tests.support.logs import events
 from tests.support.served import REPO, ServedGateway, serve
@@ -203,7 +204,6 @@ async def test_one_slot_and_a_queue_of_4_serve_5_of_16_and_refuse_11_at_once(rea
     outcomes: list[tuple[str, Any]] = []
 
     async def one(i: int) -> None:
-        sent = time.perf_counter()
         try:
             # long enough that all 16 arrive while the first decodes; short enough that the
             # 5 served ones finish in time on a busy 2-core machine
@@ -215,9 +215,9 @@ async def test_one_slot_and_a_queue_of_4_serve_5_of_16_and_refuse_11_at_once(rea
                 if chunk.choices:
                     text.append(chunk.choices[0].delta.content or "")
                     finish = chunk.choices[0].finish_reason or finish
-            outcomes.append(("ok", ("".join(text), finish)))
+            outcomes.append(("ok", ("".join(text), finish, time.perf_counter())))
         except openai.RateLimitError as exc:
-            outcomes.append(("429", (exc, time.perf_counter() - sent)))
+            outcomes.append(("429", (exc, time.perf_counter())))
         except openai.APIStatusError as exc:
             outcomes.append((str(exc.status_code), exc))
 
@@ -227,13 +227,16 @@ async def test_one_slot_and_a_queue_of_4_serve_5_of_16_and_refuse_11_at_once(rea
         await client.close()
     kinds = Counter(kind for kind, _ in outcomes)
     assert kinds == {"ok": 5, "429": 11}, kinds
+    # immediate: every refusal came back before any served stream had ended (none of them
+    # waited for a slot to free up)
+    first_served_end = min(value[2] for kind, value in outcomes if kind == "ok")
     for kind, value in outcomes:
         if kind == "ok":
-            text, finish = value
+            text, finish, _ = value
             assert text.strip() and finish in ("stop", "length")
         else:
-            exc, seconds = value
-            assert seconds < 1.0, f"a 429 took {seconds:.2f}s: it must be immediate"
+            exc, answered = value
+            assert answered < first_served_end, "a 429 came after a served stream ended: it waited"
             assert int(exc.response.headers["retry-after"]) >= 1
             body = exc.body
             assert isinstance(body, dict) and body["code"] == "rate_limit_exceeded", body
@@ -254,17 +257,18 @@ async def test_50_vanishing_clients_cancel_exactly_50_and_free_the_model(real_gw
     )
     client = async_client(real_gw)
 
-    async def first_token_seconds() -> float:
+    async def first_token_seconds() -> tuple[float, float]:
+        """Seconds to the first token, and between tokens after it (this run's decode pace)."""
         sent = time.perf_counter()
         stream = await client.chat.completions.create(
-            model=REAL, messages=[{"role": "user", "content": "Say hello."}], max_tokens=8, stream=True
+            model=REAL, messages=story(0), max_tokens=16, temperature=0.0, stream=True
         )
-        first = None
+        arrived = []
         async for chunk in stream:
-            if first is None and chunk.choices and chunk.choices[0].delta.content:
-                first = time.perf_counter() - sent
-        assert first is not None
-        return first
+            if chunk.choices and chunk.choices[0].delta.content:
+                arrived.append(time.perf_counter() - sent)
+        assert len(arrived) >= 4, arrived
+        return arrived[0], (arrived[-1] - arrived[0]) / (len(arrived) - 1)
 
     async def vanish(i: int) -> int:
         stream = await client.chat.completions.create(
@@ -280,7 +284,7 @@ async def test_50_vanishing_clients_cancel_exactly_50_and_free_the_model(real_gw
         return seen
 
     try:
-        baseline = await first_token_seconds()
+        baseline, gap = await first_token_seconds()
         # ten waves of five: one decoding, four queued, each leaving after two tokens
         for wave in range(10):
             seen = await asyncio.gather(*(vanish(wave * 5 + j) for j in range(5)))
@@ -299,11 +303,12 @@ async def test_50_vanishing_clients_cancel_exactly_50_and_free_the_model(real_gw
                 break
             await asyncio.sleep(0.05)
         assert after - before == 50
-        # the model is free at once: the next stream's first token comes as fast as on an idle
-        # gateway (a leftover generation would hold the model for seconds). ~0.5 s here; a
-        # loaded 2-core machine is allowed its own baseline.
-        first = await first_token_seconds()
-        assert first < max(0.5, 2 * baseline), f"first token after {first:.2f}s (idle: {baseline:.2f}s)"
+        # the model is free at once: the next stream's first token comes about as fast as on
+        # the idle gateway, not after a leftover generation (up to 198 more tokens) gave the
+        # model back. Both measured in this run: its first token, and its pace per token.
+        first, _ = await first_token_seconds()
+        slack = 2 * baseline + 50 * gap
+        assert first < slack, f"first token after {first:.2f}s (idle: {baseline:.2f}s, {gap * 1000:.0f} ms/token)"
     finally:
         await client.close()
     log = real_gw.log()
@@ -329,6 +334,7 @@ max_output_tokens = 4096
 
 class StreamOutcome:
     def __init__(self) -> None:
+        self.request_id: str | None = None
         self.status: int | None = None
         self.chunks = 0
         self.done = False
@@ -354,6 +360,7 @@ async def read_stream(client: httpx.AsyncClient, body: dict[str, Any], started: 
     try:
         async with client.stream("POST", "/v1/chat/completions", json=body) as r:
             out.status = r.status_code
+            out.request_id = r.headers.get("x-request-id")
             if r.status_code != 200:
                 await r.aread()
                 out.error = r.json().get("error")
@@ -381,23 +388,38 @@ async def read_stream(client: httpx.AsyncClient, body: dict[str, Any], started: 
     return out
 
 
+def _endless_model(up: TinyUpstream) -> str:
+    """An `openai_http` model whose upstream streams forever: its streams outlast any grace."""
+    return f"""
+[[models]]
+id = "endless"
+provider = "openai_http"
+format = "chat"
+slots = 4
+max_output_tokens = 4096
+probe_seconds = 0
+upstreams = [{{ base_url = "{up.base_url}", model = "endless" }}]
+"""
+
+
 async def test_sigterm_under_stub_load_ends_every_accepted_stream_cleanly(tmp_path: Path) -> None:
-    with serve(STUB_LONG, tmp_path) as gw:
+    # 10 stub streams (they may finish within the 0.5 s grace, or be cut) and 2 that cannot finish
+    models = ["stub-long"] * 10 + ["endless"] * 2
+    with tiny_upstream() as up, serve(STUB_LONG + _endless_model(up), tmp_path) as gw:
         async with httpx.AsyncClient(base_url=gw.base_url, timeout=60) as client:
-            flags = [asyncio.Event() for _ in range(10)]
+            flags = [asyncio.Event() for _ in models]
             tasks = [
                 asyncio.create_task(
                     read_stream(
                         client,
-                        {"model": "stub-long", "messages": [{"role": "user", "content": f"story {i}"}], "stream": True},
+                        {"model": model, "messages": [{"role": "user", "content": f"story {i}"}], "stream": True},
                         flags[i],
                     )
                 )
-                for i in range(10)
+                for i, model in enumerate(models)
             ]
             await asyncio.wait_for(asyncio.gather(*(f.wait() for f in flags)), 30)
             gw.proc.send_signal(signal.SIGTERM)
-            sent = time.monotonic()
             # after SIGTERM nobody new is served: refused at the socket, or a 503
             late = None
             try:
@@ -409,24 +431,29 @@ async def test_sigterm_under_stub_load_ends_every_accepted_stream_cleanly(tmp_pa
             except httpx.HTTPError:
                 pass
             outcomes = await asyncio.wait_for(asyncio.gather(*tasks), 60)
-        assert gw.proc.wait(30) is not None
-        waited = time.monotonic() - sent
+        # a graceful stop ends by re-raising SIGTERM (uvicorn's way): -15, not 1 or a crash
+        assert gw.proc.wait(30) == -signal.SIGTERM
     if late is not None:
         assert late.status_code == 503, late.text
         assert late.json()["error"]["code"] in ("shutting_down", "model_unavailable")
-    for i, out in enumerate(outcomes):
+    log = gw.log()
+    completed = {e["request_id"] for e in events(log, "GenerationCompleted")}
+    cancelled = {e["request_id"]: e["reason"] for e in events(log, "GenerationCancelled")}
+    for i, (model, out) in enumerate(zip(models, outcomes, strict=True)):
         assert out.accepted, (i, out.status, out.exc)
         assert out.exc is None, (i, out.exc)
         assert out.complete or out.clean_error, (i, vars(out))
+        if model == "endless":
+            assert out.clean_error, (i, vars(out))  # it could not finish: it was cut, and said so
         if out.clean_error:
             assert out.error is not None and out.error["code"] == "shutdown"
-    assert waited < 30
-    log = gw.log()
+            assert cancelled.get(out.request_id) == "shutdown", (i, vars(out))
+        else:  # what the client saw is what the gateway recorded
+            assert out.request_id in completed, (i, vars(out))
     started, ends = terminal_events_per_generation(log)
-    assert len(started) == 10
+    assert len(started) == len(models)
     assert all(ends[rid] == 1 for rid in started), {rid: ends[rid] for rid in started}
-    for e in events(log, "GenerationCancelled"):
-        assert e["reason"] == "shutdown", e
+    assert set(cancelled.values()) == {"shutdown"}
     assert '"level": "error"' not in log
 
 
@@ -448,21 +475,24 @@ async def test_sigterm_refuses_the_queue_at_once_and_ends_the_running_stream_cle
             while sample(scrape(gw), "mia_num_requests_waiting", model=REAL) < 2:
                 assert time.monotonic() < deadline, "the two requests never queued"
                 await asyncio.sleep(0.02)
+            sent = time.time()
             gw.proc.send_signal(signal.SIGTERM)
-            sent = time.monotonic()
             refused = await asyncio.wait_for(asyncio.gather(*queued), 30)
-            refused_after = time.monotonic() - sent
             first = await asyncio.wait_for(running, 30)
-            ended_after = time.monotonic() - sent
-        gw.proc.wait(30)
+        assert gw.proc.wait(30) == -signal.SIGTERM  # a graceful stop re-raises the signal
     for out in refused:
         assert out.status == 503, vars(out)
         assert out.error is not None and out.error["code"] == "shutting_down"
-    assert refused_after < 1.0
     assert first.accepted and first.exc is None, vars(first)
     assert first.clean_error and first.error is not None and first.error["code"] == "shutdown", vars(first)
-    assert ended_after < 1 + 2.0  # shutdown_grace, then within a token or two
     log = gw.log()
+    [cut] = events(log, "GenerationCancelled")
+    assert cut["request_id"] == first.request_id
+    # it had its grace (1 s) before the cut, and the queue did not: both were refused at
+    # once, before the grace ran out
+    assert cut["ts"] - sent >= 1.0
+    refusals = [e for e in events(log, "RequestFinished") if e["request_id"] in {o.request_id for o in refused}]
+    assert len(refusals) == 2 and all(e["ts"] < cut["ts"] for e in refusals), refusals
     started, ends = terminal_events_per_generation(log)
     # the smoke request and the running stream started; the two queued ones never did
     assert len(started) == 2 and all(ends[rid] == 1 for rid in started)
@@ -593,7 +623,8 @@ def test_headers_past_max_header_bytes_get_a_431_at_once(timeout_gw: ServedGatew
     status, err, _ = _error_of(answer)
     assert status == b"HTTP/1.1 431 Request Header Fields Too Large", answer
     assert err["code"] == "request_too_large" and "4096 bytes" in err["message"]
-    assert waited < 0.4  # not the header timeout: refused as the bytes came
+    _, timed_out = _exchange(timeout_gw, b"")  # what waiting for the header timeout takes, here and now
+    assert waited < timed_out / 2  # not the header timeout: refused as the bytes came
     event = _refusal_event(timeout_gw, _error_of(answer)[2])
     assert (event["endpoint"], event["method"], event["status"]) == ("/v1/models", "GET", 431)
     # a request just under the bound is served

@@ -141,7 +141,7 @@ def _waiting(gw: ServedGateway, model: str) -> float:
     return 0.0
 
 
-def test_a_disconnect_frees_the_model_for_the_next_request_within_100ms(tmp_path: Path) -> None:
+def test_a_disconnect_frees_the_model_for_the_next_request_at_once(tmp_path: Path) -> None:
     # Gemma 270M is a base model: it rambles on instead of stopping, so the stream is long
     config = "[server]\nqueue_size = 4\n" + gemma("solo", slots=1, max_output_tokens=2000)
     second_out: list[str] = []
@@ -168,10 +168,25 @@ def test_a_disconnect_frees_the_model_for_the_next_request_within_100ms(tmp_path
     assert [e["reason"] for e in cancelled] == ["client_disconnect"]
     [completed] = events(log, "GenerationCompleted")
     started = next(e for e in events(log, "GenerationStarted") if e["request_id"] == completed["request_id"])
-    # The cancel is emitted once the decode thread has stopped and the model is free; the
-    # queued request is admitted and starts its prompt at once. (Its first token then
-    # takes a prompt evaluation: tens of ms on a quiet machine, seconds on a loaded one.)
-    assert started["ts"] - cancelled[0]["ts"] < 0.1
+    [first_started] = [e for e in events(log, "GenerationStarted") if e["request_id"] == cancelled[0]["request_id"]]
+    # The cancel is emitted once the decode thread has stopped and the model is free: the
+    # queued request starts after it (not after the story's 2000 tokens), and the two start
+    # in order with nothing of the first generation in between.
+    order = [
+        (e["event"], e["request_id"])
+        for e in events(log, "GenerationStarted", "GenerationCancelled", "GenerationCompleted")
+    ]
+    first_rid, second_rid = cancelled[0]["request_id"], completed["request_id"]
+    assert order == [
+        ("GenerationStarted", first_rid),
+        ("GenerationCancelled", first_rid),
+        ("GenerationStarted", second_rid),
+        ("GenerationCompleted", second_rid),
+    ], order
+    assert 0 < cancelled[0]["completion_tokens"] < 2000
+    # "at once", measured against this run: the queued request waited less after the cancel
+    # than the story had been decoding before it (decoding was the only thing in its way)
+    assert started["ts"] - cancelled[0]["ts"] < cancelled[0]["ts"] - first_started["ts"]
     assert completed["result_summary"]["usage"]["completion_tokens"] > 0
 
 
@@ -232,17 +247,24 @@ def test_logprobs_have_openai_shape(client: openai.OpenAI, stream: bool) -> None
     if stream:
         entries = []
         text = ""
-        for chunk in client.chat.completions.create(stream=True, **kw):  # type: ignore[call-overload]
+        tokens = -1
+        for chunk in client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **kw):  # type: ignore[call-overload]
             if chunk.choices and chunk.choices[0].logprobs and chunk.choices[0].logprobs.content:
                 entries += chunk.choices[0].logprobs.content
             if chunk.choices:
                 text += chunk.choices[0].delta.content or ""
+            if chunk.usage is not None:
+                tokens = chunk.usage.completion_tokens
     else:
         out = client.chat.completions.create(**kw)  # type: ignore[call-overload]
         assert out.choices[0].logprobs is not None and out.choices[0].logprobs.content is not None
         entries = out.choices[0].logprobs.content
         text = out.choices[0].message.content or ""
-    assert len(entries) == 8 or "".join(e.token for e in entries) == text
+        assert out.usage is not None
+        tokens = out.usage.completion_tokens
+    # one entry per generated token, and together they spell the answer
+    assert text and "".join(e.token for e in entries) == text
+    assert len(entries) == tokens > 0, (len(entries), tokens)
     for e in entries:
         assert e.logprob <= 0 and len(e.top_logprobs) == 3
         assert e.bytes == list(e.token.encode())
