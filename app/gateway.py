@@ -15,7 +15,7 @@ from pipelines.lightweight import LightweightPipeline
 from pipelines.manager import ModelManager, ProviderFactory
 from pipelines.pipeline import GenerationPipeline, PipelineConfig
 from pipelines.primary import PrimaryPipeline
-from pipelines.providers.factory import ProviderFactory as DefaultProviderFactory
+from pipelines.providers.factory import DefaultProviders
 from pipelines.router import ModelRouter
 from pipelines.service import GenerationService, admission_events
 
@@ -46,7 +46,7 @@ def build_gateway(
     bus = bus or EventBus()
     registry = registry or CollectorRegistry(auto_describe=True)
     server = settings.server
-    factory = provider_factory or DefaultProviderFactory(cache_dir=Path(server.cache_dir).expanduser(), bus=bus)
+    factory = provider_factory or DefaultProviders(cache_dir=Path(server.cache_dir).expanduser(), bus=bus)
     manager = ModelManager(settings.models, bus, factory, load_timeout=server.load_timeout)
     config = PipelineConfig(
         presets=dict(settings.presets), gateway_max_output_tokens=server.max_output_tokens, current_date=current_date
