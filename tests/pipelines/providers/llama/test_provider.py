@@ -378,11 +378,14 @@ async def test_aclose_frees_the_slot_before_it_returns(smol: LlamaProvider) -> N
     for stream in streams:
         await anext(stream)
     assert smol.stats.running == len(streams)
-    steps = smol.stats.steps
-    for stream in streams:
+    *others, last = streams
+    for stream in others:
         await stream.aclose()
-    assert not smol.busy and smol.stats.running == 0
-    assert smol.stats.steps - steps <= len(streams)  # each left within a step of its close
+    # The last one alone: no other sequence makes the engine step while it leaves.
+    steps = smol.stats.steps
+    await last.aclose()
+    assert not smol.busy
+    assert smol.stats.steps - steps <= 1  # at most the step under way when it closed
 
 
 @pytest.mark.slow
