@@ -1,5 +1,5 @@
 """A local GGUF model through llama-cpp-python: one provider (provider.py) over a
-continuous-batching engine (engine.py, sequences.py), with prompt reading (prompt.py),
+continuous-batching engine (engine.py, sequences.py, prefix.py), with prompt reading (prompt.py),
 structured output (grammar.py), sampler chains (sampler.py) and the one import of
 llama_cpp with its ctypes helpers (runtime.py)."""
 

@@ -27,6 +27,7 @@ import time
 from typing import TYPE_CHECKING
 
 from pipelines.errors import GenerationFailed, ModelUnavailable
+from pipelines.providers.llama.prefix import seat
 from pipelines.providers.llama.runtime import make_piece, new_context, runtime
 from pipelines.providers.llama.sampler import free_sampler
 from pipelines.providers.llama.sequences import (
@@ -39,7 +40,6 @@ from pipelines.providers.llama.sequences import (
     PromptStats,
     Seq,
     Slot,
-    shared_prefix,
 )
 
 if TYPE_CHECKING:
@@ -58,16 +58,6 @@ else decoding, prompts are read in whole batches (`batch_size`)."""
 _MIN_CHUNK = 8
 """A prompt's chunks (but its last) have at least this many tokens: a decode call costs a
 few milliseconds whatever its size."""
-
-_LAST_READ = 2
-"""A prompt's last chunk is at least this long, cached prefix or not: its last token's
-logits give the first output, and a one-token decode of it is not bit-exact against the
-same token read in a longer chunk (a 925-token prompt answered differently when all but
-its last token came from the cache); two tokens or more reproduce a fresh read."""
-
-_MIN_COPY = 16
-"""Copying a busy slot's prefix moves its whole KV stream (tens of MB, a few ms): worth it
-from this many more cached tokens on."""
 
 _ACK_WAIT = 0.003
 """At most this long (seconds) the scheduler waits for the event loop to send a step's
@@ -240,34 +230,7 @@ class Engine:
             leader.followers = followers
 
     def _seat(self, seq: Seq, free: list[Slot]) -> Slot:
-        """Gives `seq` the free slot sharing the longest prefix with its prompt (else the
-        least recently used one); when a busy slot shares a much longer one (users of one
-        system prompt arriving together), that slot's cells are copied over instead of
-        evaluated again."""
-        llama_cpp = runtime()
-        tokens = seq.plan.tokens
-        shared, slot = max(((shared_prefix(s.tokens, tokens), s) for s in free), key=lambda p: (p[0], -p[1].used_at))
-        donor, donated = None, shared + _MIN_COPY - 1
-        for other in self._slots:
-            n = shared_prefix(other.tokens, tokens) if other.user is not None else 0
-            if n > donated:
-                donor, donated = other, n
-        # The prompt's last tokens are read again: their logits give the first token.
-        most = max(0, len(tokens) - _LAST_READ)
-        if donor is not None:
-            keep = min(donated, most)
-            # Across KV streams llama.cpp copies whole sequences (at the next decode); the tail goes.
-            llama_cpp.llama_memory_seq_cp(self._memory, donor.seq_id, slot.seq_id, -1, -1)
-            llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1)
-            slot.tokens = donor.tokens[:keep]
-            self.stats.copied_prefixes += 1
-        else:
-            keep = min(shared, most)
-            if keep < len(slot.tokens) and not llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1):
-                llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)  # partial removal refused
-                keep = 0
-            del slot.tokens[keep:]
-        seq.fed = seq.cached = keep
+        slot = seat(seq, free, self._slots, self._memory, self.stats)
         self._take(seq, slot)
         return slot
 
@@ -309,7 +272,7 @@ class Engine:
             prompt = seq.plan.tokens
             take = min(len(prompt) - seq.fed, budget)
             if len(prompt) - seq.fed - take == 1:
-                take -= 1  # leave the last chunk two tokens (see _LAST_READ)
+                take -= 1  # leave the last chunk two tokens (see prefix.LAST_READ)
             last = seq.fed + take == len(prompt)
             if take < _MIN_CHUNK and not last:
                 break  # a sliver of budget: the next step gives this prompt a proper chunk

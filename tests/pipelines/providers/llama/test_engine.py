@@ -88,7 +88,7 @@ async def test_a_long_prompt_again_from_the_cache_answers_as_a_fresh_read(
 ) -> None:
     """A prompt read in chunks beside a running stream, then asked again: all of it but its
     last two tokens comes from the cache. Re-reading only the last token (one-token decode)
-    answered this prompt differently from a fresh read (_LAST_READ)."""
+    answered this prompt differently from a fresh read (prefix.LAST_READ)."""
     text = " ".join(f"entry{i}" for i in range(240)) + " What is the original sentence?"
     reference = await fresh(ask(text), GREEDY)
     cancel = CancelToken()
