@@ -135,14 +135,14 @@ class GatewayMetrics:
         self.generation_tokens = Counter("mia_generation_tokens", "Tokens generated.", gen, registry=registry)
         self.prompt_cache_hits = Counter(
             "mia_prompt_cache_hit_tokens",
-            "Prompt tokens read from a slot's cached prefix instead of evaluated, batched llama.cpp "
+            "Prompt tokens read from a slot's cached prefix instead of evaluated, llama.cpp "
             "models only (hit rate: divide by mia_prompt_processed_tokens_total).",
             gen,
             registry=registry,
         )
         self.prompt_processed = Counter(
             "mia_prompt_processed_tokens",
-            "Prompt tokens of the prompts a batched llama.cpp model read, cached or evaluated (the "
+            "Prompt tokens of the prompts a llama.cpp model read, cached or evaluated (the "
             "denominator of the prompt cache hit rate).",
             gen,
             registry=registry,

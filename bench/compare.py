@@ -12,7 +12,7 @@ concurrent streaming clients (the openai SDK's AsyncOpenAI):
 2. llama-cpp-python's own server (`python -m llama_cpp.server`): with its defaults, where
    a new request interrupts the running one, and with `--interrupt_requests False`.
 3. this gateway (`mia-gateway serve`), `slots = 4`: continuous batching; and `slots = 1`:
-   the single-sequence provider, for reference.
+   the same engine with one sequence, for reference.
 
 Reported per system and client count: aggregate decode tokens/s (tokens after each
 request's first, over the time during which at least one request was past its first

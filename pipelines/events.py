@@ -118,7 +118,7 @@ class GenerationCancelled(Event, frozen=True, kw_only=True):
 
 
 class PromptProcessed(Event, frozen=True, kw_only=True):
-    """A batched llama.cpp generation has read its prompt (emitted before its first piece):
+    """A llama.cpp generation has read its prompt (emitted before its first piece):
     how much of it a slot's cached prefix held and how much was evaluated."""
 
     request_id: str | None

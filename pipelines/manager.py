@@ -47,7 +47,7 @@ class ModelEntry:
     @property
     def physical(self) -> bool:
         """Holds real weights in memory (stubs and remote upstreams do not)."""
-        return not self.provider.stub and self.provider.kind == "llama_cpp" and self.provider.status == "loaded"
+        return self.provider.holds_weights and self.provider.status == "loaded"
 
 
 class ModelManager:
@@ -129,7 +129,7 @@ class ModelManager:
     async def _load(self, entry: ModelEntry) -> None:
         config = entry.config
         provider = entry.provider
-        if not provider.stub and provider.kind == "llama_cpp":
+        if provider.holds_weights:
             await self._make_room_for(entry)
         provider.status = "loading"
         started = time.perf_counter()

@@ -92,6 +92,9 @@ class Provider(abc.ABC):
 
     kind: str = "abstract"
     stub: bool = False
+    holds_weights: bool = False
+    """Loaded, it holds a model's weights in this process's memory (heavy models exclude
+    each other); stubs and remote upstreams do not."""
     stub_reason: str | None = None
     instant: bool = False
     """Answers in microseconds, so that watching a client for a disconnect costs more

@@ -7,8 +7,7 @@ from pathlib import Path
 from pipelines.config import LlamaModelConfig, ModelConfig, ReplayModelConfig, UpstreamModelConfig
 from pipelines.events import EventBus
 from pipelines.providers.base import Provider
-from pipelines.providers.llama_batch import LlamaBatchProvider
-from pipelines.providers.llama_cpp import LlamaCppProvider
+from pipelines.providers.llama import LlamaProvider
 from pipelines.providers.openai_http import OpenAIHTTPProvider
 from pipelines.providers.replay import ReplayProvider
 from pipelines.providers.stub import StubProvider
@@ -17,8 +16,10 @@ __all__ = ["DefaultProviders"]
 
 
 class DefaultProviders:
-    """`factory(config) -> Provider`, with the shared collaborators providers need
-    (the event bus: upstream pools report their requests and health on it)."""
+    """The gateway's provider factory (`pipelines.manager.ProviderFactory`):
+    `providers(config) -> Provider`, with the shared collaborators providers need (the
+    event bus: llama models report how they read prompts, upstream pools their requests
+    and health)."""
 
     def __init__(self, *, cache_dir: Path, bus: EventBus | None = None) -> None:
         self._cache_dir = cache_dir
@@ -26,9 +27,7 @@ class DefaultProviders:
 
     def __call__(self, config: ModelConfig) -> Provider:
         if isinstance(config, LlamaModelConfig):
-            if config.slots > 1:  # several generations at once: one context, continuous batching
-                return LlamaBatchProvider(config, cache_dir=self._cache_dir, bus=self._bus)
-            return LlamaCppProvider(config, cache_dir=self._cache_dir)
+            return LlamaProvider(config, cache_dir=self._cache_dir, bus=self._bus)
         if isinstance(config, ReplayModelConfig):
             return ReplayProvider(config)
         if isinstance(config, UpstreamModelConfig):

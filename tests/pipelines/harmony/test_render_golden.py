@@ -14,7 +14,7 @@ import pytest
 
 from pipelines.errors import InvalidRequest
 from pipelines.harmony.render import render_prompt
-from pipelines.providers.llama_cpp import tokenize_spans
+from pipelines.providers.llama.prompt import tokenize_spans
 from pipelines.types import Message, Tool, ToolCall
 
 DATE = "2025-08-05"

@@ -1,0 +1,59 @@
+"""The prefix cache: which free slot a prompt takes, and how much of it that slot's cells
+(or a busy slot's, copied over) already hold.
+
+A slot keeps the tokens its cells hold after its generation leaves, so a newcomer whose
+prompt starts the same way (a shared system prompt, the next turn of a chat) evaluates
+only the rest of its prompt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipelines.providers.llama.runtime import runtime
+from pipelines.providers.llama.sequences import EngineStats, Seq, Slot, shared_prefix
+
+__all__ = ["LAST_READ", "seat"]
+
+LAST_READ = 2
+"""A prompt's last chunk is at least this long, cached prefix or not: its last token's
+logits give the first output, and a one-token decode of it is not bit-exact against the
+same token read in a longer chunk (a 925-token prompt answered differently when all but
+its last token came from the cache); two tokens or more reproduce a fresh read."""
+
+_MIN_COPY = 16
+"""Copying a busy slot's prefix moves its whole KV stream (tens of MB, a few ms): worth it
+from this many more cached tokens on."""
+
+
+def seat(seq: Seq, free: list[Slot], slots: list[Slot], memory: Any, stats: EngineStats) -> Slot:
+    """The free slot `seq` takes: the one sharing the longest prefix with its prompt (else
+    the least recently used one), its cells trimmed to that prefix; `seq.fed` and
+    `seq.cached` say how much of the prompt they hold. When a busy slot shares a much
+    longer prefix (users of one system prompt arriving together), that slot's cells are
+    copied over instead of evaluated again."""
+    llama_cpp = runtime()
+    tokens = seq.plan.tokens
+    shared, slot = max(((shared_prefix(s.tokens, tokens), s) for s in free), key=lambda p: (p[0], -p[1].used_at))
+    donor, donated = None, shared + _MIN_COPY - 1
+    for other in slots:
+        n = shared_prefix(other.tokens, tokens) if other.user is not None else 0
+        if n > donated:
+            donor, donated = other, n
+    # The prompt's last tokens are read again: their logits give the first token.
+    most = max(0, len(tokens) - LAST_READ)
+    if donor is not None:
+        keep = min(donated, most)
+        # Across KV streams llama.cpp copies whole sequences (at the next decode); the tail goes.
+        llama_cpp.llama_memory_seq_cp(memory, donor.seq_id, slot.seq_id, -1, -1)
+        llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, keep, -1)
+        slot.tokens = donor.tokens[:keep]
+        stats.copied_prefixes += 1
+    else:
+        keep = min(shared, most)
+        if keep < len(slot.tokens) and not llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, keep, -1):
+            llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, -1, -1)  # partial removal refused
+            keep = 0
+        del slot.tokens[keep:]
+    seq.fed = seq.cached = keep
+    return slot

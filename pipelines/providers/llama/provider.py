@@ -1,0 +1,296 @@
+"""`LlamaProvider`: a local GGUF model through llama-cpp-python, for any number of slots.
+
+llama.cpp calls block for milliseconds per token, so decoding runs on the engine's own
+thread (engine.py) and each token crosses to the event loop as soon as it is sampled.
+Sampling uses llama.cpp's sampler chain directly, so that the grammar is checked before
+any decode work and logprobs can be read from the logits of the sampled position.
+Everything that can fail with a client error (grammar, tokens, context size) happens on
+the event loop before a generation takes a slot, so a bad request fails at once even
+while others run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncGenerator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipelines.errors import InvalidRequest, ModelUnavailable
+from pipelines.events import EventBus, PromptProcessed
+from pipelines.model_files import ChecksumCache, missing_model_file, resolve_model_path
+from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Prompt, Provider
+from pipelines.providers.llama.engine import PROMPT_CHUNK, Engine
+from pipelines.providers.llama.prompt import Plan, PromptReader
+from pipelines.providers.llama.runtime import QuietLog, runtime
+from pipelines.providers.llama.sampler import build_sampler, free_sampler
+from pipelines.providers.llama.sequences import Done, EngineStats, PromptStats, Seq
+from pipelines.types import Piece
+
+if TYPE_CHECKING:
+    from llama_cpp._internals import LlamaModel
+
+    from pipelines.config import LlamaModelConfig
+
+__all__ = ["LlamaProvider"]
+
+
+class LlamaProvider(Provider):
+    """Serves one GGUF file to up to `slots` generations at once (continuous batching;
+    with one slot, one generation at a time)."""
+
+    kind = "llama_cpp"
+    holds_weights = True
+    config: LlamaModelConfig
+
+    def __init__(
+        self,
+        config: LlamaModelConfig,
+        *,
+        cache_dir: Path,
+        bus: EventBus | None = None,
+        prompt_chunk: int = PROMPT_CHUNK,
+    ) -> None:
+        super().__init__(config)
+        self.cache_dir = cache_dir
+        self.model_path: Path | None = None
+        self._bus = bus
+        self._prompt_chunk = prompt_chunk
+        self._quiet = QuietLog()
+        self._model: LlamaModel | None = None
+        self._engine: Engine | None = None
+        self._prompts: PromptReader | None = None
+
+    @property
+    def capabilities(self) -> dict[str, bool]:
+        return {**super().capabilities, "json_schema": True, "logprobs": True}
+
+    @property
+    def threads(self) -> int:
+        return self.config.threads or os.cpu_count() or 1
+
+    @property
+    def busy(self) -> bool:
+        """Some generation still holds (or waits for) a slot."""
+        return self._engine is not None and self._engine.busy
+
+    @property
+    def stats(self) -> EngineStats:
+        return self._engine.stats if self._engine is not None else EngineStats()
+
+    @property
+    def context_length(self) -> int:
+        return self._engine.n_ctx_seq if self._engine is not None else self.config.context_length
+
+    @property
+    def max_choices(self) -> int:
+        return self.config.slots
+
+    @property
+    def prompts(self) -> PromptReader:
+        """The loaded model's prompt reader; raises `ModelUnavailable` when not loaded."""
+        if self._prompts is None:
+            raise ModelUnavailable(f"model {self.config.id!r} is not loaded")
+        return self._prompts
+
+    def foreseen_failure(self) -> LoadFailure | None:
+        return missing_model_file(self.config, cache_dir=self.cache_dir)
+
+    def count_tokens(self, prompt: Prompt) -> int:
+        """Prompt tokens exactly as `generate` will feed them; needs the model loaded."""
+        return len(self.prompts.tokens(prompt))
+
+    # -- loading ----------------------------------------------------------------------
+
+    async def load(self) -> None:
+        if self._engine is not None:
+            return
+        self.status = "loading"
+        try:
+            model, engine, prompts = await asyncio.to_thread(self._load_blocking)
+        except BaseException:
+            self.status = "unloaded"
+            raise
+        self._model, self._engine, self._prompts = model, engine, prompts
+        self.status = "loaded"
+
+    def _model_file(self) -> Path:
+        """The verified GGUF (on a worker thread: hashing takes seconds); quiets llama.cpp's log."""
+        try:
+            runtime()
+        except ImportError as exc:
+            raise LoadFailure("import_error", f"llama_cpp: {exc}") from exc
+        self._quiet.install()
+        path = resolve_model_path(self.config, cache_dir=self.cache_dir)
+        if self.config.sha256 and self.config.verify_checksum:
+            ChecksumCache(self.cache_dir).verify(path, self.config.sha256)
+        return path
+
+    def _load_blocking(self) -> tuple[LlamaModel, Engine, PromptReader]:
+        path = self._model_file()
+        llama_cpp = runtime()
+        try:
+            # verbose=True: False would point the process's stdout and stderr at /dev/null
+            # while the model loads (log lines of every thread lost); llama.cpp's own log is
+            # silenced by the hook `_model_file` installed, and LlamaModel prints nothing.
+            model = llama_cpp._internals.LlamaModel(
+                path_model=str(path), params=llama_cpp.llama_model_default_params(), verbose=True
+            )
+        except Exception as exc:
+            raise LoadFailure("load_error", f"{type(exc).__name__}: {exc}") from exc
+        try:
+            engine = Engine(
+                model,
+                name=self.config.id,
+                slots=self.config.slots,
+                n_ctx_seq=self.config.context_length,
+                n_batch=self.config.batch_size,
+                threads=self.threads,
+                chunk=self._prompt_chunk,
+            )
+        except BaseException:
+            model.close()
+            raise
+        prompts = PromptReader(model, model.metadata())
+        self.model_path = path
+        return model, engine, prompts
+
+    async def unload(self) -> None:
+        engine, model = self._engine, self._model
+        self._engine = self._model = self._prompts = None
+        if engine is not None:
+            await asyncio.to_thread(engine.close)  # running generations end with GenerationFailed
+        if model is not None:
+            await asyncio.to_thread(model.close)
+        self._quiet.remove()
+        self.status = "unloaded"
+
+    def _loaded(self) -> tuple[Engine, PromptReader]:
+        if self._engine is None or self._prompts is None:
+            raise ModelUnavailable(f"model {self.config.id!r} is not loaded")
+        return self._engine, self._prompts
+
+    # -- generating ---------------------------------------------------------------------
+
+    async def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Piece, None]:
+        engine, prompts = self._loaded()
+        # Everything that can fail with a client error happens here, before a slot is taken.
+        plan = prompts.plan(prompt, params, engine.n_ctx_seq)
+        [seq] = self._submit(engine, [plan], cancel)
+        pieces = self._pieces(engine, prompt, seq, time.perf_counter())
+        try:
+            async for piece in pieces:
+                yield piece
+        finally:
+            await pieces.aclose()
+
+    def generate_choices(
+        self, prompt: Prompt, params: Sequence[DecodeParams], cancel: CancelToken
+    ) -> list[AsyncGenerator[Piece, None]]:
+        """The choices decode side by side from one reading of the prompt (see engine.py).
+        Called on the event loop; client errors raise here, before any choice is
+        submitted. The choices are in the engine on return: each stream must be closed."""
+        if len(params) <= 1:
+            return [self.generate(prompt, p, cancel) for p in params]
+        engine, prompts = self._loaded()
+        if len(params) > self.max_choices:
+            raise InvalidRequest(f"at most {self.max_choices} choices decode at once (`slots`)", param="n")
+        # The prompt's tokens are tokenized once (the reader remembers them).
+        plans = [prompts.plan(prompt, p, engine.n_ctx_seq) for p in params]
+        seqs = self._submit(engine, plans, cancel)
+        submitted = time.perf_counter()
+        return [_Choice(engine, seq, self._pieces(engine, prompt, seq, submitted)) for seq in seqs]
+
+    def _submit(self, engine: Engine, plans: list[Plan], cancel: CancelToken) -> list[Seq]:
+        """One sequence per plan, submitted together (the first one leads)."""
+        loop = asyncio.get_running_loop()
+        seqs: list[Seq] = []
+        try:
+            for plan in plans:
+                sampler = build_sampler(engine.model.model, plan.params, plan.gbnf)
+                seqs.append(
+                    Seq(
+                        plan=plan,
+                        sampler=sampler,
+                        cancel=cancel,
+                        loop=loop,
+                        queue=asyncio.Queue(),
+                        left=loop.create_future(),
+                    )
+                )
+            engine.submit(seqs)
+        except BaseException:
+            for seq in seqs:
+                free_sampler(seq.sampler)
+            raise
+        return seqs
+
+    async def _pieces(self, engine: Engine, prompt: Prompt, seq: Seq, submitted: float) -> AsyncGenerator[Piece, None]:
+        try:
+            while True:
+                item = await seq.queue.get()
+                if isinstance(item, Done) or seq.cancel.cancelled:
+                    return  # pieces still queued after a cancel are nobody's business
+                if isinstance(item, PromptStats):
+                    # One event per reading of a prompt: a follower read none (the
+                    # metrics' cache hits are a share of the request's prompt tokens).
+                    if not item.shared:
+                        self._report(prompt, seq.plan, item, time.perf_counter() - submitted)
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            await _let_go(engine, seq)
+
+    def _report(self, prompt: Prompt, plan: Plan, stats: PromptStats, seconds: float) -> None:
+        if self._bus is None:
+            return
+        self._bus.emit(
+            PromptProcessed(
+                request_id=prompt.request.request_id if prompt.request is not None else None,
+                model_id=self.config.id,
+                prompt_tokens=len(plan.tokens),
+                cached_tokens=stats.cached,
+                evaluated_tokens=stats.evaluated,
+                slot=stats.slot,
+                seconds=seconds,
+            )
+        )
+
+
+async def _let_go(engine: Engine, seq: Seq) -> None:
+    """Has `seq` leave within one step, and returns only then: the slot is free for the next
+    request by the time the caller's admission slot is. `wait` never cancels the future,
+    so a second cancel here cannot lose the slot."""
+    if not seq.left.done():
+        seq.stop.set()
+        engine.poke()
+        await asyncio.wait({seq.left})
+
+
+class _Choice(AsyncGenerator[Piece, None]):
+    """One stream of `generate_choices`. Its sequence is in the engine before the first
+    read, and closing a bare async generator that never started runs none of its code:
+    this one lets go of its sequence however it ends."""
+
+    __slots__ = ("_engine", "_pieces", "_seq")
+
+    def __init__(self, engine: Engine, seq: Seq, pieces: AsyncGenerator[Piece, None]) -> None:
+        self._engine = engine
+        self._seq = seq
+        self._pieces = pieces
+
+    async def asend(self, value: None) -> Piece:
+        return await self._pieces.asend(value)
+
+    async def athrow(self, *args: Any) -> Piece:
+        return await self._pieces.athrow(*args)
+
+    async def aclose(self) -> None:
+        try:
+            await self._pieces.aclose()
+        finally:
+            await _let_go(self._engine, self._seq)

@@ -1,0 +1,184 @@
+"""llama-cpp-python, imported in one place, and the ctypes helpers around its C API.
+
+llama_cpp (and numpy, which it brings) are imported when a model first loads, not when
+the gateway starts: a gateway without them serves its models from the stub (ADR-0015).
+`runtime()` is that one import; every other module of this package calls it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import importlib
+import os
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from pipelines.providers.base import DecodeParams, LoadFailure
+from pipelines.types import LogprobEntry, Piece, TopLogprob
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+__all__ = [
+    "FLASH_ATTENTION",
+    "GOMP_SPINCOUNT",
+    "QuietLog",
+    "make_piece",
+    "new_context",
+    "numpy",
+    "runtime",
+    "token_bytes",
+    "token_text",
+]
+
+GOMP_SPINCOUNT = "3000"
+"""The spin count llama.cpp's OpenMP threads wait with, unless the environment sets one."""
+
+FLASH_ATTENTION = False
+"""Flash attention decodes 10-20% faster on this CPU, but its numerics depend on how a
+prompt was split between decode calls: a prompt read partly from a cached prefix then gave
+logits up to 1.0 apart from a fresh read on SmolLM2, and greedy output changed (docs/performance.md).
+Without it, cached prefixes, chunked prompts and batched sequences all reproduce a fresh
+single-sequence run exactly on SmolLM2."""
+
+_SUBMODULES = ("llama_cpp._internals", "llama_cpp._logger", "llama_cpp.llama_chat_format", "llama_cpp.llama_grammar")
+
+
+@functools.lru_cache(maxsize=1)
+def runtime() -> ModuleType:
+    """The `llama_cpp` module, its submodules loaded; raises ImportError when it is missing."""
+    # Read once, when llama.cpp's OpenMP runtime (libgomp) loads with it: how long a
+    # thread spins at a barrier before it sleeps. libgomp's default (300,000 spins)
+    # collapses decoding when another process wants a core (SmolLM2, 2 threads on 2
+    # cores beside one busy process: 5-12 tokens/s, 22-25 with 3,000 spins) while idle
+    # decoding is the same within noise; bench/openmp_spin.py, docs/performance.md.
+    # A value in the environment wins.
+    os.environ.setdefault("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
+    module = importlib.import_module("llama_cpp")
+    for name in _SUBMODULES:
+        importlib.import_module(name)
+    return module
+
+
+@functools.lru_cache(maxsize=1)
+def numpy() -> ModuleType:
+    """numpy, which llama-cpp-python depends on (imported with it, for logprobs)."""
+    runtime()
+    return importlib.import_module("numpy")
+
+
+def new_context(model: Any, *, n_ctx: int, n_batch: int, n_seq: int, threads: int, unified: bool) -> Any:
+    """A llama.cpp context of `n_ctx` cells for `n_seq` sequences (a ctypes pointer; the
+    caller frees it with `llama_free`). Raises `LoadFailure` when llama.cpp cannot make it."""
+    llama_cpp = runtime()
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx = n_ctx
+    params.n_batch = n_batch
+    params.n_ubatch = min(n_batch, 512)
+    params.n_seq_max = n_seq
+    params.n_threads = threads
+    params.n_threads_batch = threads
+    params.kv_unified = unified
+    params.swa_full = True  # a shorter SWA cache could not serve a cached prefix again
+    params.flash_attn_type = (
+        llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if FLASH_ATTENTION else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    )
+    ctx = llama_cpp.llama_init_from_model(model, params)
+    if not ctx:
+        raise LoadFailure("load_error", f"llama.cpp could not create a context of {n_ctx} tokens")
+    return ctx
+
+
+class QuietLog:
+    """Keeps llama.cpp's log quiet while a model is loaded.
+
+    llama.cpp prints model-loading chatter (and Gemma's SWA notice) to stderr even with
+    verbose=False. The log hook is process-wide and C keeps only a raw pointer, so the
+    callback must stay referenced while it is installed: it lives on this object, and
+    `remove` puts llama-cpp-python's own (module-lived) one back."""
+
+    __slots__ = ("_callback",)
+
+    def __init__(self) -> None:
+        self._callback: Any = None
+
+    def install(self) -> None:
+        llama_cpp = runtime()
+
+        @llama_cpp.llama_log_callback
+        def _ignore(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+            return None
+
+        self._callback = _ignore
+        llama_cpp.llama_log_set(_ignore, ctypes.c_void_p(0))
+
+    def remove(self) -> None:
+        if self._callback is None:
+            return
+        llama_cpp = runtime()
+        llama_cpp.llama_log_set(llama_cpp._logger.llama_log_callback, ctypes.c_void_p(0))
+        self._callback = None
+
+
+def token_text(model: Any, token: int) -> str:
+    """A token's text as the vocabulary writes it ("" for none, a negative id)."""
+    if token < 0:
+        return ""
+    llama_cpp = runtime()
+    vocab = llama_cpp.llama_model_get_vocab(model)
+    return bytes(llama_cpp.llama_vocab_get_text(vocab, token)).decode("utf-8", errors="replace")
+
+
+def token_bytes(vocab: Any, token: int) -> bytes:
+    """The token's exact bytes, control tokens written out (no leading-space stripping)."""
+    llama_cpp = runtime()
+    buf = ctypes.create_string_buffer(64)
+    n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, True)
+    if n < 0:
+        buf = ctypes.create_string_buffer(-n)
+        n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, True)
+    return buf.raw[:n]
+
+
+def make_piece(vocab: Any, token: int, ctx: Any, index: int, n_vocab: int, params: DecodeParams) -> Piece:
+    """The piece for a token sampled from output `index` of `ctx` (whose logits give the logprobs)."""
+    llama_cpp = runtime()
+    data = token_bytes(vocab, token)
+    logprob = None
+    if params.logprobs:
+        logits = _logits(llama_cpp.llama_get_logits_ith(ctx, index), n_vocab)
+        logprob = _logprob_entry(vocab, logits, token, data, params.top_logprobs)
+    return Piece(data=data, special=llama_cpp.llama_vocab_is_control(vocab, token), logprob=logprob)
+
+
+def _logits(pointer: Any, n_vocab: int) -> npt.NDArray[np.float32]:
+    logits: npt.NDArray[np.float32] = numpy().ctypeslib.as_array(pointer, shape=(n_vocab,))
+    return logits
+
+
+def _logprob_entry(vocab: Any, logits: npt.NDArray[np.float32], token: int, data: bytes, top: int) -> LogprobEntry:
+    """Log-softmax of the raw logits (before penalties, grammar and temperature), as OpenAI reports them."""
+    xp = numpy()
+    peak = float(logits.max())
+    log_total = peak + float(xp.log(xp.exp(logits - peak, dtype=xp.float64).sum()))
+    top_entries: list[TopLogprob] = []
+    if top > 0:
+        k = min(top, logits.shape[0])
+        best = xp.argpartition(logits, -k)[-k:]
+        for candidate in best[xp.argsort(logits[best])[::-1]]:
+            candidate_bytes = data if int(candidate) == token else token_bytes(vocab, int(candidate))
+            top_entries.append(
+                TopLogprob(
+                    token=candidate_bytes.decode("utf-8", errors="replace"),
+                    logprob=float(logits[candidate]) - log_total,
+                    bytes=list(candidate_bytes),
+                )
+            )
+    return LogprobEntry(
+        token=data.decode("utf-8", errors="replace"),
+        logprob=float(logits[token]) - log_total,
+        bytes=list(data),
+        top_logprobs=top_entries,
+    )
