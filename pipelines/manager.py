@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pipelines.config import ModelConfig
 from pipelines.errors import ModelUnavailable
@@ -16,7 +17,9 @@ from pipelines.events import EventBus, ModelLoaded, ModelLoadFailed, ModelUnload
 from pipelines.providers.base import LoadFailure, Provider
 from pipelines.providers.stub import StubProvider
 
-__all__ = ["ModelEntry", "ModelManager", "ProviderFactory"]
+__all__ = ["ModelEntry", "ModelManager", "ModelStatus", "ProviderFactory"]
+
+ModelStatus = Literal["unloaded", "loading", "loaded"]
 
 _log = logging.getLogger(__name__)
 
@@ -34,6 +37,8 @@ class ModelEntry:
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     last_used: float = field(default_factory=time.monotonic)
     load_failure: LoadFailure | None = None
+    status: ModelStatus = "unloaded"
+    """Whether `provider` is loaded: the manager's to set, and no one else's."""
     loading: asyncio.Task[None] | None = None
     """The load under way: a task of its own, so a request that stops waiting for it
     (`load_timeout`) does not cancel it."""
@@ -47,7 +52,7 @@ class ModelEntry:
     @property
     def physical(self) -> bool:
         """Holds real weights in memory (stubs and remote upstreams do not)."""
-        return self.provider.holds_weights and self.provider.status == "loaded"
+        return self.provider.holds_weights and self.status == "loaded"
 
 
 class ModelManager:
@@ -100,11 +105,11 @@ class ModelManager:
 
     async def load_all(self) -> None:
         for entry in self._entries.values():
-            if entry.config.preload and entry.provider.status != "loaded":
+            if entry.config.preload and entry.status != "loaded":
                 await self._loading(entry)  # no request waits on these: as long as the load takes
 
     async def ensure_loaded(self, entry: ModelEntry) -> Provider:
-        if entry.provider.status == "loaded":
+        if entry.status == "loaded":
             return entry.provider
         try:
             async with asyncio.timeout(self._load_timeout):
@@ -123,7 +128,7 @@ class ModelManager:
 
     async def _load_locked(self, entry: ModelEntry) -> None:
         async with entry.lock:
-            if entry.provider.status != "loaded":
+            if entry.status != "loaded":
                 await self._load(entry)
 
     async def _load(self, entry: ModelEntry) -> None:
@@ -131,11 +136,15 @@ class ModelManager:
         provider = entry.provider
         if provider.holds_weights:
             await self._make_room_for(entry)
-        provider.status = "loading"
+        entry.status = "loading"
         started = time.perf_counter()
         try:
             await provider.load()
-        except LoadFailure as failure:
+        except BaseException as exc:
+            entry.status = "unloaded"
+            if not isinstance(exc, LoadFailure):
+                raise
+            failure = exc
             _log.warning("model %s failed to load (%s): %s", config.id, failure.reason, failure.detail)
             self._bus.emit(
                 ModelLoadFailed(
@@ -143,11 +152,10 @@ class ModelManager:
                 )
             )
             entry.load_failure = failure
-            provider.status = "unloaded"
             provider = StubProvider(config, reason=f"{failure.reason}: {failure.detail}")
             entry.provider = provider
             await provider.load()
-        provider.status = "loaded"
+        entry.status = "loaded"
         entry.loaded_once = True
         entry.last_used = time.monotonic()  # idle from now: a load slower than keep_alive is not undone at once
         metadata: dict[str, object] = {"stub": provider.stub}
@@ -174,7 +182,7 @@ class ModelManager:
 
     async def unload(self, model_id: str, reason: str = "explicit_unload") -> bool:
         entry = self.get(model_id)
-        if entry is None or entry.provider.status != "loaded":
+        if entry is None or entry.status != "loaded":
             return False
         async with entry.lock:
             await self._unload(entry, reason)
@@ -183,14 +191,14 @@ class ModelManager:
     async def _unload(self, entry: ModelEntry, reason: str) -> None:
         await entry.idle.wait()  # let running generations finish first
         await entry.provider.unload()
-        entry.provider.status = "unloaded"
+        entry.status = "unloaded"
         self._bus.emit(ModelUnloaded(model_id=entry.config.id, reason=reason))
 
     async def shutdown(self) -> None:
         for entry in self._entries.values():
-            if entry.provider.status == "loaded":
+            if entry.status == "loaded":
                 await entry.provider.unload()
-                entry.provider.status = "unloaded"
+                entry.status = "unloaded"
                 self._bus.emit(ModelUnloaded(model_id=entry.config.id, reason="shutdown"))
 
     # -- use --------------------------------------------------------------------

@@ -25,6 +25,6 @@ async def ready(gateway: NamedDependency[Gateway]) -> Response[bytes]:
     if gateway.draining:
         return error_response(Draining())
     if not gateway.manager.ready:
-        loading = [e.config.id for e in gateway.manager.entries if e.config.preload and e.provider.status != "loaded"]
+        loading = [e.config.id for e in gateway.manager.entries if e.config.preload and e.status != "loaded"]
         return error_response(NotReady(loading))
     return Response(content=b'{"status":"ready"}', media_type="application/json")

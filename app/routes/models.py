@@ -25,7 +25,7 @@ def model_card(gw: Gateway, entry: ModelEntry) -> ModelCard:
     provider = entry.provider
     config = entry.config
     stub, stub_reason = provider.stub, provider.stub_reason if provider.stub else None
-    if not stub and provider.status == "unloaded" and (failure := provider.foreseen_failure()) is not None:
+    if not stub and entry.status == "unloaded" and (failure := provider.foreseen_failure()) is not None:
         # Never loaded (or unloaded) and its weights are not there: its next load falls back
         # to the stub (ADR-0015), so the card says so now, not after the first request.
         stub, stub_reason = True, str(failure)
@@ -37,7 +37,7 @@ def model_card(gw: Gateway, entry: ModelEntry) -> ModelCard:
         stub_reason=stub_reason,
         role=config.role,
         pipeline=gw.router.pipeline_class(entry).name,
-        status=provider.status,
+        status=entry.status,
         provider=provider.kind,
         aliases=list(config.aliases),
         context_length=config.context_length,
@@ -67,4 +67,4 @@ async def unload_model(gateway: NamedDependency[Gateway], model: FromPath[str]) 
     """Unloads a loaded model (`ModelUnloaded reason=explicit_unload`); it reloads on next use."""
     entry = gateway.router.entry(model.lstrip("/"))  # unknown: 404 model_not_found
     unloaded = await gateway.manager.unload(entry.config.id, "explicit_unload")
-    return _json({"id": entry.config.id, "unloaded": unloaded, "status": entry.provider.status})
+    return _json({"id": entry.config.id, "unloaded": unloaded, "status": entry.status})

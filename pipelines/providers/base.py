@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import msgspec
 
@@ -14,9 +14,7 @@ from pipelines.types import GenerationRequest, Message, Output, ResponseFormat
 if TYPE_CHECKING:
     from pipelines.config import ModelConfig
 
-__all__ = ["CancelToken", "DecodeParams", "LoadFailure", "Prompt", "Provider", "ProviderStatus", "Source"]
-
-ProviderStatus = Literal["unloaded", "loading", "loaded"]
+__all__ = ["CancelToken", "DecodeParams", "LoadFailure", "Prompt", "Provider", "Source"]
 
 
 class Prompt(msgspec.Struct, frozen=True):
@@ -102,7 +100,6 @@ class Provider(abc.ABC):
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
-        self.status: ProviderStatus = "unloaded"
 
     @property
     def capabilities(self) -> dict[str, bool]:
@@ -114,11 +111,12 @@ class Provider(abc.ABC):
             "streaming": True,
         }
 
-    async def load(self) -> None:
-        self.status = "loaded"
+    async def load(self) -> None:  # noqa: B027 (most providers have nothing to load)
+        """Makes the model ready to generate (the model manager calls it, and owns the
+        model's status)."""
 
-    async def unload(self) -> None:
-        self.status = "unloaded"
+    async def unload(self) -> None:  # noqa: B027
+        """Lets go of whatever `load` took."""
 
     def foreseen_failure(self) -> LoadFailure | None:
         """Why `load` would fail if it ran now, when a cheap check without side effects can

@@ -97,11 +97,9 @@ class OpenAIHTTPProvider(UpstreamRouted):
             return httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers)
 
         self.pool.open(client)
-        self.status = "loaded"
 
     async def unload(self) -> None:
         await self.pool.aclose()
-        self.status = "unloaded"
 
     async def generate_via(
         self, upstream: Upstream, prompt: Prompt, params: DecodeParams, cancel: CancelToken

@@ -53,19 +53,15 @@ class ReplayProvider(Provider):
         return None
 
     async def load(self) -> None:
-        self.status = "loading"
         path = self.config.replay_file
         try:
             data = await asyncio.to_thread(Path(path).read_bytes)
         except OSError as exc:
-            self.status = "unloaded"
             raise LoadFailure("missing_file", f"cannot read replay file {path}: {exc}") from exc
         self._pieces = replay_pieces(data, self.config.replay_chunk_bytes)
-        self.status = "loaded"
 
     async def unload(self) -> None:
         self._pieces = None
-        self.status = "unloaded"
 
     async def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Piece, None]:
         if self._pieces is None:

@@ -104,17 +104,16 @@ class LlamaProvider(Provider):
 
     # -- loading ----------------------------------------------------------------------
 
+    @property
+    def loaded(self) -> bool:
+        """The weights and the engine are in memory."""
+        return self._engine is not None
+
     async def load(self) -> None:
         if self._engine is not None:
             return
-        self.status = "loading"
-        try:
-            model, engine, prompts = await asyncio.to_thread(self._load_blocking)
-        except BaseException:
-            self.status = "unloaded"
-            raise
+        model, engine, prompts = await asyncio.to_thread(self._load_blocking)
         self._model, self._engine, self._prompts = model, engine, prompts
-        self.status = "loaded"
 
     def _model_file(self) -> Path:
         """The verified GGUF (on a worker thread: hashing takes seconds); quiets llama.cpp's log."""
@@ -165,7 +164,6 @@ class LlamaProvider(Provider):
         if model is not None:
             await asyncio.to_thread(model.close)
         self._quiet.remove()
-        self.status = "unloaded"
 
     def _loaded(self) -> tuple[Engine, PromptReader]:
         if self._engine is None or self._prompts is None:

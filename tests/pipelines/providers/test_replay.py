@@ -46,7 +46,6 @@ async def test_load_and_pieces(recording: Path) -> None:
     provider = provider_for(recording, chunk=3)
     assert provider.kind == "replay" and provider.stub is False
     await provider.load()
-    assert provider.status == "loaded"
     pieces = await collect(provider)
     assert b"".join(p.data for p in pieces) == RECORDING.encode()
     assert {p.data for p in pieces if p.special} == SPECIALS

@@ -66,7 +66,7 @@ async def test_missing_file_is_a_load_failure(tmp_path: Path) -> None:
     with pytest.raises(LoadFailure) as caught:
         await provider.load()
     assert caught.value.reason == "missing_file"
-    assert provider.status == "unloaded"
+    assert not provider.loaded
 
 
 @pytest.mark.slow
@@ -77,7 +77,7 @@ async def test_wrong_checksum_is_a_load_failure(tmp_path: Path) -> None:
         await provider.load()
     assert caught.value.reason == "checksum_mismatch"
     assert caught.value.detail == f"expected {'0' * 64}, got {SMOLLM2_SHA256}"
-    assert provider.status == "unloaded"
+    assert not provider.loaded
 
 
 @pytest.mark.slow
@@ -97,12 +97,12 @@ async def test_garbage_file_is_a_load_error(tmp_path: Path) -> None:
 async def test_load_unload_reload(tmp_path: Path, slots: int) -> None:
     provider = LlamaProvider(smollm2_config(slots=slots), cache_dir=tmp_path)
     await provider.load()
-    assert provider.status == "loaded"
+    assert provider.loaded
     assert provider.model_path is not None
     assert provider.model_path.name.endswith(".gguf")
     assert provider.context_length == 2048  # each slot has the whole context
     await provider.unload()
-    assert provider.status == "unloaded"
+    assert not provider.loaded
     with pytest.raises(ModelUnavailable):
         await collect(provider, RAINBOW, GREEDY)
     await provider.load()
@@ -120,7 +120,7 @@ async def test_unload_cuts_off_running_generations(tmp_path: Path, slots: int) -
     for stream in streams:
         await anext(stream)
     await asyncio.wait_for(provider.unload(), timeout=60)
-    assert provider.status == "unloaded"
+    assert not provider.loaded
     for stream in streams:
         with pytest.raises(GenerationFailed):
             async for _ in stream:
