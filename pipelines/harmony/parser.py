@@ -48,7 +48,6 @@ from typing import Final, Literal, TypeAlias
 import msgspec
 
 from pipelines.harmony import tokens as tk
-from pipelines.harmony.split import SpecialTokenSplitter, split_special
 from pipelines.types import Piece
 
 __all__ = [
@@ -61,9 +60,7 @@ __all__ = [
     "MessageStart",
     "ParserEvent",
     "ParserState",
-    "SpecialTokenSplitter",
     "TextDelta",
-    "split_special",
 ]
 
 EndReason = Literal["end", "return", "call", "incomplete"]
