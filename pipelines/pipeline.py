@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -224,7 +224,7 @@ class GenerationPipeline(abc.ABC):
 
     # -- stream -----------------------------------------------------------------
 
-    async def stream(self, ctx: PipelineContext, output: AsyncIterator[Output]) -> AsyncGenerator[Delta, None]:
+    async def stream(self, ctx: PipelineContext, output: AsyncGenerator[Output, None]) -> AsyncGenerator[Delta, None]:
         """The deltas of one choice, read from `output` (which this closes)."""
         if not ctx.started_at:
             ctx.started_at = time.perf_counter()
@@ -251,9 +251,7 @@ class GenerationPipeline(abc.ABC):
                 if ctx.stop_reason is not None:
                     break
         finally:
-            aclose = getattr(output, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await output.aclose()
         for delta in post.events(ctx.decoder.finish()):
             yield delta
         tail = post.tail()
