@@ -14,10 +14,9 @@ from pipelines.harmony.parser import (
     MessageStart,
     ParserEvent,
     ParserState,
-    SpecialTokenSplitter,
     TextDelta,
-    split_special,
 )
+from pipelines.harmony.split import SpecialTokenSplitter, split_special
 from pipelines.types import Piece
 
 
