@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from pipelines.events import Event
 from pipelines.types import Delta, GenerationRequest, Message, SamplingOverrides
 
 if TYPE_CHECKING:
-    from pipelines.events import EventBus
-    from pipelines.manager import ModelManager
-    from pipelines.router import ModelRouter
-    from pipelines.service import Generation, GenerationService
+    from pipelines.service import Generation
 
 __all__ = ["Harness"]
 
 _ids = itertools.count()
-
-
-class Assembled(Protocol):
-    """What the harness drives: the generation side alone, or a whole app gateway."""
-
-    bus: EventBus
-    manager: ModelManager
-    router: ModelRouter
-    service: GenerationService
 
 
 @dataclass
