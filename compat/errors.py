@@ -33,9 +33,15 @@ class WireError(msgspec.Struct, frozen=True):
 def from_gateway_error(exc: GatewayError) -> WireError:
     status = exc.status
     type_ = exc.type or ("invalid_request_error" if status < 500 else "server_error")
-    headers = {} if exc.retry_after is None else {"retry-after": str(max(1, math.ceil(exc.retry_after)))}
+    headers = {} if exc.retry_after is None else _retry_headers(exc.retry_after)
     body = ErrorEnvelope(error=ErrorBody(message=exc.message, type=type_, param=exc.param, code=exc.code))
     return WireError(status, body, headers)
+
+
+def _retry_headers(seconds: float) -> dict[str, str]:
+    """`retry-after` in whole seconds (the HTTP header), and `retry-after-ms`, which the
+    OpenAI SDKs read first, so a sub-second hint is not rounded up to a second."""
+    return {"retry-after": str(max(1, math.ceil(seconds))), "retry-after-ms": str(max(1, math.ceil(seconds * 1000)))}
 
 
 def _param(path: str) -> str | None:

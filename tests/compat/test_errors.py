@@ -53,6 +53,12 @@ from pipelines.upstream.errors import UpstreamFailure, from_status, from_transpo
 INVALID = "invalid_request_error"
 SERVER = "server_error"
 
+
+def after(seconds: str, ms: str) -> dict[str, str]:
+    """The retry hints of a refusal that may succeed later, as OpenAI's SDKs read them."""
+    return {"retry-after": seconds, "retry-after-ms": ms}
+
+
 # (error, status, type, code, headers, retry_reason)
 TABLE: list[tuple[GatewayError, int, str, str | None, dict[str, str], str | None]] = [
     (InvalidRequest("bad", param="messages"), 400, INVALID, None, {}, None),
@@ -60,17 +66,17 @@ TABLE: list[tuple[GatewayError, int, str, str | None, dict[str, str], str | None
     (Unsupported("no"), 400, INVALID, "unsupported_parameter", {}, None),
     (ContextLengthExceeded("long"), 400, INVALID, "context_length_exceeded", {}, None),
     (ModelNotFound("who"), 404, INVALID, "model_not_found", {}, None),
-    (QueueFull("busy"), 429, "requests", "rate_limit_exceeded", {"retry-after": "1"}, "rate_limited"),
-    (QueueFull("busy", retry_after=2.5), 429, "requests", "rate_limit_exceeded", {"retry-after": "3"}, "rate_limited"),
-    (QueueFull("busy", retry_after=0.01), 429, "requests", "rate_limit_exceeded", {"retry-after": "1"}, "rate_limited"),
-    (ModelUnavailable("gone"), 503, SERVER, "model_unavailable", {"retry-after": "1"}, "unavailable"),
-    (ModelUnavailable("slow", retry_after=30), 503, SERVER, "model_unavailable", {"retry-after": "30"}, "unavailable"),
-    (ShuttingDown("bye"), 503, SERVER, "shutting_down", {"retry-after": "1"}, "unavailable"),
+    (QueueFull("busy"), 429, "requests", "rate_limit_exceeded", after("1", "1000"), "rate_limited"),
+    (QueueFull("busy", retry_after=2.5), 429, "requests", "rate_limit_exceeded", after("3", "2500"), "rate_limited"),
+    (QueueFull("busy", retry_after=0.01), 429, "requests", "rate_limit_exceeded", after("1", "10"), "rate_limited"),
+    (ModelUnavailable("gone"), 503, SERVER, "model_unavailable", after("1", "1000"), "unavailable"),
+    (ModelUnavailable("slow", retry_after=30), 503, SERVER, "model_unavailable", after("30", "30000"), "unavailable"),
+    (ShuttingDown("bye"), 503, SERVER, "shutting_down", after("1", "1000"), "unavailable"),
     (UpstreamError("up"), 502, SERVER, "upstream_error", {}, None),
     (UpstreamError("up", status=400, code="x"), 400, INVALID, "x", {}, None),
     (GenerationFailed("oops"), 500, SERVER, "generation_failed", {}, "error"),
-    (Cancelled(CancelReason.TIMEOUT), 503, SERVER, "timeout", {"retry-after": "1"}, None),
-    (Cancelled(CancelReason.SHUTDOWN), 503, SERVER, "shutdown", {"retry-after": "1"}, None),
+    (Cancelled(CancelReason.TIMEOUT), 503, SERVER, "timeout", after("1", "1000"), None),
+    (Cancelled(CancelReason.SHUTDOWN), 503, SERVER, "shutdown", after("1", "1000"), None),
     (Cancelled(CancelReason.CLIENT_DISCONNECT), 500, SERVER, "client_disconnect", {}, None),
     (Cancelled(CancelReason.UPSTREAM_ERROR), 500, SERVER, "upstream_error", {}, None),
     (Cancelled(CancelReason.ERROR), 500, SERVER, "error", {}, None),
@@ -100,7 +106,7 @@ TABLE: list[tuple[GatewayError, int, str, str | None, dict[str, str], str | None
     (InternalError(), 500, SERVER, "internal_error", {}, None),
     (Draining(), 503, SERVER, "shutting_down", {}, None),
     (NotReady(["a", "b"]), 503, SERVER, "not_ready", {}, None),
-    (Overloaded(), 503, SERVER, "overloaded", {"retry-after": "1"}, None),
+    (Overloaded(), 503, SERVER, "overloaded", after("1", "1000"), None),
 ]
 
 

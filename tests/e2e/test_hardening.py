@@ -238,6 +238,7 @@ async def test_one_slot_and_a_queue_of_4_serve_5_of_16_and_refuse_11_at_once(rea
             exc, answered = value
             assert answered < first_served_end, "a 429 came after a served stream ended: it waited"
             assert int(exc.response.headers["retry-after"]) >= 1
+            assert int(exc.response.headers["retry-after-ms"]) >= 1
             body = exc.body
             assert isinstance(body, dict) and body["code"] == "rate_limit_exceeded", body
             assert body["type"] in ("requests", "tokens") and body["param"] is None
