@@ -12,6 +12,7 @@ stream arrives already split. The mapping:
   `assistant`, which is not a call. Its first delta carries the call's id and name, the
   rest its argument text.
 - OpenAI reports logprobs for the answer only: content deltas keep theirs.
+- A call's arguments are JSON text, `{}` at least (`finish`).
 
 Tool calls are collected here, once, for the result.
 """
@@ -108,6 +109,17 @@ class ChannelMapper:
         if not event.text and not event.logprobs:
             return None
         return Delta(kind, event.text, logprobs=event.logprobs)
+
+    def finish(self) -> list[Delta]:
+        """Once the output is over: a call that got no argument text gets `{}`, so that a
+        call's arguments are always JSON text (a model may close a call at once, an
+        upstream may send none). Arguments cut short stay as they are (`invalid_calls`)."""
+        out: list[Delta] = []
+        for call in self._calls.values():
+            if not call.arguments:
+                call.arguments.append("{}")
+                out.append(Delta(DeltaKind.TOOL_CALL, "{}", tool_index=call.index))
+        return out
 
     @property
     def tool_calls(self) -> list[ToolCall]:

@@ -254,6 +254,8 @@ class GenerationPipeline(abc.ABC):
             await output.aclose()
         for delta in post.events(ctx.decoder.finish()):
             yield delta
+        for delta in post.deltas(ctx.channels.finish()):
+            yield delta
         tail = post.tail()
         if tail is not None:
             yield tail
@@ -343,14 +345,10 @@ class _Post:
         self.echo = EchoStripper(_last_user_text(ctx.request)) if ctx.model.strip_echo else None
 
     def events(self, events: list[MessageEvent]) -> list[Delta]:
-        out: list[Delta] = []
-        for event in events:
-            delta = self.ctx.channels.feed(event)
-            if delta is not None:
-                delta = self._delta(delta)
-                if delta is not None:
-                    out.append(delta)
-        return out
+        return self.deltas([d for d in map(self.ctx.channels.feed, events) if d is not None])
+
+    def deltas(self, deltas: list[Delta]) -> list[Delta]:
+        return [d for d in map(self._delta, deltas) if d is not None]
 
     def _delta(self, delta: Delta) -> Delta | None:
         ctx = self.ctx

@@ -120,3 +120,11 @@ def test_new_tool_call_id_shape() -> None:
     ids = {new_tool_call_id() for _ in range(50)}
     assert len(ids) == 50
     assert all(re.fullmatch(r"call_[A-Za-z0-9]{24}", i) for i in ids)
+
+
+def test_a_call_without_argument_text_gets_an_empty_object_at_the_end() -> None:
+    mapper = counting()
+    run(mapper, [Open(recipient="functions.now"), Close(), Open(recipient="functions.f"), Text('{"a": 1')])
+    assert mapper.finish() == [Delta(TOOL, "{}", tool_index=0)]
+    assert mapper.tool_calls == [ToolCall("call_0", "now", "{}"), ToolCall("call_1", "f", '{"a": 1')]
+    assert mapper.invalid_calls() == ["f"]  # cut short: left as it came, and reported

@@ -241,3 +241,18 @@ async def test_clients_open_at_load_and_close_at_unload(make_harness: HarnessFac
     await h.gateway.manager.shutdown()
     assert all(c is not None and c.is_closed for c in clients)
     assert all(u.client is None for u in provider.pool.upstreams)
+
+
+async def test_a_call_the_upstream_sent_no_arguments_for_has_an_empty_object(
+    make_harness: HarnessFactory, respx_mock: respx.MockRouter
+) -> None:
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "now"}}
+    events = [chunk(tool_calls=[call]), chunk(finish="tool_calls")]
+    respx_mock.post(f"{UP1}/chat/completions").mock(
+        return_value=httpx.Response(200, headers=SSE, content=sse_bytes(*events))
+    )
+    h = make_harness(remote_model())
+    gen, deltas = await h.run(h.request("remote", tools=(Tool(name="now"),), stream=True))
+    assert "".join(d.text for d in deltas if d.kind is DeltaKind.TOOL_CALL) == "{}"
+    assert gen.result is not None
+    assert [(c.name, c.arguments) for c in gen.result.tool_calls] == [("now", "{}")]
