@@ -13,6 +13,8 @@ stream arrives already split. The mapping:
   rest its argument text.
 - OpenAI reports logprobs for the answer only: content deltas keep theirs.
 - A call's arguments are JSON text, `{}` at least (`finish`).
+- With `max_calls` (a request's `parallel_tool_calls: false` makes it 1), a call beyond it
+  is not opened: `over` says the turn is over, and the pipeline stops there.
 
 Tool calls are collected here, once, for the result.
 """
@@ -55,10 +57,13 @@ class ChannelMapper:
     """Feed it one generation's messages; it answers each with the delta for the client
     (or None) and keeps the tool calls."""
 
-    __slots__ = ("_call", "_calls", "_kind", "_new_id", "reasoning_tokens")
+    __slots__ = ("_call", "_calls", "_kind", "_max_calls", "_new_id", "over", "reasoning_tokens")
 
-    def __init__(self, *, new_id: Callable[[], str] = new_tool_call_id) -> None:
+    def __init__(self, *, new_id: Callable[[], str] = new_tool_call_id, max_calls: int | None = None) -> None:
         self._new_id = new_id
+        self._max_calls = max_calls
+        self.over = False
+        """A call beyond `max_calls` began: nothing after it belongs to this turn."""
         self._kind: DeltaKind | None = None
         """What the open message is (None: no message is open; its text is dropped)."""
         self._call: _Call | None = None
@@ -86,6 +91,10 @@ class ChannelMapper:
         known = self._calls.get(event.call_id) if event.call_id is not None else None
         if known is not None:
             self._call = known  # the backend went back to a call it had opened
+            return None
+        if self._max_calls is not None and len(self._calls) >= self._max_calls:
+            self.over = True
+            self._kind = self._call = None
             return None
         call = self._call = _Call(
             len(self._calls), event.call_id or self._new_id(), recipient.removeprefix("functions.")

@@ -81,7 +81,7 @@ class PipelineContext:
     params: DecodeParams
     prompt_tokens: int
     decoder: TokenDecoder
-    channels: ChannelMapper = field(default_factory=ChannelMapper)
+    channels: ChannelMapper
     cancel: CancelToken = field(default_factory=CancelToken)
     """Shared by all choices of one request: they end together when the client goes."""
     index: int = 0
@@ -167,6 +167,7 @@ class GenerationPipeline(abc.ABC):
             params=params,
             prompt_tokens=prompt_tokens,
             decoder=self.new_decoder(req),
+            channels=_channels(req),
         )
 
     def fork(self, ctx: PipelineContext) -> list[PipelineContext]:
@@ -187,6 +188,7 @@ class GenerationPipeline(abc.ABC):
                     params=msgspec.structs.replace(ctx.params, seed=seed),
                     prompt_tokens=ctx.prompt_tokens,
                     decoder=self.new_decoder(ctx.request),
+                    channels=_channels(ctx.request),
                     cancel=ctx.cancel,
                     index=i,
                 )
@@ -248,6 +250,8 @@ class GenerationPipeline(abc.ABC):
                     yield delta
                 if post.stops.matched is not None:
                     ctx.stop_reason = StopReason.STOP
+                elif ctx.channels.over:
+                    ctx.stop_reason = StopReason.TOOL_CALL  # one call per turn was asked for
                 if ctx.stop_reason is not None:
                     break
         finally:
@@ -372,6 +376,10 @@ class _Post:
             return None
         self.ctx.content.append(tail)
         return Delta(kind=DeltaKind.CONTENT, text=tail, choice=self.ctx.index)
+
+
+def _channels(req: GenerationRequest) -> ChannelMapper:
+    return ChannelMapper(max_calls=None if req.parallel_tool_calls else 1)
 
 
 def _last_user_text(req: GenerationRequest) -> str:

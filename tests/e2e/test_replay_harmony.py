@@ -121,6 +121,31 @@ def test_preamble_then_two_calls(client: openai.OpenAI) -> None:
     assert out["finish"] == "tool_calls"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_parallel_tool_calls_false_answers_with_the_first_call_only(client: openai.OpenAI, stream: bool) -> None:
+    out = client.chat.completions.create(
+        model="replay-two-calls",
+        messages=[{"role": "user", "content": "hi"}],
+        tools=[WEATHER_TOOL],
+        parallel_tool_calls=False,
+        stream=stream,
+    )
+    if stream:
+        names: list[str] = []
+        args, finish = "", None
+        for chunk in out:  # type: ignore[union-attr]
+            for choice in chunk.choices:
+                for call in choice.delta.tool_calls or []:
+                    names += [call.function.name] if call.function and call.function.name else []
+                    args += (call.function.arguments or "") if call.function else ""
+                finish = choice.finish_reason or finish
+        assert (names, json.loads(args), finish) == (["get_weather"], {"location": "Paris"}, "tool_calls")
+    else:
+        calls = out.choices[0].message.tool_calls or []  # type: ignore[union-attr]
+        assert [json.loads(c.function.arguments) for c in calls] == [{"location": "Paris"}]
+        assert out.choices[0].finish_reason == "tool_calls"  # type: ignore[union-attr]
+
+
 def test_non_stream_aggregates_the_same_way(client: openai.OpenAI) -> None:
     out = client.chat.completions.create(
         model="replay-two-calls", messages=[{"role": "user", "content": "hi"}], tools=[WEATHER_TOOL]

@@ -128,3 +128,19 @@ def test_a_call_without_argument_text_gets_an_empty_object_at_the_end() -> None:
     assert mapper.finish() == [Delta(TOOL, "{}", tool_index=0)]
     assert mapper.tool_calls == [ToolCall("call_0", "now", "{}"), ToolCall("call_1", "f", '{"a": 1')]
     assert mapper.invalid_calls() == ["f"]  # cut short: left as it came, and reported
+
+
+def test_one_call_per_turn_when_asked_the_second_is_not_opened() -> None:
+    mapper = ChannelMapper(max_calls=1)
+    deltas = run(
+        mapper,
+        [
+            Open(recipient="functions.a", call_id="x"),
+            Text("{}"),
+            Open(recipient="functions.b", call_id="y"),
+            Text("{}"),
+        ],
+    )
+    assert [d.tool_name for d in deltas if d.tool_name] == ["a"]
+    assert mapper.over and [c.name for c in mapper.tool_calls] == ["a"]
+    assert run(mapper, [Open(recipient="functions.a", call_id="x"), Text("more")])  # the first may go on

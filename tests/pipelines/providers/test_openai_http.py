@@ -19,7 +19,7 @@ from pipelines.providers.openai_http import OpenAIHTTPProvider
 from pipelines.types import DeltaKind, ResponseFormat, SamplingOverrides, Tool
 from pipelines.upstream import UpstreamFailure
 from tests.support.harness import Harness
-from tests.support.upstream import SSE, UP1, UP2, answer, chunk, remote_model, sse_bytes, usage
+from tests.support.upstream import SSE, UP1, UP2, answer, body_of, chunk, remote_model, sse_bytes, usage
 
 HarnessFactory = Callable[..., Harness]
 
@@ -256,3 +256,23 @@ async def test_a_call_the_upstream_sent_no_arguments_for_has_an_empty_object(
     assert "".join(d.text for d in deltas if d.kind is DeltaKind.TOOL_CALL) == "{}"
     assert gen.result is not None
     assert [(c.name, c.arguments) for c in gen.result.tool_calls] == [("now", "{}")]
+
+
+async def test_parallel_tool_calls_false_keeps_one_call_even_when_the_upstream_sends_two(
+    make_harness: HarnessFactory, respx_mock: respx.MockRouter
+) -> None:
+    first = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "a", "arguments": "{}"}}
+    second = {"index": 1, "id": "call_2", "type": "function", "function": {"name": "b", "arguments": "{}"}}
+    events = [chunk(tool_calls=[first]), chunk(tool_calls=[second]), chunk(finish="tool_calls")]
+    route = respx_mock.post(f"{UP1}/chat/completions").mock(
+        return_value=httpx.Response(200, headers=SSE, content=sse_bytes(*events))
+    )
+    h = make_harness(remote_model())
+    tools = (Tool(name="a"), Tool(name="b"))
+    gen, deltas = await h.run(h.request("remote", tools=tools, parallel_tool_calls=False))
+    assert body_of(route)["parallel_tool_calls"] is False  # asked of the upstream too
+    assert [d.tool_name for d in deltas if d.tool_name] == ["a"]
+    assert gen.result is not None and gen.result.finish_reason == "tool_calls"
+    assert [c.name for c in gen.result.tool_calls] == ["a"]
+    (done,) = h.of(GenerationCompleted, gen.request_id)
+    assert done.stop_reason == "tool_call"
