@@ -18,6 +18,7 @@ __all__ = [
     "ErrorEnvelope",
     "ModelCard",
     "ModelList",
+    "PromptTokensDetails",
     "ResponseMessage",
     "ToolCallDelta",
     "ToolCallFunctionDelta",
@@ -82,10 +83,16 @@ class CompletionTokensDetails(_Out):
     reasoning_tokens: int = 0
 
 
+class PromptTokensDetails(_Out):
+    cached_tokens: int = 0
+    """Prompt tokens taken from the prefix cache instead of evaluated."""
+
+
 class UsageWire(_Out):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
 
 

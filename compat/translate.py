@@ -32,6 +32,7 @@ from compat.responses import (
     CompletionTokensDetails,
     FunctionCallWire,
     LogprobWire,
+    PromptTokensDetails,
     ResponseMessage,
     ToolCallDelta,
     ToolCallFunctionDelta,
@@ -203,6 +204,7 @@ def usage_wire(usage: Usage) -> UsageWire:
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         total_tokens=usage.total_tokens,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cached_tokens),
         completion_tokens_details=CompletionTokensDetails(reasoning_tokens=usage.reasoning_tokens),
     )
 

@@ -92,6 +92,8 @@ class PipelineContext:
     first_token_at: float | None = None
     last_token_at: float | None = None
     completion_tokens: int = 0
+    cached_tokens: int = 0
+    """Prompt tokens the provider took from its prefix cache."""
     token_gaps: list[float] = field(default_factory=list)
     """Seconds between consecutive pieces (inter-token latency samples)."""
     content: list[str] = field(default_factory=list)
@@ -243,6 +245,8 @@ class GenerationPipeline(abc.ABC):
                         ctx.reported_usage = item.usage
                     if item.stop is not None:
                         ctx.stop_reason = item.stop
+                    if item.cached_tokens is not None:
+                        ctx.cached_tokens = item.cached_tokens
                     continue
                 else:
                     events = self._message(ctx, item)
@@ -316,6 +320,7 @@ class GenerationPipeline(abc.ABC):
             prompt_tokens=ctx.prompt_tokens,
             completion_tokens=ctx.completion_tokens,
             reasoning_tokens=ctx.decoder.reasoning_tokens + channels.reasoning_tokens,
+            cached_tokens=ctx.cached_tokens,
         )
         end = ctx.last_token_at or time.perf_counter()
         first = ctx.first_token_at

@@ -52,6 +52,7 @@ class PipelineResult(msgspec.Struct, frozen=True, kw_only=True):
                 "prompt_tokens": self.usage.prompt_tokens,
                 "completion_tokens": self.usage.completion_tokens,
                 "reasoning_tokens": self.usage.reasoning_tokens,
+                "cached_tokens": self.usage.cached_tokens,
             },
             "finish_reason": self.finish_reason,
             "tool_calls": len(self.tool_calls),
@@ -70,6 +71,7 @@ def combine_results(results: Sequence[PipelineResult]) -> PipelineResult:
     first = results[0]
     usage = Usage(
         prompt_tokens=first.usage.prompt_tokens,  # one prompt, read once
+        cached_tokens=first.usage.cached_tokens,
         completion_tokens=sum(r.usage.completion_tokens for r in results),
         reasoning_tokens=sum(r.usage.reasoning_tokens for r in results),
     )

@@ -159,10 +159,12 @@ class Close(msgspec.Struct, frozen=True):
 
 
 class Report(msgspec.Struct, frozen=True):
-    """A backend's own account at the end of its stream: its token counts and why it stopped."""
+    """A backend's own account: how much of the prompt it took from its cache (as soon as
+    it read the prompt), and at the end of its stream its token counts and why it stopped."""
 
     usage: Usage | None = None
     stop: StopReason | None = None
+    cached_tokens: int | None = None
 
 
 MessageEvent: TypeAlias = Open | Text | Close
@@ -230,6 +232,8 @@ class Usage(msgspec.Struct, frozen=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     reasoning_tokens: int = 0
+    cached_tokens: int = 0
+    """Prompt tokens read from a cache (a reused prefix) instead of evaluated."""
 
     @property
     def total_tokens(self) -> int:

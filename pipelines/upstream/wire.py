@@ -206,10 +206,15 @@ class _Details(msgspec.Struct):
     reasoning_tokens: int | None = None
 
 
+class _PromptDetails(msgspec.Struct):
+    cached_tokens: int | None = None
+
+
 class _Usage(msgspec.Struct):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     completion_tokens_details: _Details | None = None
+    prompt_tokens_details: _PromptDetails | None = None
 
 
 class _Chunk(msgspec.Struct):
@@ -287,10 +292,12 @@ class ChunkReader:
         if chunk.usage is not None:
             u = chunk.usage
             details = u.completion_tokens_details
+            cached = u.prompt_tokens_details
             self.usage = Usage(
                 prompt_tokens=u.prompt_tokens or 0,
                 completion_tokens=u.completion_tokens or 0,
                 reasoning_tokens=(details.reasoning_tokens or 0) if details is not None else 0,
+                cached_tokens=(cached.cached_tokens or 0) if cached is not None else 0,
             )
         out: list[MessageEvent] = []
         for choice in chunk.choices or ():

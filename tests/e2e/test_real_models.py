@@ -53,6 +53,23 @@ def test_real_tokens_stream_and_match_usage(client: openai.OpenAI, model: str) -
         assert any(color in text for color in ("red", "orange", "yellow", "green", "blue", "violet"))
 
 
+def test_a_shared_prompt_start_is_reported_as_cached_tokens(client: openai.OpenAI) -> None:
+    system = "You are a terse assistant for a museum of old maps. " * 8
+    usages = []
+    for question in ("Which map is oldest?", "Which map is largest?"):
+        out = client.chat.completions.create(
+            model="smollm2-135m-instruct",
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": question}],
+            max_tokens=4,
+            temperature=0,
+        )
+        assert out.usage is not None and out.usage.prompt_tokens_details is not None
+        usages.append(out.usage)
+    # the second reads the system turn from the first one's cells: it is counted, not hidden
+    cached = usages[1].prompt_tokens_details.cached_tokens  # type: ignore[union-attr]
+    assert cached is not None and usages[1].prompt_tokens // 2 < cached < usages[1].prompt_tokens
+
+
 def test_greedy_output_is_repeatable(client: openai.OpenAI) -> None:
     def ask() -> str:
         out = client.chat.completions.create(

@@ -27,7 +27,7 @@ from pipelines.providers.llama.prompt import Plan, PromptReader
 from pipelines.providers.llama.runtime import QuietLog, runtime
 from pipelines.providers.llama.sampler import build_sampler, free_sampler
 from pipelines.providers.llama.sequences import Done, EngineStats, PromptStats, Seq
-from pipelines.types import Piece
+from pipelines.types import Output, Report
 
 if TYPE_CHECKING:
     from llama_cpp._internals import LlamaModel
@@ -172,7 +172,7 @@ class LlamaProvider(Provider):
 
     # -- generating ---------------------------------------------------------------------
 
-    async def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Piece, None]:
+    async def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Output, None]:
         engine, prompts = self._loaded()
         # Everything that can fail with a client error happens here, before a slot is taken.
         plan = prompts.plan(prompt, params, engine.n_ctx_seq)
@@ -186,7 +186,7 @@ class LlamaProvider(Provider):
 
     def generate_choices(
         self, prompt: Prompt, params: Sequence[DecodeParams], cancel: CancelToken
-    ) -> list[AsyncGenerator[Piece, None]]:
+    ) -> list[AsyncGenerator[Output, None]]:
         """The choices decode side by side from one reading of the prompt (see engine.py).
         Called on the event loop; client errors raise here, before any choice is
         submitted. The choices are in the engine on return: each stream must be closed."""
@@ -225,7 +225,8 @@ class LlamaProvider(Provider):
             raise
         return seqs
 
-    async def _pieces(self, engine: Engine, prompt: Prompt, seq: Seq, submitted: float) -> AsyncGenerator[Piece, None]:
+    async def _pieces(self, engine: Engine, prompt: Prompt, seq: Seq, submitted: float) -> AsyncGenerator[Output, None]:
+        report: Report | None = None
         try:
             while True:
                 item = await seq.queue.get()
@@ -236,10 +237,15 @@ class LlamaProvider(Provider):
                     # metrics' cache hits are a share of the request's prompt tokens).
                     if not item.shared:
                         self._report(prompt, seq.plan, item, time.perf_counter() - submitted)
+                        report = Report(cached_tokens=item.cached)
                     continue
                 if isinstance(item, BaseException):
                     raise item
                 yield item
+                if report is not None:
+                    # after the first token, so that a reader's first item is the model's
+                    yield report
+                    report = None
         finally:
             await _let_go(engine, seq)
 
@@ -269,22 +275,22 @@ async def _let_go(engine: Engine, seq: Seq) -> None:
         await asyncio.wait({seq.left})
 
 
-class _Choice(AsyncGenerator[Piece, None]):
+class _Choice(AsyncGenerator[Output, None]):
     """One stream of `generate_choices`. Its sequence is in the engine before the first
     read, and closing a bare async generator that never started runs none of its code:
     this one lets go of its sequence however it ends."""
 
     __slots__ = ("_engine", "_pieces", "_seq")
 
-    def __init__(self, engine: Engine, seq: Seq, pieces: AsyncGenerator[Piece, None]) -> None:
+    def __init__(self, engine: Engine, seq: Seq, pieces: AsyncGenerator[Output, None]) -> None:
         self._engine = engine
         self._seq = seq
         self._pieces = pieces
 
-    async def asend(self, value: None) -> Piece:
+    async def asend(self, value: None) -> Output:
         return await self._pieces.asend(value)
 
-    async def athrow(self, *args: Any) -> Piece:
+    async def athrow(self, *args: Any) -> Output:
         return await self._pieces.athrow(*args)
 
     async def aclose(self) -> None:

@@ -276,3 +276,18 @@ async def test_parallel_tool_calls_false_keeps_one_call_even_when_the_upstream_s
     assert [c.name for c in gen.result.tool_calls] == ["a"]
     (done,) = h.of(GenerationCompleted, gen.request_id)
     assert done.stop_reason == "tool_call"
+
+
+async def test_the_upstreams_cached_prompt_tokens_are_kept(
+    make_harness: HarnessFactory, respx_mock: respx.MockRouter
+) -> None:
+    counts = usage(40, 1)
+    counts["usage"]["prompt_tokens_details"] = {"cached_tokens": 32}
+    events = [chunk("hi"), chunk(finish="stop"), counts]
+    respx_mock.post(f"{UP1}/chat/completions").mock(
+        return_value=httpx.Response(200, headers=SSE, content=sse_bytes(*events))
+    )
+    h = make_harness(remote_model())
+    gen, _ = await h.run(h.request("remote"))
+    assert gen.result is not None
+    assert (gen.result.usage.prompt_tokens, gen.result.usage.cached_tokens) == (40, 32)

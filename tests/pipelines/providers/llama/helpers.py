@@ -13,7 +13,7 @@ import pytest
 from pipelines.events import Event, PromptProcessed
 from pipelines.providers.base import CancelToken, DecodeParams, Prompt
 from pipelines.providers.llama import LlamaProvider
-from pipelines.types import GenerationRequest, Message, Piece
+from pipelines.types import GenerationRequest, Message, Output, Piece
 
 # The real-model tests share one loaded model per module, so they share the module's loop.
 module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -35,13 +35,14 @@ LONG = DecodeParams(max_tokens=500, temperature=0.0)
 
 
 async def collect(provider: LlamaProvider, prompt: Prompt, params: DecodeParams) -> list[Piece]:
-    return [piece async for piece in provider.generate(prompt, params, CancelToken())]
+    """The token pieces of one generation (its prompt-cache report left out)."""
+    return [piece async for piece in provider.generate(prompt, params, CancelToken()) if isinstance(piece, Piece)]
 
 
-async def read_choices(streams: list[AsyncGenerator[Piece, None]]) -> list[list[Piece]]:
-    async def read(stream: AsyncGenerator[Piece, None]) -> list[Piece]:
+async def read_choices(streams: list[AsyncGenerator[Output, None]]) -> list[list[Piece]]:
+    async def read(stream: AsyncGenerator[Output, None]) -> list[Piece]:
         try:
-            return [piece async for piece in stream]
+            return [piece async for piece in stream if isinstance(piece, Piece)]
         finally:
             await stream.aclose()
 

@@ -25,7 +25,7 @@ from pipelines.events import Event
 from pipelines.providers.base import CancelToken, DecodeParams, Prompt
 from pipelines.providers.llama import LlamaProvider
 from pipelines.providers.llama.engine import PROMPT_CHUNK
-from pipelines.types import Piece, ResponseFormat
+from pipelines.types import Piece, Report, ResponseFormat
 from tests.pipelines.providers.llama.conftest import Fresh
 from tests.pipelines.providers.llama.helpers import (
     FRANCE,
@@ -79,6 +79,11 @@ async def test_a_repeated_system_prompt_is_read_from_the_cache(
     assert smol.stats.prompt_tokens - before.prompt_tokens == two.evaluated_tokens
     # On SmolLM2 the cached prefix leaves the output unchanged (not so on Gemma: FACTS.md).
     assert data(reused) == await fresh(second, GREEDY)
+    # The generation itself says how much came from the cache (usage.cached_tokens).
+    third = ask("Where are the pearls?", system=SYSTEM, request_id=f"{tag}-third")
+    reports = [r async for r in smol.generate(third, GREEDY, CancelToken()) if isinstance(r, Report)]
+    [three] = prompt_events(events, f"{tag}-third")
+    assert reports == [Report(cached_tokens=three.cached_tokens)] and three.cached_tokens >= n_system - 8
 
 
 @pytest.mark.slow
@@ -206,8 +211,9 @@ async def test_a_cancelled_sequence_frees_its_slot_within_one_step(batched: Llam
     async def newcomer() -> list[Piece]:
         out = []
         async for piece in batched.generate(RAINBOW, DecodeParams(max_tokens=4, temperature=0.0), CancelToken()):
-            first_at.append(batched.stats.steps)
-            out.append(piece)
+            if isinstance(piece, Piece):  # not the prompt-cache report
+                first_at.append(batched.stats.steps)
+                out.append(piece)
         return out
 
     late = asyncio.create_task(newcomer())
