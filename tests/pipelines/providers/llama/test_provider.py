@@ -26,6 +26,8 @@ from pipelines.errors import CancelReason, ContextLengthExceeded, GenerationFail
 from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Prompt
 from pipelines.providers.factory import DefaultProviders
 from pipelines.providers.llama import LlamaProvider
+from pipelines.providers.llama.placement import model_params
+from pipelines.providers.llama.runtime import runtime
 from pipelines.providers.stub import StubProvider
 from pipelines.types import Message, Piece, ResponseFormat
 from tests.pipelines.providers.llama.helpers import (
@@ -89,6 +91,34 @@ async def test_garbage_file_is_a_load_error(tmp_path: Path) -> None:
     with pytest.raises(LoadFailure) as caught:
         await provider.load()
     assert caught.value.reason == "load_error"
+
+
+def test_gpu_settings_reach_llama_cpps_model_parameters() -> None:
+    llama_cpp = runtime()
+    config = smollm2_config(n_gpu_layers=5, main_gpu=1, split_mode="none", tensor_split=[3.0, 1.0])
+    params, keep = model_params(config)
+    assert (params.n_gpu_layers, params.main_gpu) == (5, 1)
+    assert params.split_mode == llama_cpp.LLAMA_SPLIT_MODE_NONE
+    assert [params.tensor_split[i] for i in range(3)] == [3.0, 1.0, 0.0] and keep is not None
+    # unset: every layer where llama.cpp has a GPU backend, none where it has not
+    default, _ = model_params(smollm2_config())
+    assert default.n_gpu_layers == (-1 if llama_cpp.llama_supports_gpu_offload() else 0)
+    assert default.split_mode == llama_cpp.LLAMA_SPLIT_MODE_LAYER
+
+
+@pytest.mark.slow
+@module_loop
+async def test_a_model_says_where_it_runs(tmp_path: Path) -> None:
+    provider = LlamaProvider(smollm2_config(n_gpu_layers=8, split_mode="none"), cache_dir=tmp_path)
+    assert provider.placement() is None  # not loaded
+    await provider.load()
+    try:
+        gpu = bool(runtime().llama_supports_gpu_offload())
+        assert provider.placement() == {"backend": "gpu" if gpu else "cpu", "layers": 30, "gpu_layers": 8 if gpu else 0}
+        assert text_of(await collect(provider, RAINBOW, DecodeParams(max_tokens=4, temperature=0.0)))
+    finally:
+        await provider.unload()
+    assert provider.placement() is None
 
 
 @pytest.mark.slow
