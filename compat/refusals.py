@@ -141,12 +141,14 @@ class InternalError(_Fixed):
 class Draining(_Fixed):
     status = 503
     code = "shutting_down"
+    retry_after = 1.0  # behind a load balancer, another replica answers
     text = "The gateway is shutting down."
 
 
 class NotReady(GatewayError):
     status = 503
     code = "not_ready"
+    retry_after = 1.0
 
     def __init__(self, loading: list[str]) -> None:
         super().__init__(f"Models still loading: {', '.join(loading)}.")

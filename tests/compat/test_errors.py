@@ -104,8 +104,8 @@ TABLE: list[tuple[GatewayError, int, str, str | None, dict[str, str], str | None
     (FrameworkRefusal(418, "teapot"), 418, INVALID, None, {}, None),
     (FrameworkRefusal(500, "broken"), 500, SERVER, None, {}, None),
     (InternalError(), 500, SERVER, "internal_error", {}, None),
-    (Draining(), 503, SERVER, "shutting_down", {}, None),
-    (NotReady(["a", "b"]), 503, SERVER, "not_ready", {}, None),
+    (Draining(), 503, SERVER, "shutting_down", after("1", "1000"), None),
+    (NotReady(["a", "b"]), 503, SERVER, "not_ready", after("1", "1000"), None),
     (Overloaded(), 503, SERVER, "overloaded", after("1", "1000"), None),
 ]
 
