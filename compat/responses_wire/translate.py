@@ -391,12 +391,15 @@ def finished(template: ResponseObject, result: PipelineResult, output: list[Outp
 
 def to_response(result: PipelineResult, translated: Translated, template: ResponseObject) -> ResponseObject:
     """A non-stream answer: its reasoning, its message, then its calls, in the order a
-    Harmony model writes them (the last one `incomplete` if the output was cut short)."""
+    Harmony model writes them (the last one `incomplete` if the output was cut short): the
+    items its stream would have had, with each kind's text in one item."""
     complete = result.finish_reason not in ("length", "content_filter")
     output: list[OutputItem] = []
     if result.reasoning:
         output.append(reasoning_item(new_item_id("rs"), result.reasoning, "completed"))
-    if result.content or not result.tool_calls:
+    if result.content or not (result.reasoning or result.tool_calls):
+        # an answer with nothing else is still one (empty) message; one cut short while
+        # reasoning is its reasoning only, as the stream tells it
         lp = logprobs_out(result.logprobs) if translated.logprobs else []
         output.append(message_item(new_item_id("msg"), result.content, lp, "completed"))
     for call in result.tool_calls:

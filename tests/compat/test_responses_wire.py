@@ -256,6 +256,17 @@ def test_an_answer_cut_by_the_cap_is_incomplete() -> None:
     assert out["output"][-1]["status"] == "incomplete" and out["max_output_tokens"] == 3
 
 
+def test_an_answer_cut_while_reasoning_is_its_reasoning_as_streamed() -> None:
+    t = translated(max_output_tokens=2)
+    out = response(t, content="", reasoning="so ", finish_reason="length")
+    streamed = check_stream(
+        run(t, [Delta(DeltaKind.REASONING, "so ")], content="", reasoning="so ", finish_reason="length")
+    )
+    for answer in (out, streamed):
+        assert [(i["type"], i["status"]) for i in answer["output"]] == [("reasoning", "incomplete")]
+        assert answer["status"] == "incomplete"
+
+
 def test_logprobs_are_in_the_message_when_asked() -> None:
     entry = LogprobEntry(token="Hi", logprob=-0.5, bytes=[72, 105], top_logprobs=[TopLogprob("Hi", -0.5, [72, 105])])
     out = response(translated(include=["message.output_text.logprobs"]), logprobs=(entry,))

@@ -229,3 +229,54 @@ def test_real_smollm2_non_stream_and_stream(real: openai.OpenAI, default_gateway
     text = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
     assert text == final["output"][0]["content"][0]["text"] == out.output_text  # greedy: the same answer
     assert final["usage"]["output_tokens"] == out.usage.output_tokens
+
+
+def test_a_codex_shaped_request_is_served(stub_gateway: ServedGateway) -> None:
+    """What Codex CLI sends on every turn: function tools, a namespace tool, a hosted tool,
+    `store: false`, encrypted reasoning asked for, a summary, a cache key, client metadata,
+    and the earlier turn's items (easy messages, reasoning, a call and its output)."""
+    shell = {"type": "function", "name": "exec_command", "strict": False, "parameters": {"type": "object"}}
+    body = {
+        "model": "stub-harmony",
+        "instructions": "You are a coding agent.",
+        "input": [
+            {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "sandbox: none"}]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "List files."}]},
+            {
+                "type": "reasoning",
+                "summary": [],
+                "content": [{"type": "reasoning_text", "text": "use ls"}],
+                "encrypted_content": None,
+            },
+            {"type": "function_call", "call_id": "call_1", "name": "exec_command", "arguments": '{"cmd": "ls"}'},
+            {"type": "function_call_output", "call_id": "call_1", "output": "README.md"},
+        ],
+        "tools": [
+            shell,
+            {
+                "type": "namespace",
+                "name": "multi_agent_v1",
+                "description": "agents",
+                "tools": [{**shell, "name": "spawn"}],
+            },
+            {"type": "web_search", "external_web_access": False},
+        ],
+        "tool_choice": "auto",
+        "parallel_tool_calls": True,
+        "reasoning": {"effort": "medium", "summary": "auto"},
+        "store": False,
+        "stream": True,
+        "include": ["reasoning.encrypted_content"],
+        "prompt_cache_key": "0f0e",
+        "client_metadata": {"originator": "codex_exec"},
+    }
+    with httpx.stream("POST", f"{stub_gateway.api_url}/responses", json=body, timeout=60) as r:
+        assert r.status_code == 200
+        assert r.headers["x-mia-ignored-tools"] == "web_search" and "x-mia-store" not in r.headers
+        data = r.read().decode()
+    events = [json.loads(block.split("\n")[1].removeprefix("data: ")) for block in data.split("\n\n") if block]
+    for event in events:
+        EVENT.validate_python(event, strict=False)
+    final = check_stream(events)
+    assert final["status"] == "completed" and final["prompt_cache_key"] == "0f0e"
+    assert [t["name"] for t in final["tools"]] == ["exec_command", "multi_agent_v1"]
