@@ -305,7 +305,12 @@ def check_stream(stream: list[dict[str, Any]]) -> dict[str, Any]:
     assert [e["type"] for e in stream[:2]] == ["response.created", "response.in_progress"]
     final = stream[-1]["response"]
     texts: dict[tuple[str, int], str] = {}
+    where = {e["item"]["id"]: e["output_index"] for e in stream if e["type"] == "response.output_item.added"}
     for e in stream:
+        if "item_id" in e:  # every event of an item says the index it was added at
+            assert where[e["item_id"]] == e["output_index"], e
+        if "content_index" in e:
+            assert e["content_index"] == 0, e  # one part per item: its text
         if e["type"].endswith(".delta"):
             key = (e["item_id"], e.get("content_index", -1))
             texts[key] = texts.get(key, "") + e["delta"]

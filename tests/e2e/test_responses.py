@@ -229,6 +229,11 @@ def test_real_smollm2_non_stream_and_stream(real: openai.OpenAI, default_gateway
     text = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
     assert text == final["output"][0]["content"][0]["text"] == out.output_text  # greedy: the same answer
     assert final["usage"]["output_tokens"] == out.usage.output_tokens
+    # logprobs, when `include` asks: one per token of the answer
+    scored = real.responses.create(**asked, include=["message.output_text.logprobs"], top_logprobs=2)
+    [part] = [p for item in scored.output if isinstance(item, ResponseOutputMessage) for p in item.content]
+    assert part.type == "output_text" and part.logprobs is not None
+    assert len(part.logprobs) == out.usage.output_tokens and len(part.logprobs[0].top_logprobs) == 2
 
 
 def test_a_codex_shaped_request_is_served(stub_gateway: ServedGateway) -> None:
