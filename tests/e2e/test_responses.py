@@ -4,27 +4,23 @@ against the SDK's own typed models; what is not built yet (a store) is said, nev
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
 import openai
-import pydantic
 import pytest
 from openai.types.responses import (
     Response,
     ResponseFunctionToolCall,
     ResponseOutputMessage,
     ResponseReasoningItem,
-    ResponseStreamEvent,
 )
 
-from tests.compat.test_responses_wire import check_stream
+from tests.support.responses import check_stream, events
 from tests.support.served import ServedGateway
 
 pytestmark = pytest.mark.slow
 
-EVENT = pydantic.TypeAdapter(ResponseStreamEvent)
 WEATHER: list[Any] = [
     {
         "type": "function",
@@ -44,17 +40,9 @@ def raw_stream(gw: ServedGateway, **body: Any) -> list[dict[str, Any]]:
     validated strictly by the SDK's models (an unknown type fails)."""
     with httpx.stream("POST", f"{gw.api_url}/responses", json={**body, "stream": True}, timeout=120) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-        data = r.read().decode()
-    assert "[DONE]" not in data
-    events = []
-    for block in data.split("\n\n"):
-        if block:
-            name, payload = block.split("\n")
-            event = json.loads(payload.removeprefix("data: "))
-            assert name == f"event: {event['type']}"
-            EVENT.validate_python(event, strict=False)
-            events.append(event)
-    return events
+        data = r.read()
+    assert b"[DONE]" not in data
+    return events(data)
 
 
 def test_non_stream_on_the_chat_stub(client: openai.OpenAI) -> None:
@@ -93,15 +81,15 @@ def test_harmony_stub_answers_with_reasoning_then_message(client: openai.OpenAI)
 
 @pytest.mark.parametrize("model", ["stub-chat", "stub-harmony"])
 def test_a_stream_is_every_event_openai_sends(client: openai.OpenAI, stub_gateway: ServedGateway, model: str) -> None:
-    events = raw_stream(stub_gateway, model=model, input="Tell me something.")
-    final = check_stream(events)
-    assert events[-1]["type"] == "response.completed" and final["status"] == "completed"
+    sent = raw_stream(stub_gateway, model=model, input="Tell me something.")
+    final = check_stream(sent)
+    assert sent[-1]["type"] == "response.completed" and final["status"] == "completed"
     assert [i["type"] for i in final["output"]] == (
         ["reasoning", "message"] if model == "stub-harmony" else ["message"]
     )
     # the SDK reads the same stream into its typed events
     typed = list(client.responses.create(model=model, input="Tell me something.", stream=True))
-    assert [e.type for e in typed] == [e["type"] for e in events]  # the stub is deterministic
+    assert [e.type for e in typed] == [e["type"] for e in sent]  # the stub is deterministic
     assert all(type(e).__module__.startswith("openai.types.responses") for e in typed)
 
 
@@ -125,9 +113,9 @@ def test_a_function_call_round_trip_on_harmony(client: openai.OpenAI, stub_gatew
     assert (call.name, call.arguments, call.status) == ("get_weather", "{}", "completed")
     assert first.tools[0].type == "function" and first.tool_choice.type == "function"  # type: ignore[union-attr]
     # streamed: the same call, its arguments in deltas and in `output_item.done`
-    events = raw_stream(stub_gateway, input="Weather in Paris?", **asked)
-    final = check_stream(events)
-    [done] = [e for e in events if e["type"] == "response.function_call_arguments.done"]
+    sent = raw_stream(stub_gateway, input="Weather in Paris?", **asked)
+    final = check_stream(sent)
+    [done] = [e for e in sent if e["type"] == "response.function_call_arguments.done"]
     assert done["arguments"] == "{}" and final["output"][-1]["type"] == "function_call"
     # the call and its output sent back: the model answers
     items = [item.model_dump(exclude_none=True) for item in first.output]
@@ -224,9 +212,9 @@ def test_real_smollm2_non_stream_and_stream(real: openai.OpenAI, default_gateway
     out = real.responses.create(**asked)
     assert out.status in ("completed", "incomplete") and out.output_text
     assert out.usage is not None and 0 < out.usage.output_tokens <= 16 and out.temperature == 0
-    events = raw_stream(default_gateway, **asked)
-    final = check_stream(events)
-    text = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+    sent = raw_stream(default_gateway, **asked)
+    final = check_stream(sent)
+    text = "".join(e["delta"] for e in sent if e["type"] == "response.output_text.delta")
     assert text == final["output"][0]["content"][0]["text"] == out.output_text  # greedy: the same answer
     assert final["usage"]["output_tokens"] == out.usage.output_tokens
     # logprobs, when `include` asks: one per token of the answer
@@ -278,10 +266,7 @@ def test_a_codex_shaped_request_is_served(stub_gateway: ServedGateway) -> None:
     with httpx.stream("POST", f"{stub_gateway.api_url}/responses", json=body, timeout=60) as r:
         assert r.status_code == 200
         assert r.headers["x-mia-ignored-tools"] == "web_search" and "x-mia-store" not in r.headers
-        data = r.read().decode()
-    events = [json.loads(block.split("\n")[1].removeprefix("data: ")) for block in data.split("\n\n") if block]
-    for event in events:
-        EVENT.validate_python(event, strict=False)
-    final = check_stream(events)
+        data = r.read()
+    final = check_stream(events(data))
     assert final["status"] == "completed" and final["prompt_cache_key"] == "0f0e"
     assert [t["name"] for t in final["tools"]] == ["exec_command", "multi_agent_v1"]
