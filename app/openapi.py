@@ -128,6 +128,18 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
                         "200": {
                             "description": "A response, or a stream of named events ending in "
                             "`response.completed`, `response.incomplete` or `response.failed`.",
+                            "headers": {
+                                "x-mia-store": {
+                                    "description": "`unavailable` when the client asked to store the response "
+                                    "(the default): nothing is stored yet.",
+                                    "schema": {"type": "string", "enum": ["unavailable"]},
+                                },
+                                "x-mia-ignored-tools": {
+                                    "description": "The hosted tools (by `type`) left out of the prompt: the "
+                                    "gateway cannot run them.",
+                                    "schema": {"type": "string"},
+                                },
+                            },
                             "content": {
                                 "application/json": {"schema": resp},
                                 "text/event-stream": {"itemSchema": _named_event(event)},

@@ -270,3 +270,15 @@ def test_a_codex_shaped_request_is_served(stub_gateway: ServedGateway) -> None:
     final = check_stream(events(data))
     assert final["status"] == "completed" and final["prompt_cache_key"] == "0f0e"
     assert [t["name"] for t in final["tools"]] == ["exec_command", "multi_agent_v1"]
+
+
+def test_a_namespaced_call_comes_back_with_its_namespace(client: openai.OpenAI) -> None:
+    agents = {"type": "namespace", "name": "agents", "description": "Sub-agents.", "tools": [WEATHER[0]]}
+    out = client.responses.create(
+        model="stub-harmony",
+        input="Weather?",
+        tools=[agents],  # type: ignore[list-item]
+        tool_choice={"type": "function", "name": "agents.get_weather"},
+    )
+    [call] = [i for i in out.output if isinstance(i, ResponseFunctionToolCall)]
+    assert (call.namespace, call.name, call.arguments) == ("agents", "get_weather", "{}")
