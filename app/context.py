@@ -18,7 +18,15 @@ __all__ = ["RequestContextMiddleware", "endpoint_of", "new_request_id"]
 _CLIENT_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 _ENDPOINTS = {
     path: path
-    for path in (paths.CHAT_COMPLETIONS, paths.MODELS, paths.HEALTH, paths.READY, paths.METRICS, paths.OPENAPI)
+    for path in (
+        paths.CHAT_COMPLETIONS,
+        paths.RESPONSES,
+        paths.MODELS,
+        paths.HEALTH,
+        paths.READY,
+        paths.METRICS,
+        paths.OPENAPI,
+    )
 }
 """Paths that are their own label (the label is our string, not the client's)."""
 

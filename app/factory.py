@@ -20,6 +20,7 @@ from app.routes.chat import chat_completions
 from app.routes.health import health, ready
 from app.routes.metrics import metrics
 from app.routes.models import get_model, list_models, unload_model
+from app.routes.responses import create_response
 from pipelines.upstream import run_probes
 
 if TYPE_CHECKING:
@@ -64,7 +65,17 @@ def create_litestar(gateway: Gateway) -> Litestar:
             await gateway.manager.shutdown()
 
     return Litestar(
-        route_handlers=[chat_completions, list_models, get_model, unload_model, health, ready, metrics, openapi_route],
+        route_handlers=[
+            chat_completions,
+            create_response,
+            list_models,
+            get_model,
+            unload_model,
+            health,
+            ready,
+            metrics,
+            openapi_route,
+        ],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         lifespan=[lifespan],
         dependencies={"gateway": _provider(gateway)},

@@ -11,6 +11,7 @@ from litestar import Response, get
 from app import paths
 from compat.requests import ChatCompletionRequest
 from compat.responses import ChatCompletion, ChatCompletionChunk, ErrorEnvelope, ModelCard, ModelList
+from compat.responses_wire import ResponseObject, ResponsesRequest, StreamEvent
 
 __all__ = ["build_openapi", "openapi_route"]
 
@@ -63,9 +64,32 @@ def _sse_event(chunk: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _named_event(event: dict[str, Any]) -> dict[str, Any]:
+    """One server-sent event of the Responses stream: its `event:` line names its type, its
+    `data` is JSON, one of the stream's events (the `error` event among them)."""
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"type": "string"},
+            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": event},
+        },
+    }
+
+
 def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
-    (req, comp, chunk, models, card, _err), components = msgspec.json.schema_components(
-        [ChatCompletionRequest, ChatCompletion, ChatCompletionChunk, ModelList, ModelCard, ErrorEnvelope],
+    (req, comp, chunk, models, card, _err, rreq, resp, event), components = msgspec.json.schema_components(
+        [
+            ChatCompletionRequest,
+            ChatCompletion,
+            ChatCompletionChunk,
+            ModelList,
+            ModelCard,
+            ErrorEnvelope,
+            ResponsesRequest,
+            ResponseObject,
+            StreamEvent,
+        ],
         ref_template=_REF,
     )
     json_ok = {"description": "OK", "content": {"application/json": {"schema": {}}}}
@@ -88,6 +112,37 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
                             "content": {
                                 "application/json": {"schema": comp},
                                 "text/event-stream": {"itemSchema": _sse_event(chunk)},
+                            },
+                        },
+                        **_errors(400, 401, 404, 408, 413, 415, 429, 431, 499, 500, 502, 503),
+                    },
+                }
+            },
+            paths.RESPONSES: {
+                "post": {
+                    "operationId": "createResponse",
+                    "summary": "Create a response (streamed as SSE events when `stream` is true). Nothing is "
+                    "stored yet: `previous_response_id` is always 404.",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": rreq}}},
+                    "responses": {
+                        "200": {
+                            "description": "A response, or a stream of named events ending in "
+                            "`response.completed`, `response.incomplete` or `response.failed`.",
+                            "headers": {
+                                "x-mia-store": {
+                                    "description": "`unavailable` when the client asked to store the response "
+                                    "(the default): nothing is stored yet.",
+                                    "schema": {"type": "string", "enum": ["unavailable"]},
+                                },
+                                "x-mia-ignored-tools": {
+                                    "description": "The hosted tools (by `type`) left out of the prompt: the "
+                                    "gateway cannot run them.",
+                                    "schema": {"type": "string"},
+                                },
+                            },
+                            "content": {
+                                "application/json": {"schema": resp},
+                                "text/event-stream": {"itemSchema": _named_event(event)},
                             },
                         },
                         **_errors(400, 401, 404, 408, 413, 415, 429, 431, 499, 500, 502, 503),

@@ -14,10 +14,12 @@ __all__ = [
     "MODEL_ROUTE",
     "OPENAPI",
     "READY",
+    "RESPONSES",
     "UNLOAD_ROUTE",
 ]
 
 CHAT_COMPLETIONS = "/v1/chat/completions"
+RESPONSES = "/v1/responses"
 MODELS = "/v1/models"
 MODEL = f"{MODELS}/{{model}}"
 """One model, as the OpenAPI document and the endpoint label name it."""

@@ -7,6 +7,7 @@ GatewayError
 │   └── MalformedBody           400  invalid_json / invalid_value / missing_required_parameter
 ├── InvalidApiKey               401  invalid_api_key
 ├── UnknownRoute                404  not_found
+├── PreviousResponseNotFound    404  previous_response_not_found   nothing is stored yet
 ├── MethodNotAllowed            405  method_not_allowed
 ├── RequestTimeout              408  timeout                 body or headers too slow
 ├── BodyTooLarge                413  request_too_large
@@ -39,6 +40,7 @@ __all__ = [
     "MethodNotAllowed",
     "NotReady",
     "Overloaded",
+    "PreviousResponseNotFound",
     "RequestTimeout",
     "UnknownRoute",
     "UnsupportedMediaType",
@@ -66,6 +68,17 @@ class UnknownRoute(GatewayError):
 
     def __init__(self, method: str, path: str) -> None:
         super().__init__(f"Unknown route: {method} {path}")
+
+
+class PreviousResponseNotFound(GatewayError):
+    """`previous_response_id` names a response the gateway does not have: with no store
+    yet, that is every one (never a pretence of having continued it)."""
+
+    status = 404
+    code = "previous_response_not_found"
+
+    def __init__(self, response_id: str) -> None:
+        super().__init__(f"Previous response with id '{response_id}' not found.", param="previous_response_id")
 
 
 class MethodNotAllowed(GatewayError):

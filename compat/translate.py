@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import msgspec
 
+from compat.errors import WireError
 from compat.requests import (
     AssistantMessage,
     ChatCompletionRequest,
@@ -55,16 +57,29 @@ from pipelines.types import (
     Usage,
 )
 
-__all__ = ["ReasoningFields", "StreamEncoder", "to_completion", "to_internal", "usage_wire"]
+__all__ = [
+    "EFFORT",
+    "ReasoningFields",
+    "StreamEncoder",
+    "internal_tool_choice",
+    "join_text_parts",
+    "to_completion",
+    "to_internal",
+    "usage_wire",
+]
 
 ReasoningFields = Literal["both", "reasoning_content", "reasoning"]
 
-_EFFORT: dict[str, Literal["low", "medium", "high"]] = {
+EFFORT: dict[str, Literal["low", "medium", "high"]] = {
+    "none": "low",
     "minimal": "low",
     "low": "low",
     "medium": "medium",
     "high": "high",
+    "xhigh": "high",
 }
+"""OpenAI's reasoning efforts onto the three a model here knows (Harmony's `Reasoning:`):
+the ones beyond them (`none`, `minimal`, `xhigh`) take the nearest."""
 
 
 def _flatten(content: Content | None, where: str) -> str:
@@ -72,17 +87,25 @@ def _flatten(content: Content | None, where: str) -> str:
         return ""
     if isinstance(content, str):
         return content
+    return join_text_parts(content, f"{where}.content", text=(TextPart,), refusal=RefusalPart)
+
+
+def join_text_parts(parts: Sequence[Any], where: str, *, text: tuple[type, ...], refusal: type) -> str:
+    """The text of a wire's content parts (`text` types carry `.text`, the `refusal` type
+    `.refusal`), one per line; any other part (an image, a file) is a 400 naming it."""
     texts = []
-    for j, part in enumerate(content):
-        if isinstance(part, TextPart):
+    for j, part in enumerate(parts):
+        # by the part's class, which keeps `part` typed as the sequence's items (isinstance
+        # with a tuple of classes would narrow it to `object`)
+        if issubclass(type(part), text):
             texts.append(part.text)
-        elif isinstance(part, RefusalPart):
+        elif issubclass(type(part), refusal):
             texts.append(part.refusal)
         else:
             kind = type(part).__struct_config__.tag
             raise Unsupported(
                 f"Content parts of type '{kind}' are not supported by this gateway; send text only.",
-                param=f"{where}.content[{j}].type",
+                param=f"{where}[{j}].type",
             )
     return "\n".join(texts)
 
@@ -122,20 +145,27 @@ def _response_format(req: ChatCompletionRequest) -> ResponseFormat:
     return ResponseFormat()
 
 
-def _tool_choice(req: ChatCompletionRequest, tools: tuple[Tool, ...]) -> str:
-    choice = req.tool_choice
+def internal_tool_choice(choice: str | None, tools: tuple[Tool, ...], *, forced: str | None = None) -> str:
+    """The internal `tool_choice` (see `GenerationRequest`) of either wire: a mode
+    (`auto`, `none`, `required`; None: the default) or a `forced` function's name."""
+    if forced is not None:
+        if forced not in {t.name for t in tools}:
+            raise InvalidRequest(
+                f"tool_choice names function '{forced}', which is not among `tools`.", param="tool_choice"
+            )
+        return f"function:{forced}"
     if choice is None:
         return "auto" if tools else "none"
-    if isinstance(choice, NamedToolChoice):
-        name = choice.function.name
-        if name not in {t.name for t in tools}:
-            raise InvalidRequest(
-                f"tool_choice names function '{name}', which is not among `tools`.", param="tool_choice"
-            )
-        return f"function:{name}"
     if choice == "required" and not tools:
         raise InvalidRequest("tool_choice 'required' needs at least one tool in `tools`.", param="tool_choice")
     return choice
+
+
+def _tool_choice(req: ChatCompletionRequest, tools: tuple[Tool, ...]) -> str:
+    choice = req.tool_choice
+    if isinstance(choice, NamedToolChoice):
+        return internal_tool_choice(None, tools, forced=choice.function.name)
+    return internal_tool_choice(choice, tools)
 
 
 def to_internal(req: ChatCompletionRequest, request_id: str) -> GenerationRequest:
@@ -175,7 +205,7 @@ def to_internal(req: ChatCompletionRequest, request_id: str) -> GenerationReques
             repeat_penalty=req.repeat_penalty,
             seed=req.seed,
             max_tokens=max_tokens,
-            reasoning_effort=_EFFORT[req.reasoning_effort] if req.reasoning_effort else None,
+            reasoning_effort=EFFORT[req.reasoning_effort] if req.reasoning_effort else None,
         ),
         preset=req.preset,
         stop=stop,
@@ -327,6 +357,10 @@ class StreamEncoder:
 
     def error(self, body: bytes) -> bytes:
         return b"data: " + body + b"\n\n"
+
+    def failure(self, error: WireError) -> bytes:
+        """A failure after the 200: told in band, as the envelope OpenAI sends."""
+        return self.error(error.encode())
 
     @staticmethod
     def done() -> bytes:

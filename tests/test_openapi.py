@@ -59,11 +59,27 @@ def test_the_committed_document_is_what_the_code_generates(committed: Any) -> No
 
 def test_the_document_is_openapi_3_1_with_every_route(committed: Any) -> None:
     assert committed["openapi"].startswith("3.1")
-    assert set(committed["paths"]) >= {"/v1/chat/completions", "/v1/models", "/v1/models/{model}", "/health", "/ready"}
+    assert set(committed["paths"]) >= {
+        "/v1/chat/completions",
+        "/v1/responses",
+        "/v1/models",
+        "/v1/models/{model}",
+        "/health",
+        "/ready",
+    }
     chat = committed["paths"]["/v1/chat/completions"]["post"]
     assert chat["operationId"] == "createChatCompletion"
     schemas = committed["components"]["schemas"]
-    for name in ("ChatCompletionRequest", "ChatCompletion", "ChatCompletionChunk", "ErrorEnvelope", "ModelList"):
+    assert committed["paths"]["/v1/responses"]["post"]["operationId"] == "createResponse"
+    for name in (
+        "ChatCompletionRequest",
+        "ChatCompletion",
+        "ChatCompletionChunk",
+        "ErrorEnvelope",
+        "ModelList",
+        "ResponsesRequest",
+        "ResponseObject",
+    ):
         assert name in schemas, name
     # every $ref points at a schema that exists
     refs = set(_refs(committed))

@@ -24,6 +24,7 @@ def test_every_route_is_a_path_constant(app: Litestar) -> None:
     served = {route.path for route in app.routes}
     assert served == {
         paths.CHAT_COMPLETIONS,
+        paths.RESPONSES,
         paths.MODELS,
         paths.MODEL_ROUTE,
         paths.UNLOAD_ROUTE,
@@ -44,6 +45,8 @@ def test_every_documented_path_is_served(app: Litestar) -> None:
     ("path", "label"),
     [
         (paths.CHAT_COMPLETIONS, paths.CHAT_COMPLETIONS),
+        (paths.RESPONSES, paths.RESPONSES),
+        ("/v1/responses/resp_1", "other"),
         (paths.MODELS, paths.MODELS),
         (f"{paths.MODELS}/org/some-model", paths.MODEL),
         ("/admin/unload/stub-chat", paths.ADMIN),

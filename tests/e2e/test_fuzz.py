@@ -69,6 +69,9 @@ CHUNK = _validator(
     _CHAT_200["text/event-stream"].get("x-chunk-schema") or {"$ref": "#/components/schemas/ChatCompletionChunk"}
 )
 ENVELOPE = _validator({"$ref": "#/components/schemas/ErrorEnvelope"})
+_RESPONSES_SSE = RAW["paths"]["/v1/responses"]["post"]["responses"]["200"]["content"]["text/event-stream"]
+RESPONSE_EVENT = _validator(_RESPONSES_SSE["itemSchema"]["properties"]["data"]["contentSchema"])
+_LAST_EVENTS = {"response.completed", "response.incomplete", "response.failed"}
 
 
 @schema.hook
@@ -114,6 +117,24 @@ def check_event_stream(content: bytes, *, cut_short: bool = False) -> None:
     assert content.count(b"data: [DONE]") == (0 if cut_short else 1)
 
 
+def check_named_events(content: bytes, *, cut_short: bool = False) -> None:
+    """The Responses stream: `event:` and `data:` lines, the event's type in both, every
+    event one the document describes, `sequence_number` counting from 0, and (read whole)
+    one of the three final events last."""
+    events = [block for block in content.decode("utf-8").split("\n\n") if block.strip()]
+    assert events, content
+    types = []
+    for n, event in enumerate(events):
+        name, payload = event.split("\n")
+        data = json.loads(payload.removeprefix("data: "))
+        RESPONSE_EVENT.validate(data)
+        assert name == f"event: {data['type']}" and data["sequence_number"] == n, event
+        types.append(data["type"])
+    assert types[:2] == ["response.created", "response.in_progress"], types
+    if not cut_short:
+        assert types[-1] in _LAST_EVENTS and not _LAST_EVENTS & set(types[:-1]), types
+
+
 @schema.parametrize()
 @settings(
     max_examples=EXAMPLES,
@@ -127,7 +148,10 @@ def test_the_gateway_keeps_its_documented_contract(case: Any, stub_gateway: Serv
     checks = [not_a_server_error, status_code_conformance, content_type_conformance]
     if content_type.startswith("text/event-stream"):
         # also check every event against the chunk schema directly (stricter than itemSchema)
-        check_event_stream(response.content, cut_short=response.stream_cut_short)
+        if case.path == "/v1/responses":
+            check_named_events(response.content, cut_short=response.stream_cut_short)
+        else:
+            check_event_stream(response.content, cut_short=response.stream_cut_short)
     checks.append(response_schema_conformance)
     case.validate_response(response, checks=checks)
     check_envelope(response.status_code, content_type, response.content)
@@ -151,3 +175,15 @@ def test_a_stream_conforms_to_the_documented_event_schema(stub_gateway: ServedGa
     assert response.status_code == 200 and not response.stream_cut_short
     check_event_stream(response.content)  # what the gateway sends is right...
     case.validate_response(response, checks=[response_schema_conformance])  # ...the document is not
+
+
+_RESPONSES = schema["/v1/responses"]["POST"]
+
+
+@pytest.mark.parametrize("model", ["stub-chat", "stub-harmony"])
+def test_a_responses_stream_conforms_to_the_documented_event_schema(stub_gateway: ServedGateway, model: str) -> None:
+    case = _RESPONSES.Case(body={"model": model, "input": "hi", "max_output_tokens": 3, "stream": True})
+    response = case.call(base_url=stub_gateway.base_url, timeout=15)
+    assert response.status_code == 200 and not response.stream_cut_short
+    check_named_events(response.content)
+    case.validate_response(response, checks=[response_schema_conformance])

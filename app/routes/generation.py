@@ -1,0 +1,182 @@
+"""What the generation routes (chat completions, responses) share: reading and decoding
+the body within its bounds, starting the generation, a stream that always closes, and a
+non-stream answer that ends as soon as its client leaves. Each wire brings its decoder and
+its encoder (compat/); everything between is here, once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import msgspec
+from litestar import Request
+from litestar.response.base import ASGIResponse
+from litestar.response.streaming import ASGIStreamingResponse
+
+from app.errors import error_asgi
+from app.gateway import Gateway
+from app.limits import check_limits
+from compat.errors import WireError, decode_error, from_gateway_error
+from compat.refusals import ClientGone, Draining, MalformedBody, RequestTimeout, UnsupportedMediaType
+from pipelines.errors import Cancelled, CancelReason, GatewayError, GenerationFailed
+
+if TYPE_CHECKING:
+    from litestar.types import Receive, Send
+
+    from pipelines.pipeline import PipelineResult
+    from pipelines.service import Generation
+    from pipelines.types import Delta, GenerationRequest
+
+__all__ = ["EventEncoder", "collect", "event_stream", "generation_headers", "read_request", "start"]
+
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class EventEncoder(Protocol):
+    """A wire's stream encoder (compat/): bytes for the stream's start, each delta, its
+    end, a failure after the 200, and whatever closes the stream."""
+
+    def first(self) -> bytes: ...
+
+    def delta(self, d: Delta, /) -> bytes: ...
+
+    def final(self, result: PipelineResult, /) -> bytes: ...
+
+    def failure(self, error: WireError, /) -> bytes: ...
+
+    def done(self) -> bytes: ...
+
+
+class _SSE(ASGIStreamingResponse):
+    """A stream that always closes its iterator and its generation, so a vanished
+    client ends the generation at once (not whenever the generator is collected),
+    and a stream that never started still gives back its model slot."""
+
+    def __init__(self, *, generation: Generation, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._generation = generation
+
+    async def send_body(self, send: Send, receive: Receive) -> None:
+        try:
+            await super().send_body(send, receive)
+        finally:
+            iterator: Any = self.iterator
+            await iterator.aclose()
+            await self._generation.aclose()
+
+
+def _log_unknown(body: bytes, known: frozenset[str]) -> None:
+    with contextlib.suppress(msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        raw = msgspec.json.decode(body)
+        if isinstance(raw, dict):
+            unknown = sorted(set(raw) - known)
+            if unknown:
+                _log.debug("ignoring unknown request fields: %s", ", ".join(unknown))
+
+
+async def read_request(
+    request: Request[Any, Any, Any], gateway: Gateway, decode: Callable[[bytes], T], known: frozenset[str]
+) -> T | ASGIResponse:
+    """The body, decoded by the wire's `decode` (`known`: its top-level fields, for the
+    debug log of those ignored), or the refusal to answer with."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        return error_asgi(UnsupportedMediaType())
+    try:
+        # A client that sends half a body must not hold a connection (and its buffer) forever.
+        async with asyncio.timeout(gateway.settings.server.body_timeout):
+            body = await request.body()
+    except TimeoutError:
+        # the rest of the body may still come: only a new connection starts clean
+        return error_asgi(RequestTimeout("body", gateway.settings.server.body_timeout), {"connection": "close"})
+    try:
+        wire = decode(body)
+    except msgspec.DecodeError as exc:
+        return error_asgi(decode_error(exc))
+    except UnicodeDecodeError:
+        return error_asgi(MalformedBody("The request body is not valid UTF-8."))
+    except RecursionError:
+        return error_asgi(MalformedBody("The request body is nested too deeply."))
+    if _log.isEnabledFor(logging.DEBUG):
+        _log_unknown(body, known)
+    return wire
+
+
+async def start(request: Request[Any, Any, Any], gateway: Gateway, req: GenerationRequest) -> Generation | ASGIResponse:
+    """The generation, started (routed, loaded, admitted), or the refusal to answer with."""
+    check_limits(req, gateway.settings.server)
+    if gateway.draining:
+        return error_asgi(Draining())
+    gen = await gateway.service.start(req)
+    request.scope["state"]["model_id"] = gen.model_id
+    return gen
+
+
+def generation_headers(gen: Generation) -> dict[str, str]:
+    headers = {"x-mia-model": gen.model_id}
+    if gen.hops:
+        # which model served is in `model`; how the request got there is here
+        headers["x-mia-fallback"] = ",".join(str(hop) for hop in gen.hops)
+    return headers
+
+
+async def _events(gen: Generation, enc: EventEncoder) -> AsyncIterator[bytes]:
+    yield enc.first()
+    try:
+        async for delta in gen.deltas():
+            yield enc.delta(delta)
+    except GatewayError as exc:
+        failure = exc
+    except Exception:
+        _log.exception("generation %s failed mid-stream", gen.request_id)
+        failure = GenerationFailed("The generation failed.")
+    else:
+        if gen.result is not None:
+            yield enc.final(gen.result)
+            yield enc.done()
+            return
+        failure = Cancelled(gen.ctx.cancel.reason or CancelReason.ERROR)
+    # The stream's 200 and headers are out: the error (Retry-After included) can only
+    # be told in band, as OpenAI does.
+    yield enc.failure(from_gateway_error(failure))
+    yield enc.done()
+
+
+def event_stream(gen: Generation, enc: EventEncoder, headers: dict[str, str]) -> ASGIResponse:
+    """The generation as server-sent events, by the wire's encoder."""
+    return _SSE(
+        generation=gen,
+        iterator=_events(gen, enc),
+        media_type="text/event-stream",
+        headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
+    )
+
+
+async def collect(gen: Generation, receive: Receive) -> PipelineResult:
+    """Runs a non-stream generation, cancelling it at once if the client leaves."""
+    if gen.instant:
+        return await gen.collect()
+    task = asyncio.ensure_future(gen.collect())
+    watch = asyncio.ensure_future(_wait_disconnect(receive))
+    try:
+        done, _ = await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    if task not in done:
+        gen.ctx.cancel.cancel(CancelReason.CLIENT_DISCONNECT)
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise ClientGone
+    return task.result()
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return

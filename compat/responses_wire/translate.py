@@ -1,0 +1,409 @@
+"""The Responses wire <-> the internal types of `pipelines/`: the request into a
+`GenerationRequest` (the same one the chat wire makes), a finished result into the response
+object. Channels are not mapped here: the deltas and results already say what is reasoning,
+content or a call (`pipelines/channels.py`)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any, Literal
+
+import msgspec
+
+from compat.refusals import PreviousResponseNotFound
+from compat.responses_wire.objects import (
+    CustomToolCallOutput,
+    FunctionCallOutput,
+    IncompleteDetails,
+    InputTokensDetails,
+    ItemStatus,
+    LogprobOut,
+    MessageOutput,
+    OutputItem,
+    OutputTextPart,
+    OutputTokensDetails,
+    ReasoningEcho,
+    ReasoningOutput,
+    ReasoningTextPart,
+    ResponseObject,
+    ResponseUsage,
+    TextEcho,
+    TopLogprobOut,
+)
+from compat.responses_wire.request import (
+    Content,
+    CustomChoice,
+    CustomTool,
+    CustomToolCallItem,
+    CustomToolCallOutputItem,
+    FormatJsonObject,
+    FormatJsonSchema,
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    FunctionChoice,
+    FunctionTool,
+    InputItem,
+    InputText,
+    ItemReference,
+    MessageItem,
+    NamespaceTool,
+    OutputRefusal,
+    OutputText,
+    ReasoningItem,
+    ResponsesRequest,
+)
+from compat.translate import EFFORT, internal_tool_choice, join_text_parts
+from pipelines.errors import InvalidRequest, Unsupported
+from pipelines.result import PipelineResult
+from pipelines.types import GenerationRequest, LogprobEntry, Message, ResponseFormat, SamplingOverrides, Tool, ToolCall
+
+__all__ = [
+    "LOGPROBS",
+    "Translated",
+    "call_item",
+    "call_prefix",
+    "custom_input",
+    "finished",
+    "logprobs_out",
+    "message_item",
+    "new_item_id",
+    "reasoning_item",
+    "to_internal",
+    "to_response",
+]
+
+LOGPROBS = "message.output_text.logprobs"
+"""The `include` value that asks for the answer's logprobs."""
+
+
+def _custom_parameters() -> dict[str, Any]:
+    """A `custom` (free-text) tool as the model sees it: a function of one string (a fresh
+    schema each time: the caller owns it)."""
+    return {
+        "type": "object",
+        "properties": {"input": {"type": "string", "description": "The tool's free-text input."}},
+        "required": ["input"],
+        "additionalProperties": False,
+    }
+
+
+class Translated(msgspec.Struct, frozen=True, kw_only=True):
+    """A Responses request, translated: what the pipelines run, and what the wire answers with."""
+
+    request: GenerationRequest
+    template: ResponseObject
+    """The response object before any output: what it echoes of the request (`id`,
+    `created_at` and the model are the route's to fill)."""
+    ignored_tools: tuple[str, ...] = ()
+    """Hosted tools left out of the prompt (by `type`, in the order sent)."""
+    namespaces: dict[str, tuple[str, str]] = {}
+    """Functions of `namespace` tools: the name the model sees (`NS.NAME`) -> (NS, NAME)."""
+    custom: frozenset[str] = frozenset()
+    """The names (as the model sees them) of `custom` tools: their calls are `custom_tool_call`s."""
+    logprobs: bool = False
+    asked_store: bool = True
+    """Whether the client asked to store the response (OpenAI's default: yes)."""
+
+
+def new_item_id(prefix: str) -> str:
+    """`rs_`, `msg_`, `fc_` ... and 48 random hex digits, the length of OpenAI's."""
+    return f"{prefix}_{secrets.token_hex(24)}"
+
+
+# -- request ---------------------------------------------------------------------------------
+
+
+def _text(content: Content, where: str) -> str:
+    if isinstance(content, str):
+        return content
+    return join_text_parts(content, where, text=(InputText, OutputText), refusal=OutputRefusal)
+
+
+class _Turns:
+    """Input items -> messages. Consecutive assistant-side items (reasoning, an assistant
+    message, function calls) are one assistant turn, as the chat wire's assistant message
+    with `reasoning` and `tool_calls` is."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self._reasoning: list[str] = []
+        self._content: list[str] = []
+        self._calls: list[ToolCall] = []
+
+    def flush(self) -> None:
+        if self._reasoning or self._content or self._calls:
+            self.messages.append(
+                Message(
+                    role="assistant",
+                    content="\n".join(self._content),
+                    reasoning="\n".join(self._reasoning) or None,
+                    tool_calls=tuple(self._calls),
+                )
+            )
+        self._reasoning, self._content, self._calls = [], [], []
+
+    def add(self, item: InputItem, where: str) -> None:
+        if isinstance(item, ReasoningItem):
+            # the text itself if sent, else its summary; encrypted reasoning is opaque here
+            # (this gateway encrypts none yet) and is left out
+            parts = item.content if item.content else item.summary
+            self._reasoning.extend(p.text for p in parts)
+        elif isinstance(item, MessageItem) and item.role == "assistant":
+            self._content.append(_text(item.content, f"{where}.content"))
+        elif isinstance(item, FunctionCallItem):
+            name = f"{item.namespace}.{item.name}" if item.namespace else item.name
+            self._calls.append(ToolCall(id=item.call_id, name=name, arguments=item.arguments))
+        elif isinstance(item, CustomToolCallItem):
+            arguments = msgspec.json.encode({"input": item.input}).decode()
+            self._calls.append(ToolCall(id=item.call_id, name=item.name, arguments=arguments))
+        elif isinstance(item, ItemReference):
+            raise Unsupported("item_reference needs stored items; this gateway stores none yet.", param=f"{where}.id")
+        else:
+            self.flush()
+            if isinstance(item, MessageItem):
+                where = f"{where}.content"
+                self.messages.append(Message(role=item.role, content=_text(item.content, where)))
+            else:
+                assert isinstance(item, FunctionCallOutputItem | CustomToolCallOutputItem)
+                output = _text(item.output, f"{where}.output")
+                self.messages.append(Message(role="tool", content=output, tool_call_id=item.call_id))
+
+
+class _Tools:
+    """The functions offered to the model, the hosted tools left out, the namespaced and the custom names."""
+
+    def __init__(self, req: ResponsesRequest) -> None:
+        self.tools: list[Tool] = []
+        self.ignored: list[str] = []
+        self.namespaces: dict[str, tuple[str, str]] = {}
+        self.custom: set[str] = set()
+        for t in req.tools or ():
+            if isinstance(t, NamespaceTool):
+                for f in t.tools:
+                    flat = f"{t.name}.{f.name}"
+                    self.namespaces[flat] = (t.name, f.name)
+                    self._add(f, flat)
+            elif isinstance(t, FunctionTool | CustomTool):
+                self._add(t, t.name)
+            else:
+                self.ignored.append(str(type(t).__struct_config__.tag))
+
+    def _add(self, t: FunctionTool | CustomTool, name: str) -> None:
+        if any(tool.name == name for tool in self.tools):
+            raise InvalidRequest(f"Two tools are named '{name}'.", param="tools")
+        if isinstance(t, CustomTool):
+            self.custom.add(name)
+            self.tools.append(Tool(name=name, description=t.description, parameters=_custom_parameters()))
+        else:
+            self.tools.append(Tool(name=name, description=t.description, parameters=t.parameters, strict=t.strict))
+
+
+def _response_format(req: ResponsesRequest) -> ResponseFormat:
+    fmt = req.text.format if req.text is not None else None
+    if isinstance(fmt, FormatJsonObject):
+        return ResponseFormat(type="json_object")
+    if isinstance(fmt, FormatJsonSchema):
+        if fmt.schema is None:
+            raise InvalidRequest("text.format json_schema needs a 'schema'.", param="text.format.schema")
+        return ResponseFormat(type="json_schema", schema=fmt.schema, name=fmt.name, strict=bool(fmt.strict))
+    return ResponseFormat()
+
+
+def _refuse_state(req: ResponsesRequest) -> None:
+    """What needs a store or a runner the gateway has not got: refused, never pretended."""
+    if req.previous_response_id is not None:
+        raise PreviousResponseNotFound(req.previous_response_id)
+    if req.background:
+        raise Unsupported("background responses are not supported yet.", param="background")
+    if req.conversation is not None:
+        raise Unsupported("conversations are not supported yet (nothing is stored).", param="conversation")
+    if req.prompt is not None:
+        raise Unsupported("stored prompt templates are not supported.", param="prompt")
+
+
+def to_internal(req: ResponsesRequest, request_id: str) -> Translated:
+    """Validates what types cannot and builds the internal request and the response's echo."""
+    _refuse_state(req)
+    offered = _Tools(req)
+    tools = tuple(offered.tools)
+    choice = req.tool_choice
+    if isinstance(choice, CustomChoice | FunctionChoice):
+        tool_choice = internal_tool_choice(None, tools, forced=choice.name)
+    else:
+        tool_choice = internal_tool_choice(choice, tools)
+    turns = _Turns()
+    if req.instructions:
+        turns.messages.append(Message(role="developer", content=req.instructions))
+    if isinstance(req.input, str):
+        turns.messages.append(Message(role="user", content=req.input))
+    else:
+        for i, item in enumerate(req.input):
+            turns.add(item, f"input[{i}]")
+        turns.flush()
+    if not turns.messages:
+        raise InvalidRequest("The input holds no message.", param="input")
+    logprobs = LOGPROBS in (req.include or ())
+    effort = req.reasoning.effort if req.reasoning is not None else None
+    request = GenerationRequest(
+        request_id=request_id,
+        model=req.model,
+        messages=tuple(turns.messages),
+        sampling=SamplingOverrides(
+            temperature=req.temperature,
+            top_p=req.top_p,
+            max_tokens=req.max_output_tokens,
+            reasoning_effort=EFFORT[effort] if effort else None,
+        ),
+        stream=bool(req.stream),
+        tools=tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=req.parallel_tool_calls if req.parallel_tool_calls is not None else True,
+        response_format=_response_format(req),
+        logprobs=logprobs,
+        top_logprobs=(req.top_logprobs or 0) if logprobs else 0,
+    )
+    return Translated(
+        request=request,
+        template=_template(req),
+        ignored_tools=tuple(offered.ignored),
+        namespaces=offered.namespaces,
+        custom=frozenset(offered.custom),
+        logprobs=logprobs,
+        asked_store=req.store is not False,
+    )
+
+
+def _template(req: ResponsesRequest) -> ResponseObject:
+    offered = [t for t in req.tools or () if isinstance(t, FunctionTool | CustomTool | NamespaceTool)]
+    reasoning = req.reasoning
+    return ResponseObject(
+        id="",
+        created_at=0,
+        model=req.model,
+        instructions=req.instructions,
+        max_output_tokens=req.max_output_tokens,
+        parallel_tool_calls=req.parallel_tool_calls if req.parallel_tool_calls is not None else True,
+        prompt_cache_key=req.prompt_cache_key,
+        reasoning=ReasoningEcho(
+            effort=reasoning.effort if reasoning else None,
+            summary=(reasoning.summary or reasoning.generate_summary) if reasoning else None,
+        ),
+        safety_identifier=req.safety_identifier,
+        text=TextEcho(
+            format=(req.text.format if req.text and req.text.format else TextEcho().format),
+            verbosity=(req.text.verbosity if req.text and req.text.verbosity else "medium"),
+        ),
+        tool_choice=req.tool_choice or ("auto" if offered else "none"),
+        tools=offered,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        top_logprobs=req.top_logprobs or 0,
+        truncation=req.truncation or "disabled",
+        user=req.user,
+        metadata=req.metadata or {},
+    )
+
+
+# -- response --------------------------------------------------------------------------------
+
+
+def logprobs_out(entries: tuple[LogprobEntry, ...]) -> list[LogprobOut]:
+    return [
+        LogprobOut(
+            token=e.token,
+            logprob=e.logprob,
+            bytes=e.bytes,
+            top_logprobs=[TopLogprobOut(token=t.token, logprob=t.logprob, bytes=t.bytes) for t in e.top_logprobs],
+        )
+        for e in entries
+    ]
+
+
+def reasoning_item(item_id: str, text: str, status: ItemStatus) -> ReasoningOutput:
+    return ReasoningOutput(id=item_id, content=[ReasoningTextPart(text=text)], status=status)
+
+
+def message_item(item_id: str, text: str, logprobs: list[LogprobOut], status: ItemStatus) -> MessageOutput:
+    return MessageOutput(id=item_id, status=status, content=[OutputTextPart(text=text, logprobs=logprobs)])
+
+
+def call_prefix(name: str, translated: Translated) -> str:
+    """The id prefix of a call's item: `ctc` for a custom tool's, `fc` for a function's."""
+    return "ctc" if name in translated.custom else "fc"
+
+
+def call_item(
+    item_id: str, call: ToolCall, translated: Translated, status: ItemStatus
+) -> FunctionCallOutput | CustomToolCallOutput:
+    """A call with the name the client gave its tool (and its namespace, if any)."""
+    namespace, name = translated.namespaces.get(call.name, (None, call.name))
+    if call.name in translated.custom:
+        return CustomToolCallOutput(
+            id=item_id, call_id=call.id, name=name, input=custom_input(call.arguments), namespace=namespace
+        )
+    return FunctionCallOutput(
+        id=item_id, call_id=call.id, name=name, arguments=call.arguments, status=status, namespace=namespace
+    )
+
+
+def custom_input(arguments: str) -> str:
+    """A custom tool's free text from the arguments of the function the model saw (or
+    the arguments themselves, if the model did not write `{"input": "..."}`)."""
+    try:
+        decoded = msgspec.json.decode(arguments)
+    except msgspec.DecodeError:
+        return arguments
+    if isinstance(decoded, dict) and isinstance(decoded.get("input"), str):
+        return str(decoded["input"])
+    return arguments
+
+
+def _usage(result: PipelineResult) -> ResponseUsage:
+    usage = result.usage
+    return ResponseUsage(
+        input_tokens=usage.prompt_tokens,
+        input_tokens_details=InputTokensDetails(cached_tokens=result.usage.cached_tokens),
+        output_tokens=usage.completion_tokens,
+        output_tokens_details=OutputTokensDetails(reasoning_tokens=usage.reasoning_tokens),
+        total_tokens=usage.total_tokens,
+    )
+
+
+def finished(template: ResponseObject, result: PipelineResult, output: list[OutputItem]) -> ResponseObject:
+    """The response at its end: `completed`, or `incomplete` when the output cap (or a
+    content filter) cut it short."""
+    if result.finish_reason in ("length", "content_filter"):
+        reason: Literal["max_output_tokens", "content_filter"] = (
+            "max_output_tokens" if result.finish_reason == "length" else "content_filter"
+        )
+        return msgspec.structs.replace(
+            template,
+            status="incomplete",
+            incomplete_details=IncompleteDetails(reason=reason),
+            output=output,
+            usage=_usage(result),
+        )
+    return msgspec.structs.replace(
+        template, status="completed", completed_at=int(time.time()), output=output, usage=_usage(result)
+    )
+
+
+def to_response(result: PipelineResult, translated: Translated, template: ResponseObject) -> ResponseObject:
+    """A non-stream answer: its reasoning, its message, then its calls, in the order a
+    Harmony model writes them (the last one `incomplete` if the output was cut short): the
+    items its stream would have had, with each kind's text in one item."""
+    complete = result.finish_reason not in ("length", "content_filter")
+    output: list[OutputItem] = []
+    if result.reasoning:
+        output.append(reasoning_item(new_item_id("rs"), result.reasoning, "completed"))
+    if result.content or not (result.reasoning or result.tool_calls):
+        # an answer with nothing else is still one (empty) message; one cut short while
+        # reasoning is its reasoning only, as the stream tells it
+        lp = logprobs_out(result.logprobs) if translated.logprobs else []
+        output.append(message_item(new_item_id("msg"), result.content, lp, "completed"))
+    for call in result.tool_calls:
+        output.append(call_item(new_item_id(call_prefix(call.name, translated)), call, translated, "completed"))
+    if not complete and not isinstance(output[-1], CustomToolCallOutput):
+        output[-1] = msgspec.structs.replace(output[-1], status="incomplete")
+    return finished(template, result, output)
