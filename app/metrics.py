@@ -29,6 +29,7 @@ from pipelines.events import (
     ModelUnloaded,
     PromptProcessed,
     RequestFinished,
+    ToolsIgnored,
 )
 from pipelines.upstream import RESULTS, UpstreamRequestFinished, UpstreamStateChanged, fleet_labels
 
@@ -160,6 +161,12 @@ class GatewayMetrics:
             registry=registry,
         )
         self.requests = Counter("mia_requests", "HTTP requests answered.", ("endpoint", "status"), registry=registry)
+        self.tools_ignored = Counter(
+            "mia_hosted_tools_ignored",
+            "Hosted tools (web_search, code_interpreter, ...) requests named and the gateway left out of the prompt.",
+            ("tool",),
+            registry=registry,
+        )
         self.request_duration = Histogram(
             "mia_request_duration_seconds",
             "HTTP request duration (for streams: until the last byte).",
@@ -320,6 +327,11 @@ class GatewayMetrics:
 
     def _on_ConnectionsChanged(self, e: ConnectionsChanged) -> None:  # noqa: N802
         self.connections.set(e.open)
+
+    def _on_ToolsIgnored(self, e: ToolsIgnored) -> None:  # noqa: N802
+        # the names come from the wire's closed set of hosted tool types: a bounded label
+        for tool in e.tools:
+            self.tools_ignored.labels(tool).inc()
 
     def _on_RequestFinished(self, e: RequestFinished) -> None:  # noqa: N802
         self._requests(e.endpoint, str(e.status)).inc()

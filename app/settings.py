@@ -59,6 +59,10 @@ class ServerSettings(GenerationLimits, forbid_unknown_fields=True, frozen=True, 
     max_choices: Annotated[int, Meta(ge=1, le=128)] = 16
     """The most choices (`n`) one request may ask for; a local model also needs as many slots."""
     max_tool_schema_bytes: Annotated[int, Meta(ge=64)] = 65536
+    hosted_tools: Literal["ignore", "refuse"] = "ignore"
+    """Responses requests naming hosted tools the gateway cannot run (web_search,
+    code_interpreter, ...): leave them out of the prompt and say so (header, event, metric),
+    or refuse the request with a 400 naming the tool."""
     api_keys: list[str] = []
     api_keys_file: str | None = None
     metrics_require_key: bool = False

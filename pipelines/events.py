@@ -31,6 +31,7 @@ __all__ = [
     "ModelUnloaded",
     "PromptProcessed",
     "RequestFinished",
+    "ToolsIgnored",
 ]
 
 _log = logging.getLogger(__name__)
@@ -151,6 +152,14 @@ class ConnectionsChanged(Event, frozen=True, kw_only=True):
     """An HTTP connection opened or closed; `open` is how many are open now."""
 
     open: int
+
+
+class ToolsIgnored(Event, frozen=True, kw_only=True):
+    """Hosted tools a request named (`web_search`, `code_interpreter`, ...) that the gateway
+    cannot run, left out of its prompt."""
+
+    request_id: str
+    tools: list[str]
 
 
 class RequestFinished(Event, frozen=True, kw_only=True):

@@ -4,11 +4,11 @@ generation as chat completions.
 Nothing is stored yet: the response says `store: false` whatever was asked, and when the
 client asked to store it (OpenAI's default) the header `x-mia-store: unavailable` says
 it was not. Hosted tools the gateway cannot run are left out of the prompt and named in
-`x-mia-ignored-tools` (and the log), so that a client that always sends them keeps working."""
+`x-mia-ignored-tools` (and a `ToolsIgnored` event: a log line and a counter), so that a client
+that always sends them keeps working; `[server] hosted_tools = "refuse"` makes them a 400."""
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -30,10 +30,10 @@ from compat.responses_wire import (
     to_internal,
     to_response,
 )
+from pipelines.events import ToolsIgnored
 
 __all__ = ["create_response"]
 
-_log = logging.getLogger(__name__)
 _KNOWN = frozenset(ResponsesRequest.__struct_fields__)
 _ENCODER = msgspec.json.Encoder()
 
@@ -52,13 +52,10 @@ async def create_response(request: Request[Any, Any, Any], gateway: NamedDepende
     if isinstance(wire, ASGIResponse):
         return wire
     state = request.scope["state"]
-    translated = to_internal(wire, state["request_id"])
+    translated = to_internal(wire, state["request_id"], hosted=gateway.settings.server.hosted_tools)
     if translated.ignored_tools:
-        _log.info(
-            "request %s: hosted tools left out of the prompt (the gateway cannot run them): %s",
-            state["request_id"],
-            ", ".join(translated.ignored_tools),
-        )
+        # one event: the log line and the mia_hosted_tools_ignored_total counter
+        gateway.bus.emit(ToolsIgnored(request_id=state["request_id"], tools=list(translated.ignored_tools)))
     gen = await start(request, gateway, translated.request)
     if isinstance(gen, ASGIResponse):
         return gen

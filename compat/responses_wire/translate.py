@@ -173,12 +173,12 @@ class _Turns:
 class _Tools:
     """The functions offered to the model, the hosted tools left out, the namespaced and the custom names."""
 
-    def __init__(self, req: ResponsesRequest) -> None:
+    def __init__(self, req: ResponsesRequest, *, refuse_hosted: bool = False) -> None:
         self.tools: list[Tool] = []
         self.ignored: list[str] = []
         self.namespaces: dict[str, tuple[str, str]] = {}
         self.custom: set[str] = set()
-        for t in req.tools or ():
+        for i, t in enumerate(req.tools or ()):
             if isinstance(t, NamespaceTool):
                 for f in t.tools:
                     flat = f"{t.name}.{f.name}"
@@ -187,7 +187,14 @@ class _Tools:
             elif isinstance(t, FunctionTool | CustomTool):
                 self._add(t, t.name)
             else:
-                self.ignored.append(str(type(t).__struct_config__.tag))
+                kind = str(type(t).__struct_config__.tag)
+                if refuse_hosted:
+                    raise Unsupported(
+                        f"Tool type '{kind}' is a hosted tool this gateway cannot run (its setting "
+                        "hosted_tools = 'refuse'); send the request without it.",
+                        param=f"tools[{i}].type",
+                    )
+                self.ignored.append(kind)
 
     def _add(self, t: FunctionTool | CustomTool, name: str) -> None:
         if any(tool.name == name for tool in self.tools):
@@ -222,10 +229,13 @@ def _refuse_state(req: ResponsesRequest) -> None:
         raise Unsupported("stored prompt templates are not supported.", param="prompt")
 
 
-def to_internal(req: ResponsesRequest, request_id: str) -> Translated:
-    """Validates what types cannot and builds the internal request and the response's echo."""
+def to_internal(
+    req: ResponsesRequest, request_id: str, *, hosted: Literal["ignore", "refuse"] = "ignore"
+) -> Translated:
+    """Validates what types cannot and builds the internal request and the response's echo.
+    Hosted tools are left out (`ignored_tools`), or refused with a 400 naming the first."""
     _refuse_state(req)
-    offered = _Tools(req)
+    offered = _Tools(req, refuse_hosted=hosted == "refuse")
     tools = tuple(offered.tools)
     choice = req.tool_choice
     if isinstance(choice, CustomChoice | FunctionChoice):

@@ -29,6 +29,7 @@ from pipelines.events import (
     ModelUnloaded,
     PromptProcessed,
     RequestFinished,
+    ToolsIgnored,
 )
 from pipelines.providers.base import CancelToken, DecodeParams, Prompt, Provider
 from pipelines.providers.stub import StubProvider
@@ -505,3 +506,10 @@ def test_open_connections_follow_the_connection_events(registry: CollectorRegist
     for open_ in (1, 2, 1):
         metrics.handle(ConnectionsChanged(open=open_))
     assert value(registry, "mia_http_connections") == 1
+
+
+def test_ignored_hosted_tools_are_counted_by_type(registry: CollectorRegistry, metrics: GatewayMetrics) -> None:
+    metrics.handle(ToolsIgnored(request_id="r1", tools=["web_search", "code_interpreter"]))
+    metrics.handle(ToolsIgnored(request_id="r2", tools=["web_search"]))
+    assert value(registry, "mia_hosted_tools_ignored_total", tool="web_search") == 2
+    assert value(registry, "mia_hosted_tools_ignored_total", tool="code_interpreter") == 1

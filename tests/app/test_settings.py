@@ -272,3 +272,9 @@ def test_gpu_settings_are_read() -> None:
     )
     assert isinstance(config, LlamaModelConfig)
     assert (config.n_gpu_layers, config.main_gpu, config.split_mode, config.tensor_split) == (12, 1, "row", [3.0, 1.0])
+
+
+def test_hosted_tools_is_ignore_or_refuse(tmp_path: Path) -> None:
+    message, path = error_of(tmp_path, '[server]\nhosted_tools = "drop"\n')
+    assert str(path) in message and "server.hosted_tools" in message
+    assert load_settings(write(tmp_path, '[server]\nhosted_tools = "refuse"\n'), env={}).server.hosted_tools == "refuse"

@@ -12,7 +12,6 @@ import httpx
 import pytest
 import respx
 
-from app.factory import create_app
 from app.metrics import install_metrics
 from pipelines.errors import UpstreamError
 from pipelines.events import (
@@ -24,6 +23,7 @@ from pipelines.events import (
     ModelLoadFailed,
 )
 from pipelines.upstream import UpstreamStateChanged
+from tests.support.app_client import asgi
 from tests.support.harness import Harness
 from tests.support.upstream import (
     BEFORE_FIRST_TOKEN,
@@ -42,11 +42,6 @@ from tests.support.upstream import (
 )
 
 HarnessFactory = Callable[..., Harness]
-
-
-def asgi(harness: Harness) -> httpx.AsyncClient:
-    """The whole app around the harness's gateway, in process."""
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(harness.gateway)), base_url="http://gw.test")
 
 
 @pytest.mark.parametrize(

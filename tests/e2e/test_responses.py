@@ -144,7 +144,16 @@ def test_hosted_tools_are_left_out_and_named(stub_gateway: ServedGateway) -> Non
     assert r.headers["x-mia-ignored-tools"] == "web_search,code_interpreter"
     assert "x-mia-store" not in r.headers
     assert r.json()["tools"] == [] and r.json()["tool_choice"] == "none"
-    assert "hosted tools left out of the prompt" in stub_gateway.log()
+    rid = r.headers["x-request-id"]
+    assert any("ToolsIgnored" in line and rid in line for line in stub_gateway.log().splitlines())
+    scrape = httpx.get(f"{stub_gateway.base_url}/metrics", timeout=10).text
+    counts = {t: _sample(scrape, "mia_hosted_tools_ignored_total", t) for t in ("web_search", "code_interpreter")}
+    assert all(n >= 1 for n in counts.values()), counts
+
+
+def _sample(scrape: str, name: str, tool: str) -> float:
+    prefix = f'{name}{{tool="{tool}"}} '
+    return sum(float(line.removeprefix(prefix)) for line in scrape.splitlines() if line.startswith(prefix))
 
 
 @pytest.mark.parametrize(
