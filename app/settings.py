@@ -15,7 +15,7 @@ import msgspec
 from msgspec import Meta
 
 from pipelines.assembly import GenerationLimits
-from pipelines.config import AnyModelConfig, Preset
+from pipelines.config import AnyModelConfig, Preset, with_provider
 
 __all__ = ["DEFAULT_SETTINGS_NAME", "ServerSettings", "Settings", "SettingsError", "load_settings"]
 
@@ -163,8 +163,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         raise SettingsError(f"{source}: invalid setting 'source': unknown key")
     models = raw.get("models")
     if isinstance(models, list):
-        # `provider` selects a model's kind of passport; without one, the model is a stub
-        raw = {**raw, "models": [{"provider": "stub", **m} if isinstance(m, dict) else m for m in models]}
+        raw = {**raw, "models": [with_provider(m) if isinstance(m, dict) else m for m in models]}
     try:
         settings = msgspec.convert({**raw, "source": source}, Settings)
     except msgspec.ValidationError as exc:

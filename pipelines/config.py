@@ -6,6 +6,7 @@ another provider's) stops start-up instead of being silently ignored.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Literal, TypeAlias
 
 import msgspec
@@ -22,6 +23,7 @@ __all__ = [
     "UpstreamConfig",
     "UpstreamModelConfig",
     "model_config",
+    "with_provider",
 ]
 
 Role = Literal["primary", "lightweight", "judge"]
@@ -181,7 +183,13 @@ AnyModelConfig: TypeAlias = StubModelConfig | LlamaModelConfig | ReplayModelConf
 """What a `[[models]]` table decodes into, by its `provider`."""
 
 
+def with_provider(table: Mapping[str, object]) -> dict[str, object]:
+    """A `[[models]]` table with its `provider`, which selects its kind of passport: a
+    model that names none is served by the stub."""
+    return {"provider": "stub", **table}
+
+
 def model_config(**fields: object) -> AnyModelConfig:
-    """A passport from its keys, as a settings table gives them (`provider` defaults to
-    `stub`); raises `msgspec.ValidationError` naming a bad key."""
-    return msgspec.convert({"provider": "stub", **fields}, AnyModelConfig)
+    """A passport from its keys, as a settings table gives them; raises
+    `msgspec.ValidationError` naming a bad key."""
+    return msgspec.convert(with_provider(fields), AnyModelConfig)
