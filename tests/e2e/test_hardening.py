@@ -35,9 +35,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines.admission import Admission
 from pipelines.errors import ModelUnavailable
-from tests.e2e.upstream import TinyUpstream, tiny_upstream
 from tests.support.configs import smollm2
 from tests.support.logs import events
+from tests.support.loopback_upstream import TinyUpstream, tiny_upstream
 from tests.support.served import REPO, ServedGateway, serve
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ shutdown, and `mia-gateway models verify`.
 
 Slow loads and endless streams are real, not timed: a model is assembled by a package
 (`assemble:MODULE`) that waits for the test to open a gate, and an `openai_http` model's
-upstream is a tiny HTTP server in the test (tests/e2e/upstream.py) that streams forever
+upstream is a tiny HTTP server in the test (tests/support/loopback_upstream.py) that streams forever
 or fails. Every wait below is bounded by a deadline that only guards against a hang."""
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.upstream import TinyUpstream, tiny_upstream
 from tests.support.configs import SMOLLM2_SHA256, smollm2
 from tests.support.logs import events
+from tests.support.loopback_upstream import TinyUpstream, tiny_upstream
 from tests.support.served import ServedGateway, free_port, serve
 
 pytestmark = pytest.mark.slow

@@ -57,8 +57,14 @@ def tiny_upstream(interval: float = 0.02) -> Iterator[TinyUpstream]:
 
         def do_POST(self) -> None:
             up = holder[0]
-            body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))) or b"{}")
-            model = body.get("model", "")
+            length = int(self.headers.get("content-length", "0"))
+            raw = self.rfile.read(length)
+            if not length or len(raw) < length:
+                # The client hung up before its body arrived (the gateway stopped that
+                # generation): no request reached this upstream, and no one reads an answer.
+                self.close_connection = True
+                return
+            model = json.loads(raw).get("model", "")
             with up.lock:
                 up.requests.append(model)
             if model == "fail":
