@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +41,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (overrides [server].port and MIA_PORT)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level")
     serve.add_argument("--log-format", choices=["text", "json"], help="log line format")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="server processes sharing the port (default 1); more than one only for settings with no "
+        "in-process model (stub, replay and upstream models)",
+    )
 
     check = sub.add_parser("check-config", help="validate a settings file and print the result")
     check.add_argument("--config", metavar="FILE")
@@ -58,14 +67,28 @@ def _settings(config: str | None) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from app.logs import configure_logging
+    from app.workers import check_workers, metrics_folder, supervise
 
-    from app.factory import create_app
-    from app.gateway import build_gateway
-    from app.http_protocol import bounded_http_protocol, fit_open_files_limit
-    from app.logs import configure_logging, log_events
-    from app.metrics import install_metrics
+    settings = _serve_settings(args)
+    check_workers(settings, args.workers)
+    if args.workers == 1:
+        _run_server(settings)
+        return 0
+    # Before anything imports prometheus-client: its multiprocess mode is chosen at import.
+    folder = metrics_folder()
+    server = settings.server
+    configure_logging(server.log_level, server.log_format)
+    return supervise(
+        host=server.host,
+        port=server.port,
+        workers=args.workers,
+        run_worker=lambda index, sock: _run_server(settings, sock=sock, metrics_dir=folder),
+        metrics_dir=folder,
+    )
 
+
+def _serve_settings(args: argparse.Namespace) -> Settings:
     settings = _settings(args.config)
     overrides: dict[str, Any] = {
         k: v
@@ -80,12 +103,28 @@ def _serve(args: argparse.Namespace) -> int:
     if overrides:
         server = msgspec.structs.replace(settings.server, **overrides)
         settings = msgspec.structs.replace(settings, server=server)
+    return settings
+
+
+def _run_server(settings: Settings, *, sock: socket.socket | None = None, metrics_dir: Path | None = None) -> None:
+    """Builds the gateway and serves it until a signal: on `host:port`, or on `sock` (a
+    worker of `--workers N`, whose metrics are summed across workers from `metrics_dir`)."""
+    import uvicorn
+
+    from app.factory import create_app
+    from app.gateway import build_gateway
+    from app.http_protocol import bounded_http_protocol, fit_open_files_limit
+    from app.logs import configure_logging, log_events
+    from app.metrics import install_metrics, multiprocess_registry
+
     server = settings.server
     lines = configure_logging(server.log_level, server.log_format)
     if (problem := fit_open_files_limit(server.max_connections)) is not None:
         logging.getLogger("mia.serve").warning("%s: %s", settings.source, problem)
     gateway = build_gateway(settings)
     install_metrics(gateway.registry, gateway.bus, gateway.settings.models)
+    if metrics_dir is not None:
+        gateway.exposed = multiprocess_registry(metrics_dir)
     log_events(gateway.bus, lines=lines)
     app = create_app(gateway)
 
@@ -120,8 +159,7 @@ def _serve(args: argparse.Namespace) -> int:
             bus=gateway.bus,
         ),
     )
-    _Server(config).run()
-    return 0
+    _Server(config).run(sockets=None if sock is None else [sock])
 
 
 def _check_config(args: argparse.Namespace) -> int:

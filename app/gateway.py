@@ -29,6 +29,9 @@ class Gateway:
     admission: Admission
     started: int = field(default_factory=lambda: int(time.time()))
     draining: bool = False
+    exposed: CollectorRegistry | None = None
+    """What `/metrics` serves when it is not `registry`: under `--workers N`, the sum of
+    every worker's series."""
 
 
 def build_gateway(

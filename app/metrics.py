@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
 from pipelines.errors import CancelReason
 from pipelines.events import (
@@ -36,7 +37,7 @@ from pipelines.upstream import RESULTS, UpstreamRequestFinished, UpstreamStateCh
 if TYPE_CHECKING:
     from pipelines.config import ModelConfig
 
-__all__ = ["GatewayMetrics", "install_metrics"]
+__all__ = ["GatewayMetrics", "install_metrics", "multiprocess_registry"]
 
 TPS_BUCKETS = (1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 2000, 3500, 5000)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -179,16 +180,31 @@ class GatewayMetrics:
             "Slots in use: generations decoding (n choices count n).",
             ("model",),
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.waiting = Gauge(
-            "mia_num_requests_waiting", "Generations queued for a slot.", ("model",), registry=registry
+            "mia_num_requests_waiting",
+            "Generations queued for a slot.",
+            ("model",),
+            registry=registry,
+            multiprocess_mode="livesum",
         )
-        self.connections = Gauge("mia_http_connections", "HTTP connections open now.", registry=registry)
+        self.connections = Gauge(
+            "mia_http_connections", "HTTP connections open now.", registry=registry, multiprocess_mode="livesum"
+        )
         self.model_loaded = Gauge(
-            "mia_model_loaded", "1 while the model is loaded (stub or real).", ("model",), registry=registry
+            "mia_model_loaded",
+            "1 while the model is loaded (stub or real).",
+            ("model",),
+            registry=registry,
+            multiprocess_mode="livemax",
         )
         self.model_stub = Gauge(
-            "mia_model_stub", "1 while the model id is served by the stub.", ("model",), registry=registry
+            "mia_model_stub",
+            "1 while the model id is served by the stub.",
+            ("model",),
+            registry=registry,
+            multiprocess_mode="livemax",
         )
         self.loads = Counter(
             "mia_model_loads", "Model loads by result (ok, failed, stub).", ("model", "result"), registry=registry
@@ -202,7 +218,11 @@ class GatewayMetrics:
         )
         ups = ("model", "upstream")
         self.upstream_healthy = Gauge(
-            "mia_upstream_healthy", "1 while the upstream takes traffic, 0 while ejected.", ups, registry=registry
+            "mia_upstream_healthy",
+            "1 while the upstream takes traffic, 0 while ejected (under --workers: in every worker).",
+            ups,
+            registry=registry,
+            multiprocess_mode="livemin",
         )
         self.upstream_ejections = Counter(
             "mia_upstream_ejections",
@@ -352,6 +372,14 @@ class GatewayMetrics:
         self.upstream_healthy.labels(*labels).set(1 if e.state == "healthy" else 0)
         if e.state == "ejected":
             self.upstream_ejections.labels(*labels).inc()
+
+
+def multiprocess_registry(folder: Path) -> CollectorRegistry:
+    """A registry that sums, at each scrape, the series every worker of `serve --workers N`
+    wrote to `folder` (gauges as each one's `multiprocess_mode` says)."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, str(folder))
+    return registry
 
 
 def install_metrics(registry: CollectorRegistry, bus: EventBus, models: Sequence[ModelConfig]) -> GatewayMetrics:

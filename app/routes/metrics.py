@@ -1,4 +1,4 @@
-"""GET /metrics: the injected registry in Prometheus text, or OpenMetrics on request."""
+"""GET /metrics: the injected registry (or the workers' sum) in Prometheus text, or OpenMetrics on request."""
 
 from __future__ import annotations
 
@@ -17,4 +17,4 @@ __all__ = ["metrics"]
 @get(paths.METRICS, operation_id="metrics", include_in_schema=False)
 async def metrics(request: Request[Any, Any, Any], gateway: NamedDependency[Gateway]) -> Response[bytes]:
     encoder, content_type = exposition.choose_encoder(request.headers.get("accept", ""))
-    return Response(content=encoder(gateway.registry), media_type=content_type)
+    return Response(content=encoder(gateway.exposed or gateway.registry), media_type=content_type)
