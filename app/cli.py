@@ -138,6 +138,9 @@ def _run_server(settings: Settings, *, sock: socket.socket | None = None, metric
                 loop = asyncio.get_event_loop()
                 loop.call_soon_threadsafe(self._begin_drain, loop)
             super().handle_exit(sig, frame)
+            # uvicorn re-raises the signals it caught once it has shut down (status -15,
+            # and the last log lines lost with the process); a drained gateway exits 0.
+            self._captured_signals.clear()
 
         def _begin_drain(self, loop: asyncio.AbstractEventLoop) -> None:
             gateway.admission.close("The gateway is shutting down.")
@@ -160,6 +163,7 @@ def _run_server(settings: Settings, *, sock: socket.socket | None = None, metric
         ),
     )
     _Server(config).run(sockets=None if sock is None else [sock])
+    lines.flush()  # the lines of the loop's last turn, whose write was never scheduled
 
 
 def _check_config(args: argparse.Namespace) -> int:

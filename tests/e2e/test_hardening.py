@@ -432,8 +432,8 @@ async def test_sigterm_under_stub_load_ends_every_accepted_stream_cleanly(tmp_pa
             except httpx.HTTPError:
                 pass
             outcomes = await asyncio.wait_for(asyncio.gather(*tasks), 60)
-        # a graceful stop ends by re-raising SIGTERM (uvicorn's way): -15, not 1 or a crash
-        assert gw.proc.wait(30) == -signal.SIGTERM
+        # a graceful stop exits 0 (not -15, 1 or a crash)
+        assert gw.proc.wait(30) == 0
     if late is not None:
         assert late.status_code == 503, late.text
         assert late.json()["error"]["code"] in ("shutting_down", "model_unavailable")
@@ -480,7 +480,7 @@ async def test_sigterm_refuses_the_queue_at_once_and_ends_the_running_stream_cle
             gw.proc.send_signal(signal.SIGTERM)
             refused = await asyncio.wait_for(asyncio.gather(*queued), 30)
             first = await asyncio.wait_for(running, 30)
-        assert gw.proc.wait(30) == -signal.SIGTERM  # a graceful stop re-raises the signal
+        assert gw.proc.wait(30) == 0  # a graceful stop exits 0
     for out in refused:
         assert out.status == 503, vars(out)
         assert out.error is not None and out.error["code"] == "shutting_down"
