@@ -10,14 +10,17 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from app.settings import Settings, SettingsError, load_settings
 from pipelines.config import LlamaModelConfig
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from pipelines.manager import ProviderFactory
+
+__all__ = ["main", "run_server"]
 
 _DESCRIPTION = """\
 mia-gateway: an OpenAI-compatible API gateway for local and remote language models.
@@ -73,7 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _serve_settings(args)
     check_workers(settings, args.workers)
     if args.workers == 1:
-        _run_server(settings)
+        run_server(settings)
         return 0
     # Before anything imports prometheus-client: its multiprocess mode is chosen at import.
     folder = metrics_folder()
@@ -83,7 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=server.host,
         port=server.port,
         workers=args.workers,
-        run_worker=lambda index, sock: _run_server(settings, sock=sock, metrics_dir=folder),
+        run_worker=lambda index, sock: run_server(settings, sock=sock, metrics_dir=folder),
         metrics_dir=folder,
     )
 
@@ -106,9 +109,16 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def _run_server(settings: Settings, *, sock: socket.socket | None = None, metrics_dir: Path | None = None) -> None:
+def run_server(
+    settings: Settings,
+    *,
+    sock: socket.socket | None = None,
+    metrics_dir: Path | None = None,
+    provider_factory: ProviderFactory | None = None,
+) -> None:
     """Builds the gateway and serves it until a signal: on `host:port`, or on `sock` (a
-    worker of `--workers N`, whose metrics are summed across workers from `metrics_dir`)."""
+    worker of `--workers N`, whose metrics are summed across workers from `metrics_dir`).
+    `provider_factory` replaces the providers the settings name (benchmarks)."""
     import uvicorn
 
     from app.factory import create_app
@@ -121,7 +131,7 @@ def _run_server(settings: Settings, *, sock: socket.socket | None = None, metric
     lines = configure_logging(server.log_level, server.log_format)
     if (problem := fit_open_files_limit(server.max_connections)) is not None:
         logging.getLogger("mia.serve").warning("%s: %s", settings.source, problem)
-    gateway = build_gateway(settings)
+    gateway = build_gateway(settings, provider_factory=provider_factory)
     install_metrics(gateway.registry, gateway.bus, gateway.settings.models)
     if metrics_dir is not None:
         gateway.exposed = multiprocess_registry(metrics_dir)

@@ -53,7 +53,7 @@ def check_workers(settings: Settings, workers: int) -> None:
     if local:
         raise SettingsError(
             f"{settings.source}: --workers {workers} needs settings with no in-process model, but "
-            f'{", ".join(local)} run in process (provider = "llama"): every worker would load the '
+            f'{", ".join(local)} run in process (provider = "llama_cpp"): every worker would load the '
             "weights again. Serve them with --workers 1, or put them behind an upstream."
         )
 

@@ -312,7 +312,7 @@ class Engine:
         out, seq.out = seq.out, -1
         first = seq.pending < 0
         try:
-            token = llama_cpp.llama_sampler_sample(seq.sampler, self._ctx, out)
+            token = self._next_token(seq, out)
             if first:
                 slot = seq.slot
                 assert slot is not None
@@ -337,6 +337,11 @@ class Engine:
             self._leave(seq, DONE)  # the last token's successor is never needed
         else:
             seq.pending = token
+
+    def _next_token(self, seq: Seq, out: int) -> int:
+        """The token `seq` samples from output row `out` of the last decode."""
+        token: int = runtime().llama_sampler_sample(seq.sampler, self._ctx, out)
+        return token
 
     def _share_prompt(self, leader: Seq, out: int) -> None:
         """The leader has just read its prompt: each follower takes a copy of its cells and

@@ -53,8 +53,12 @@ class LlamaProvider(Provider):
         cache_dir: Path,
         bus: EventBus | None = None,
         prompt_chunk: int = PROMPT_CHUNK,
+        engine: type[Engine] = Engine,
     ) -> None:
+        """`engine`: the scheduler class (bench/token_ceiling.py passes one whose decode
+        returns at once, to measure what the gateway itself sustains)."""
         super().__init__(config)
+        self._engine_type = engine
         self.cache_dir = cache_dir
         self.model_path: Path | None = None
         self._bus = bus
@@ -144,7 +148,7 @@ class LlamaProvider(Provider):
         except Exception as exc:
             raise LoadFailure("load_error", f"{type(exc).__name__}: {exc}") from exc
         try:
-            engine = Engine(
+            engine = self._engine_type(
                 model,
                 name=self.config.id,
                 slots=self.config.slots,
