@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry
 
 from app.settings import Settings
+from compat.responses_store import ResponseStore, open_store
 from pipelines.admission import Admission
 from pipelines.assembly import assemble
 from pipelines.events import EventBus
@@ -27,6 +28,8 @@ class Gateway:
     router: ModelRouter
     service: GenerationService
     admission: Admission
+    store: ResponseStore
+    """Stored responses (`store: true`, `previous_response_id`)."""
     started: int = field(default_factory=lambda: int(time.time()))
     draining: bool = False
 
@@ -38,6 +41,7 @@ def build_gateway(
     registry: CollectorRegistry | None = None,
     provider_factory: ProviderFactory | None = None,
     current_date: str | None = None,
+    store: ResponseStore | None = None,
 ) -> Gateway:
     parts = assemble(
         settings.models,
@@ -55,4 +59,5 @@ def build_gateway(
         router=parts.router,
         service=parts.service,
         admission=parts.admission,
+        store=store or open_store(settings.storage),
     )
