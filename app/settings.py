@@ -130,7 +130,7 @@ def _env_overrides(env: Mapping[str, str], fields: tuple[str, ...], prefix: str 
 
 def _check(settings: Settings) -> None:
     url = settings.storage.url
-    if url:  # PostgreSQL comes with its backend
+    if url and not settings.storage.postgres:
         raise SettingsError(
             f"{settings.source}: invalid setting 'storage.url': '{url.split(':')[0]}:' is not postgresql:// "
             "(leave it empty for SQLite in storage.data_dir)"

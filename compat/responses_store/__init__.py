@@ -12,6 +12,7 @@ from compat.responses_store.base import ResponseNotFound, ResponseStore, Storage
 from compat.responses_store.factory import open_store
 from compat.responses_store.objects import ItemList, ResponseDeleted
 from compat.responses_store.pages import PageQuery, page, page_query
+from compat.responses_store.postgres import PostgresStore
 from compat.responses_store.records import conversation, input_items, record
 from compat.responses_store.settings import StorageSettings
 from compat.responses_store.sqlite import SQLiteStore
@@ -19,6 +20,7 @@ from compat.responses_store.sqlite import SQLiteStore
 __all__ = [
     "ItemList",
     "PageQuery",
+    "PostgresStore",
     "ResponseDeleted",
     "ResponseNotFound",
     "ResponseStore",
