@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry
 
 from app.settings import Settings
-from compat.responses_store import ResponseStore, open_store
+from compat.responses_store import MeteredStore, ResponseStore, open_store
 from pipelines.admission import Admission
 from pipelines.assembly import assemble
 from pipelines.events import EventBus
@@ -59,5 +59,5 @@ def build_gateway(
         router=parts.router,
         service=parts.service,
         admission=parts.admission,
-        store=store or open_store(settings.storage),
+        store=MeteredStore(store or open_store(settings.storage), parts.bus),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from compat.responses_store.base import ResponseNotFound, ResponseStore, StorageUnavailable, StoredResponse
 from compat.responses_store.factory import open_store
+from compat.responses_store.metered import MeteredStore
 from compat.responses_store.objects import ItemList, ResponseDeleted
 from compat.responses_store.pages import PageQuery, page, page_query
 from compat.responses_store.postgres import PostgresStore
@@ -19,6 +20,7 @@ from compat.responses_store.sqlite import SQLiteStore
 
 __all__ = [
     "ItemList",
+    "MeteredStore",
     "PageQuery",
     "PostgresStore",
     "ResponseDeleted",

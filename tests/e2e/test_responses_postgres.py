@@ -119,6 +119,9 @@ def test_the_database_stopped_mid_test(pg: Postgres, pair: tuple[ServedGateway, 
         assert after.status == "completed"
     for gw in (a, b):
         assert "Traceback" not in gw.log()
+        scrape = httpx.get(f"{gw.base_url}/metrics", timeout=10).text
+        errors = [line for line in scrape.splitlines() if line.startswith("mia_storage_errors_total{")]
+        assert any('backend="postgresql"' in line and float(line.split()[-1]) > 0 for line in errors), errors
 
 
 def test_a_gateway_starts_while_its_database_is_down(tmp_path: Path, pg: Postgres) -> None:

@@ -6,6 +6,8 @@ retrieve and continue). PostgreSQL shared by two gateways: test_responses_postgr
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,11 @@ def test_a_response_is_stored_and_read_back(client: openai.OpenAI) -> None:
     again = client.responses.retrieve(out.id)
     assert again.model_dump() == out.model_dump()  # the very object the client was given
     assert again.metadata == {"k": "v"} and [i.type for i in again.output] == ["reasoning", "message"]
+    scrape = httpx.get(f"{client.base_url}".removesuffix("/v1/") + "/metrics", timeout=10).text
+    timed = {line.split()[0] for line in scrape.splitlines() if line.startswith("mia_storage_operation_seconds_count")}
+    assert {
+        f'mia_storage_operation_seconds_count{{backend="sqlite",operation="{op}"}}' for op in ("put", "get")
+    } <= timed
 
 
 def test_a_stream_is_stored_before_it_says_completed(client: openai.OpenAI, stub_gateway: ServedGateway) -> None:
@@ -205,3 +212,47 @@ def test_sqlite_outlives_the_gateway(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "data" / "responses.sqlite3") as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert {row[0] for row in db.execute("SELECT id FROM mia_responses")} == {first.id, second.id}
+
+
+def _poll(check: Callable[[], bool], what: str, *, tries: int = 600, every: float = 0.05) -> None:
+    """Waits for the gateway's evictor (which runs every 0.1 s here) to have done `what`."""
+    for _ in range(tries):
+        if check():
+            return
+        time.sleep(every)
+    raise AssertionError(f"never {what}")
+
+
+def _rows(db_path: Path) -> dict[str, int]:
+    with sqlite3.connect(db_path) as db:
+        return dict(db.execute("SELECT id, size FROM mia_responses").fetchall())
+
+
+def test_retention_and_the_size_bound_evict(tmp_path: Path) -> None:
+    """Past `retention_days` a response is unreadable at once and deleted by the next
+    eviction; past `max_bytes` the oldest go first."""
+    db_path = tmp_path / "data" / "responses.sqlite3"
+    env = {"MIA_STORAGE_DATA_DIR": str(tmp_path / "data"), "MIA_STORAGE_EVICT_INTERVAL": "0.1"}
+    retention = {**env, "MIA_STORAGE_RETENTION_DAYS": str(4 / 86400)}  # four seconds
+    with serve(STUB_MODELS, tmp_path / "retention", env=retention) as gw:
+        c = openai.OpenAI(base_url=gw.api_url, api_key="unused", max_retries=0)
+        out = c.responses.create(model="stub-chat", input="Soon gone.")
+        assert out.id in _rows(db_path)
+
+        def expired() -> bool:
+            return httpx.get(f"{gw.api_url}/responses/{out.id}", timeout=10).status_code == 404
+
+        _poll(expired, "expired", tries=400, every=0.1)
+        _poll(lambda: out.id not in _rows(db_path), "evicted")
+        assert "evicted 1 stored responses" in gw.log()
+    bounded = {**env, "MIA_STORAGE_MAX_BYTES": "8000"}
+    with serve(STUB_MODELS, tmp_path / "size", env=bounded) as gw:
+        c = openai.OpenAI(base_url=gw.api_url, api_key="unused", max_retries=0)
+        ids = [c.responses.create(model="stub-chat", input=f"Number {n}.").id for n in range(12)]
+        _poll(lambda: sum(_rows(db_path).values()) <= 8000, "within the bound")
+        kept = _rows(db_path)
+        assert ids[-1] in kept and ids[0] not in kept
+        # the oldest went first: what is kept is the newest, in order
+        assert [i for i in ids if i in kept] == ids[len(ids) - len(kept) :]
+        with pytest.raises(openai.NotFoundError):
+            c.responses.retrieve(ids[0])
