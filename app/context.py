@@ -58,6 +58,8 @@ def _response_endpoint(path: str) -> str:
         return paths.RESPONSE
     if rest.count("/") == 1 and rest.endswith("/input_items"):
         return paths.RESPONSE_INPUT_ITEMS
+    if rest.count("/") == 1 and rest.endswith("/cancel"):
+        return paths.RESPONSE_CANCEL
     return "other"
 
 

@@ -22,7 +22,7 @@ from app.routes.input_tokens import count_input_tokens
 from app.routes.metrics import metrics
 from app.routes.models import get_model, list_models, unload_model
 from app.routes.responses import create_response
-from app.routes.stored_responses import delete_response, list_input_items, retrieve_response
+from app.routes.stored_responses import cancel_response, delete_response, list_input_items, retrieve_response
 from compat.responses_store import StorageUnavailable
 from pipelines.upstream import run_probes
 
@@ -68,6 +68,7 @@ def create_litestar(gateway: Gateway) -> Litestar:
             with contextlib.suppress(BaseException):
                 await loader
             await gateway.service.drain(server.shutdown_grace)
+            await gateway.background.stop()
             await gateway.manager.shutdown()
             await gateway.store.close()
 
@@ -78,6 +79,7 @@ def create_litestar(gateway: Gateway) -> Litestar:
             retrieve_response,
             delete_response,
             list_input_items,
+            cancel_response,
             count_input_tokens,
             list_models,
             get_model,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
+from app.background import BackgroundResponses
 from app.settings import Settings
 from compat.responses_store import MeteredStore, ResponseStore, open_store
 from pipelines.admission import Admission
@@ -30,6 +31,8 @@ class Gateway:
     admission: Admission
     store: ResponseStore
     """Stored responses (`store: true`, `previous_response_id`)."""
+    background: BackgroundResponses
+    """The background responses this process runs."""
     started: int = field(default_factory=lambda: int(time.time()))
     draining: bool = False
 
@@ -51,6 +54,7 @@ def build_gateway(
         provider_factory=provider_factory,
         current_date=current_date,
     )
+    metered = MeteredStore(store or open_store(settings.storage), parts.bus)
     return Gateway(
         settings=settings,
         bus=parts.bus,
@@ -59,5 +63,6 @@ def build_gateway(
         router=parts.router,
         service=parts.service,
         admission=parts.admission,
-        store=MeteredStore(store or open_store(settings.storage), parts.bus),
+        store=metered,
+        background=BackgroundResponses(parts.service, metered),
     )

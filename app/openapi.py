@@ -138,7 +138,8 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
                 "post": {
                     "operationId": "createResponse",
                     "summary": "Create a response (streamed as SSE events when `stream` is true), stored "
-                    "unless `store` is false; `previous_response_id` continues a stored one.",
+                    "unless `store` is false; `previous_response_id` continues a stored one; `background` "
+                    "answers at once, `queued`.",
                     "requestBody": {"required": True, "content": {"application/json": {"schema": rreq}}},
                     "responses": {
                         "200": {
@@ -190,6 +191,17 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
                         **_errors(401, 404, 503),
                     },
                 },
+            },
+            paths.RESPONSE_CANCEL: {
+                "post": {
+                    "operationId": "cancelResponse",
+                    "summary": "Cancel a background response still queued or in progress.",
+                    "parameters": [_RESPONSE_ID],
+                    "responses": {
+                        "200": {"description": "OK", "content": {"application/json": {"schema": resp}}},
+                        **_errors(400, 401, 404, 503),
+                    },
+                }
             },
             paths.RESPONSE_INPUT_ITEMS: {
                 "get": {

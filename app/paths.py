@@ -17,6 +17,8 @@ __all__ = [
     "RESPONSE",
     "RESPONSES",
     "RESPONSES_INPUT_TOKENS",
+    "RESPONSE_CANCEL",
+    "RESPONSE_CANCEL_ROUTE",
     "RESPONSE_INPUT_ITEMS",
     "RESPONSE_INPUT_ITEMS_ROUTE",
     "RESPONSE_ROUTE",
@@ -31,6 +33,8 @@ RESPONSE_INPUT_ITEMS = f"{RESPONSE}/input_items"
 RESPONSE_ROUTE = f"{RESPONSES}/{{response_id:str}}"
 """The same as Litestar routes it."""
 RESPONSE_INPUT_ITEMS_ROUTE = f"{RESPONSE_ROUTE}/input_items"
+RESPONSE_CANCEL = f"{RESPONSE}/cancel"
+RESPONSE_CANCEL_ROUTE = f"{RESPONSE_ROUTE}/cancel"
 RESPONSES_INPUT_TOKENS = f"{RESPONSES}/input_tokens"
 MODELS = "/v1/models"
 MODEL = f"{MODELS}/{{model}}"

@@ -182,7 +182,7 @@ class ResponseObject(_Out, kw_only=True):
     id: str
     object: Literal["response"] = "response"
     created_at: int
-    status: Literal["completed", "failed", "in_progress", "incomplete"] = "in_progress"
+    status: Literal["completed", "failed", "in_progress", "cancelled", "queued", "incomplete"] = "in_progress"
     background: bool = False
     completed_at: int | None = None
     error: ResponseError | None = None

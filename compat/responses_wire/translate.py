@@ -219,8 +219,6 @@ def _response_format(req: ResponsesRequest) -> ResponseFormat:
 
 def _refuse_state(req: ResponsesRequest) -> None:
     """What needs a store or a runner the gateway has not got: refused, never pretended."""
-    if req.background:
-        raise Unsupported("background responses are not supported yet.", param="background")
     if req.conversation is not None:
         raise Unsupported("conversations are not supported yet (nothing is stored).", param="conversation")
     if req.prompt is not None:

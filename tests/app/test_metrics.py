@@ -134,7 +134,7 @@ def test_model_loaded_real(registry: CollectorRegistry, metrics: GatewayMetrics)
     for reason in ("eos", "length", "stop", "tool_call", "error"):
         assert registry.get_sample_value("mia_generations_completed_total", {**gen, "reason": reason}) == 0.0
     assert registry.get_sample_value("mia_generations_completed_total", {**gen, "reason": "stub"}) is None
-    for reason in ("client_disconnect", "timeout", "shutdown", "upstream_error", "error"):
+    for reason in ("client_disconnect", "timeout", "shutdown", "upstream_error", "error", "cancelled"):
         assert registry.get_sample_value("mia_generations_cancelled_total", {**gen, "reason": reason}) == 0.0
 
 

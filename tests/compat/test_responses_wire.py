@@ -156,7 +156,6 @@ def test_store_is_never_pretended() -> None:
         ({"max_output_tokens": 0}, "max_output_tokens", InvalidRequest),
         ({"max_output_tokens": 10**30}, "max_output_tokens", InvalidRequest),
         ({"temperature": "hot"}, "temperature", InvalidRequest),
-        ({"background": True}, "background", Unsupported),
         ({"conversation": "conv_1"}, "conversation", Unsupported),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].id", Unsupported),
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema", InvalidRequest),

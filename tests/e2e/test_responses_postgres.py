@@ -5,6 +5,7 @@ gateways recover by themselves once it is back."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,11 +16,13 @@ import pytest
 
 from compat.responses_store import PostgresStore
 from tests.compat.test_responses_store import DAY, check_backend
-from tests.support.configs import STUB_MODELS
+from tests.support.configs import STUB_MODELS, smollm2
 from tests.support.postgres import Postgres, postgres_server
 from tests.support.served import ServedGateway, serve
 
 pytestmark = pytest.mark.slow
+
+CONFIG = STUB_MODELS + smollm2(threads=1, max_output_tokens=512)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +36,8 @@ def pair(pg: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
     """Two gateways, one database (as two replicas behind a load balancer)."""
     env = {"MIA_STORAGE_URL": pg.url, "MIA_STORAGE_TIMEOUT": "2"}
     with (
-        serve(STUB_MODELS, tmp_path_factory.mktemp("replica-a"), env=env) as a,
-        serve(STUB_MODELS, tmp_path_factory.mktemp("replica-b"), env=env) as b,
+        serve(CONFIG, tmp_path_factory.mktemp("replica-a"), env=env) as a,
+        serve(CONFIG, tmp_path_factory.mktemp("replica-b"), env=env) as b,
     ):
         yield a, b
 
@@ -75,6 +78,32 @@ def test_created_on_one_replica_continued_on_the_other(pair: tuple[ServedGateway
     with pytest.raises(openai.NotFoundError) as exc:
         a.responses.create(model="stub-harmony", input="More?", previous_response_id=third.id)
     assert exc.value.param == "previous_response_id"
+
+
+def test_a_background_response_runs_on_one_replica_and_is_cancelled_on_the_other(
+    pair: tuple[ServedGateway, ServedGateway],
+) -> None:
+    """B stores it `cancelled`; A's run reads that within a second, stops, and leaves it so."""
+    a, b = pair
+    queued = sdk(a).responses.create(
+        model="smollm2-135m-instruct",
+        input="Count from 1 to 1000, separated by commas.",
+        max_output_tokens=512,
+        temperature=0,
+        background=True,
+    )
+    for _ in range(2400):
+        if sdk(b).responses.retrieve(queued.id).status == "in_progress":
+            break
+        time.sleep(0.02)
+    assert sdk(b).responses.cancel(queued.id).status == "cancelled"
+    for _ in range(600):
+        if any("GenerationCancelled" in line and '"reason": "cancelled"' in line for line in a.log().splitlines()):
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("replica A never stopped the run")
+    assert sdk(a).responses.retrieve(queued.id).status == "cancelled"
 
 
 def _assert_unavailable(r: httpx.Response) -> None:

@@ -256,3 +256,56 @@ def test_retention_and_the_size_bound_evict(tmp_path: Path) -> None:
         assert [i for i in ids if i in kept] == ids[len(ids) - len(kept) :]
         with pytest.raises(openai.NotFoundError):
             c.responses.retrieve(ids[0])
+
+
+def _settled(client: openai.OpenAI, response_id: str) -> Response:
+    """The response once its run has ended (polled as a client polls a background response)."""
+    for _ in range(2400):
+        out = client.responses.retrieve(response_id)
+        if out.status not in ("queued", "in_progress"):
+            return out
+        time.sleep(0.05)
+    raise AssertionError(f"{response_id} still {out.status}")
+
+
+def test_a_background_response_is_queued_then_stored_completed(client: openai.OpenAI) -> None:
+    queued = client.responses.create(model="stub-harmony", input="Hello", background=True)
+    assert queued.status == "queued" and queued.background is True and queued.output == []
+    done = _settled(client, queued.id)
+    assert done.status == "completed" and done.background is True
+    assert [i.type for i in done.output] == ["reasoning", "message"] and done.usage is not None
+    same = client.responses.create(model="stub-harmony", input="Hello")  # the stub is deterministic
+    assert done.output_text == same.output_text
+    # a finished one cannot be cancelled; one that was not in the background neither
+    for rid in (done.id, same.id):
+        with pytest.raises(openai.BadRequestError) as exc:
+            client.responses.cancel(rid)
+        assert exc.value.code == "response_not_cancellable"
+    with pytest.raises(openai.NotFoundError):
+        client.responses.cancel("resp_nothing")
+    # a chain continues a background response as any other
+    more = client.responses.create(model="stub-harmony", input="More?", previous_response_id=done.id)
+    assert more.status == "completed"
+
+
+def test_a_background_response_on_real_smollm2_is_cancelled(default_gateway: ServedGateway) -> None:
+    """Cancelled while it decodes (a 512-token count takes seconds here): the run stops, the
+    response is stored `cancelled`, and cancelling it again answers the same."""
+    real = openai.OpenAI(base_url=default_gateway.api_url, api_key="unused", max_retries=0)
+    queued = real.responses.create(
+        model="smollm2-135m-instruct",
+        input="Count from 1 to 1000, separated by commas.",
+        max_output_tokens=512,
+        temperature=0,
+        background=True,
+    )
+    for _ in range(2400):
+        if real.responses.retrieve(queued.id).status == "in_progress":
+            break
+        time.sleep(0.02)
+    cancelled = real.responses.cancel(queued.id)
+    assert cancelled.status == "cancelled" and cancelled.id == queued.id
+    assert real.responses.retrieve(queued.id).status == "cancelled"
+    assert real.responses.cancel(queued.id).status == "cancelled"
+    lines = [line for line in default_gateway.log().splitlines() if "GenerationCancelled" in line]
+    assert any('"reason": "cancelled"' in line for line in lines), lines[-3:]
