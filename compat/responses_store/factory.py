@@ -25,4 +25,5 @@ def open_store(settings: StorageSettings) -> ResponseStore:
         retention=settings.retention_seconds,
         max_bytes=settings.max_bytes,
         timeout=settings.timeout,
+        synchronous=settings.sqlite_synchronous,
     )

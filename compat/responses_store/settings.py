@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -30,6 +30,10 @@ class StorageSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, k
     """Seconds between evictions (retention and size)."""
     timeout: Annotated[float, Meta(gt=0)] = 5.0
     """Seconds one storage operation may wait for the database (a connection, a lock)."""
+    sqlite_synchronous: Literal["normal", "full"] = "normal"
+    """SQLite's `synchronous` (in WAL mode). `normal`: a committed response survives a crash
+    of the gateway, not of the machine (0.4 ms a put here); `full`: it survives a power
+    loss too, at an fsync per put (3-10 ms here, about 300 puts/s at most)."""
     pool_size: Annotated[int, Meta(ge=1, le=256)] = 4
     """PostgreSQL connections per gateway process, at most."""
 

@@ -1,8 +1,10 @@
 """The default store: SQLite, one file in the gateway's data folder, created on first use.
 
-WAL lets readers (another process on the same file, a backup) run beside the writer, and
-`synchronous = FULL` makes a commit durable when `put` returns: a completed response
-survives a crash. sqlite3 blocks, so every call runs on one thread of the store's own,
+WAL lets readers (another process on the same file, a backup) run beside the writer. A
+commit is in the WAL file when `put` returns, so a completed response survives a crash of
+the gateway; `synchronous` (`[storage] sqlite_synchronous`) decides whether it also waits
+for the disk (`full`: survives a power loss, but an fsync per put: 3-10 ms on this
+project's machines against 0.4 ms, and about 300 puts/s at most against 1,600-3,600). sqlite3 blocks, so every call runs on one thread of the store's own,
 which also serialises them (one connection, no locking between our own calls)."""
 
 from __future__ import annotations
@@ -31,8 +33,11 @@ class SQLiteStore:
 
     backend = "sqlite"
 
-    def __init__(self, path: Path, *, retention: float, max_bytes: int, timeout: float) -> None:
+    def __init__(
+        self, path: Path, *, retention: float, max_bytes: int, timeout: float, synchronous: str = "normal"
+    ) -> None:
         self._path = path
+        self._synchronous = "FULL" if synchronous == "full" else "NORMAL"
         self._retention = retention
         self._max_bytes = max_bytes
         self._timeout = timeout
@@ -57,7 +62,7 @@ class SQLiteStore:
             conn = sqlite3.connect(self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
             try:
                 conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = FULL")
+                conn.execute(f"PRAGMA synchronous = {self._synchronous}")
                 for statement in _SQL.schema:
                     conn.execute(statement)
             except BaseException:

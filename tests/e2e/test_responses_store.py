@@ -309,3 +309,24 @@ def test_a_background_response_on_real_smollm2_is_cancelled(default_gateway: Ser
     assert real.responses.cancel(queued.id).status == "cancelled"
     lines = [line for line in default_gateway.log().splitlines() if "GenerationCancelled" in line]
     assert any('"reason": "cancelled"' in line for line in lines), lines[-3:]
+
+
+def test_an_sqlite_store_that_cannot_be_opened_is_a_503_until_it_can(tmp_path: Path) -> None:
+    """The data folder cannot be made (a file stands in its way): what needs the store is a
+    503 `storage_unavailable` with Retry-After, the rest is served; once it can, it works."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    with serve(STUB_MODELS, tmp_path / "gw", env={"MIA_STORAGE_DATA_DIR": str(blocker / "data")}) as gw:
+        body = {"model": "stub-chat", "input": "Hi"}
+        for r in (
+            httpx.post(f"{gw.api_url}/responses", json=body, timeout=30),
+            httpx.get(f"{gw.api_url}/responses/resp_1", timeout=30),
+        ):
+            assert r.status_code == 503 and r.json()["error"]["code"] == "storage_unavailable", r.text
+            assert r.headers["retry-after"] == "1"
+        assert httpx.post(f"{gw.api_url}/responses", json={**body, "store": False}, timeout=30).status_code == 200
+        blocker.unlink()
+        c = openai.OpenAI(base_url=gw.api_url, api_key="unused", max_retries=0)
+        out = c.responses.create(model="stub-chat", input="Hi")
+        assert c.responses.retrieve(out.id).id == out.id
+        assert "Traceback" not in gw.log()
