@@ -54,6 +54,8 @@ class _Run:
     response: ResponseObject
     translated: Translated
     items: bytes
+    created_at: float
+    """When it was first stored (retention counts from it, whatever state came later)."""
     task: asyncio.Task[None] | None = None
     gen: Generation | None = None
     cancel_asked: bool = field(default=False)
@@ -69,15 +71,16 @@ class BackgroundResponses:
 
     async def submit(self, queued: ResponseObject, translated: Translated, items: bytes) -> None:
         """Stores `queued` (a 503 before anything runs if the store is down) and starts its run."""
-        await self._store.put(record(queued, items))
-        run = _Run(queued, translated, items)
+        first = record(queued, items)
+        await self._store.put(first)
+        run = _Run(queued, translated, items, first.created_at)
         self._runs[queued.id] = run
         run.task = asyncio.create_task(self._run(run), name=f"background {queued.id}")
 
     async def _put(self, run: _Run, response: ResponseObject) -> None:
         run.response = response
         try:
-            await self._store.put(record(response, run.items))
+            await self._store.put(record(response, run.items, run.created_at))
         except StorageUnavailable:
             _log.warning("background response %s: could not store its %s state", response.id, response.status)
 

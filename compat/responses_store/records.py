@@ -66,10 +66,12 @@ def input_items(req: ResponsesRequest) -> bytes:
     return _ENCODER.encode([_item(i) for i in items])
 
 
-def record(response: ResponseObject, items: bytes) -> StoredResponse:
+def record(response: ResponseObject, items: bytes, created_at: float | None = None) -> StoredResponse:
+    """What `response` stores; `created_at` (retention counts from it): now, unless this is
+    a later state of a response stored before (a background response's)."""
     return StoredResponse(
         id=response.id,
-        created_at=time.time(),
+        created_at=time.time() if created_at is None else created_at,
         previous_id=response.previous_response_id,
         response=_ENCODER.encode(response),
         input=items,
