@@ -21,6 +21,7 @@ _ENDPOINTS = {
     for path in (
         paths.CHAT_COMPLETIONS,
         paths.RESPONSES,
+        paths.RESPONSES_INPUT_TOKENS,
         paths.MODELS,
         paths.HEALTH,
         paths.READY,
@@ -43,8 +44,22 @@ def endpoint_of(path: str) -> str:
         return known
     if path.startswith(f"{paths.MODELS}/"):
         return paths.MODEL
+    if path.startswith(f"{paths.RESPONSES}/"):
+        return _response_endpoint(path)
     if path.startswith(f"{paths.ADMIN}/"):
         return paths.ADMIN
+    return "other"
+
+
+def _response_endpoint(path: str) -> str:
+    """`/v1/responses/{id}` and its sub-resources, one label each (whatever the id)."""
+    rest = path.removeprefix(f"{paths.RESPONSES}/")
+    if "/" not in rest:
+        return paths.RESPONSE
+    if rest.count("/") == 1 and rest.endswith("/input_items"):
+        return paths.RESPONSE_INPUT_ITEMS
+    if rest.count("/") == 1 and rest.endswith("/cancel"):
+        return paths.RESPONSE_CANCEL
     return "other"
 
 

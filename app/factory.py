@@ -18,9 +18,12 @@ from app.gateway import Gateway
 from app.openapi import openapi_route
 from app.routes.chat import chat_completions
 from app.routes.health import health, ready
+from app.routes.input_tokens import count_input_tokens
 from app.routes.metrics import metrics
 from app.routes.models import get_model, list_models, unload_model
 from app.routes.responses import create_response
+from app.routes.stored_responses import cancel_response, delete_response, list_input_items, retrieve_response
+from compat.responses_store import StorageUnavailable
 from pipelines.upstream import run_probes
 
 if TYPE_CHECKING:
@@ -52,22 +55,32 @@ def create_litestar(gateway: Gateway) -> Litestar:
         idle = asyncio.create_task(_idle_unloader(gateway))
         # Upstream health probes; the upstreams' clients open and close with their models.
         probes = asyncio.create_task(run_probes(e.provider for e in gateway.manager.entries))
+        await gateway.store.open()
+        evictor = asyncio.create_task(_evictor(gateway))
         try:
             yield
         finally:
             gateway.draining = True
             idle.cancel()
             probes.cancel()
+            evictor.cancel()
             loader.cancel()
             with contextlib.suppress(BaseException):
                 await loader
             await gateway.service.drain(server.shutdown_grace)
+            await gateway.background.stop()
             await gateway.manager.shutdown()
+            await gateway.store.close()
 
     return Litestar(
         route_handlers=[
             chat_completions,
             create_response,
+            retrieve_response,
+            delete_response,
+            list_input_items,
+            cancel_response,
+            count_input_tokens,
             list_models,
             get_model,
             unload_model,
@@ -105,3 +118,19 @@ async def _idle_unloader(gateway: Gateway) -> None:
             await gateway.manager.unload_idle()
         except Exception:
             _log.exception("idle unload failed")
+
+
+async def _evictor(gateway: Gateway) -> None:
+    """Retention and the size bound, at start and every `evict_interval` seconds (reads
+    never see an expired response in between). A store that is down is tried again next time."""
+    while True:
+        try:
+            gone = await gateway.store.evict()
+        except StorageUnavailable:
+            pass  # the store logged it
+        except Exception:
+            _log.exception("evicting stored responses failed")
+        else:
+            if gone:
+                _log.info("evicted %d stored responses", gone)
+        await asyncio.sleep(gateway.settings.storage.evict_interval)

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
+from app.background import BackgroundResponses
 from app.settings import Settings
+from compat.responses_store import MeteredStore, ResponseStore, open_store
 from pipelines.admission import Admission
 from pipelines.assembly import assemble
 from pipelines.events import EventBus
@@ -27,6 +29,10 @@ class Gateway:
     router: ModelRouter
     service: GenerationService
     admission: Admission
+    store: ResponseStore
+    """Stored responses (`store: true`, `previous_response_id`)."""
+    background: BackgroundResponses
+    """The background responses this process runs."""
     started: int = field(default_factory=lambda: int(time.time()))
     draining: bool = False
     exposed: CollectorRegistry | None = None
@@ -41,6 +47,7 @@ def build_gateway(
     registry: CollectorRegistry | None = None,
     provider_factory: ProviderFactory | None = None,
     current_date: str | None = None,
+    store: ResponseStore | None = None,
 ) -> Gateway:
     parts = assemble(
         settings.models,
@@ -50,6 +57,7 @@ def build_gateway(
         provider_factory=provider_factory,
         current_date=current_date,
     )
+    metered = MeteredStore(store or open_store(settings.storage), parts.bus)
     return Gateway(
         settings=settings,
         bus=parts.bus,
@@ -58,4 +66,6 @@ def build_gateway(
         router=parts.router,
         service=parts.service,
         admission=parts.admission,
+        store=metered,
+        background=BackgroundResponses(parts.service, metered),
     )

@@ -22,7 +22,15 @@ from typing import Any
 
 import msgspec
 
-from pipelines.events import AdmissionChanged, ConnectionsChanged, Event, EventBus, GenerationChunk, ModelRouted
+from pipelines.events import (
+    AdmissionChanged,
+    ConnectionsChanged,
+    Event,
+    EventBus,
+    GenerationChunk,
+    ModelRouted,
+    StorageOperation,
+)
 
 __all__ = ["EventLineFormatter", "LoopBatchedHandler", "configure_logging", "log_events"]
 
@@ -32,11 +40,12 @@ EVENT_LEVEL = logging.INFO
 """The level of every event line."""
 CHUNK_GATE = logging.DEBUG
 """`GenerationChunk` lines are written only while the logger is enabled for this level."""
-QUIET_EVENTS: frozenset[type[Event]] = frozenset({AdmissionChanged, ConnectionsChanged, ModelRouted})
+QUIET_EVENTS: frozenset[type[Event]] = frozenset({AdmissionChanged, ConnectionsChanged, ModelRouted, StorageOperation})
 """Logged at DEBUG. `AdmissionChanged` and `ConnectionsChanged`: two per request or
 connection, and the running/waiting/connections gauges already carry them. `ModelRouted`: `GenerationStarted` names the
 same model, pipeline and stub, and a request refused before it starts has its model in
-`RequestFinished`. Each INFO line costs a busy stub gateway about 2 % of its throughput."""
+`RequestFinished`. `StorageOperation`: one or more per stored response, in the storage
+metrics (a failure is also a warning of the store's own). Each INFO line costs a busy stub gateway about 2 % of its throughput."""
 
 _encoder = msgspec.json.Encoder(enc_hook=str)
 _LEVEL_NAMES = {level: logging.getLevelName(level) for level in (10, 20, 30, 40, 50)}

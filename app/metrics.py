@@ -30,6 +30,7 @@ from pipelines.events import (
     ModelUnloaded,
     PromptProcessed,
     RequestFinished,
+    StorageOperation,
     ToolsIgnored,
 )
 from pipelines.upstream import RESULTS, UpstreamRequestFinished, UpstreamStateChanged, fleet_labels
@@ -43,6 +44,8 @@ TPS_BUCKETS = (1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0)
 ITL_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1.0, 2.5)
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+STORAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""A store operation takes well under a millisecond on loopback; a database down takes up to its `timeout`."""
 
 _STOP_REASONS = frozenset({"eos", "length", "stop", "tool_call", "stub", "error"})
 _REAL_STOP_REASONS = ("eos", "length", "stop", "tool_call", "error")
@@ -166,6 +169,19 @@ class GatewayMetrics:
             "mia_hosted_tools_ignored",
             "Hosted tools (web_search, code_interpreter, ...) requests named and the gateway left out of the prompt.",
             ("tool",),
+            registry=registry,
+        )
+        self.storage_seconds = Histogram(
+            "mia_storage_operation_seconds",
+            "Response store operations (put, get, delete, input_items, evict), failed ones included.",
+            ("operation", "backend"),
+            buckets=STORAGE_BUCKETS,
+            registry=registry,
+        )
+        self.storage_errors = Counter(
+            "mia_storage_errors",
+            "Response store operations that failed: the store was unavailable.",
+            ("operation", "backend"),
             registry=registry,
         )
         self.request_duration = Histogram(
@@ -352,6 +368,12 @@ class GatewayMetrics:
         # the names come from the wire's closed set of hosted tool types: a bounded label
         for tool in e.tools:
             self.tools_ignored.labels(tool).inc()
+
+    def _on_StorageOperation(self, e: StorageOperation) -> None:  # noqa: N802
+        # both labels come from closed sets of ours (the store's methods and backends)
+        self.storage_seconds.labels(e.operation, e.backend).observe(e.seconds)
+        if not e.ok:
+            self.storage_errors.labels(e.operation, e.backend).inc()
 
     def _on_RequestFinished(self, e: RequestFinished) -> None:  # noqa: N802
         self._requests(e.endpoint, str(e.status)).inc()

@@ -11,11 +11,21 @@ from litestar import Response, get
 from app import paths
 from compat.requests import ChatCompletionRequest
 from compat.responses import ChatCompletion, ChatCompletionChunk, ErrorEnvelope, ModelCard, ModelList
-from compat.responses_wire import ResponseObject, ResponsesRequest, StreamEvent
+from compat.responses_store import ItemList, ResponseDeleted
+from compat.responses_wire import InputTokenCount, ResponseObject, ResponsesRequest, StreamEvent
 
 __all__ = ["build_openapi", "openapi_route"]
 
 _REF = "#/components/schemas/{name}"
+
+
+_RESPONSE_ID = {"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_PAGING = [
+    {"name": "after", "in": "query", "required": False, "schema": {"type": "string"}},
+    {"name": "before", "in": "query", "required": False, "schema": {"type": "string"}},
+    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+    {"name": "order", "in": "query", "required": False, "schema": {"type": "string", "enum": ["asc", "desc"]}},
+]
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -78,7 +88,10 @@ def _named_event(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
-    (req, comp, chunk, models, card, _err, rreq, resp, event), components = msgspec.json.schema_components(
+    (
+        (req, comp, chunk, models, card, _err, rreq, resp, event, items, deleted, count),
+        components,
+    ) = msgspec.json.schema_components(
         [
             ChatCompletionRequest,
             ChatCompletion,
@@ -89,6 +102,9 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
             ResponsesRequest,
             ResponseObject,
             StreamEvent,
+            ItemList,
+            ResponseDeleted,
+            InputTokenCount,
         ],
         ref_template=_REF,
     )
@@ -121,19 +137,15 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
             paths.RESPONSES: {
                 "post": {
                     "operationId": "createResponse",
-                    "summary": "Create a response (streamed as SSE events when `stream` is true). Nothing is "
-                    "stored yet: `previous_response_id` is always 404.",
+                    "summary": "Create a response (streamed as SSE events when `stream` is true), stored "
+                    "unless `store` is false; `previous_response_id` continues a stored one; `background` "
+                    "answers at once, `queued`.",
                     "requestBody": {"required": True, "content": {"application/json": {"schema": rreq}}},
                     "responses": {
                         "200": {
                             "description": "A response, or a stream of named events ending in "
                             "`response.completed`, `response.incomplete` or `response.failed`.",
                             "headers": {
-                                "x-mia-store": {
-                                    "description": "`unavailable` when the client asked to store the response "
-                                    "(the default): nothing is stored yet.",
-                                    "schema": {"type": "string", "enum": ["unavailable"]},
-                                },
                                 "x-mia-ignored-tools": {
                                     "description": "The hosted tools (by `type`) left out of the prompt: the "
                                     "gateway cannot run them.",
@@ -146,6 +158,59 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
                             },
                         },
                         **_errors(400, 401, 404, 408, 413, 415, 429, 431, 499, 500, 502, 503),
+                    },
+                }
+            },
+            paths.RESPONSES_INPUT_TOKENS: {
+                "post": {
+                    "operationId": "countInputTokens",
+                    "summary": "Count a Responses request's input tokens on its model, without generating.",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": rreq}}},
+                    "responses": {
+                        "200": {"description": "OK", "content": {"application/json": {"schema": count}}},
+                        **_errors(400, 401, 404, 408, 413, 415, 503),
+                    },
+                }
+            },
+            paths.RESPONSE: {
+                "get": {
+                    "operationId": "getResponse",
+                    "summary": "A stored response.",
+                    "parameters": [_RESPONSE_ID],
+                    "responses": {
+                        "200": {"description": "OK", "content": {"application/json": {"schema": resp}}},
+                        **_errors(401, 404, 503),
+                    },
+                },
+                "delete": {
+                    "operationId": "deleteResponse",
+                    "summary": "Delete a stored response.",
+                    "parameters": [_RESPONSE_ID],
+                    "responses": {
+                        "200": {"description": "OK", "content": {"application/json": {"schema": deleted}}},
+                        **_errors(401, 404, 503),
+                    },
+                },
+            },
+            paths.RESPONSE_CANCEL: {
+                "post": {
+                    "operationId": "cancelResponse",
+                    "summary": "Cancel a background response still queued or in progress.",
+                    "parameters": [_RESPONSE_ID],
+                    "responses": {
+                        "200": {"description": "OK", "content": {"application/json": {"schema": resp}}},
+                        **_errors(400, 401, 404, 503),
+                    },
+                }
+            },
+            paths.RESPONSE_INPUT_ITEMS: {
+                "get": {
+                    "operationId": "listInputItems",
+                    "summary": "A stored response's input items, paged (newest first unless `order=asc`).",
+                    "parameters": [_RESPONSE_ID, *_PAGING],
+                    "responses": {
+                        "200": {"description": "OK", "content": {"application/json": {"schema": items}}},
+                        **_errors(400, 401, 404, 503),
                     },
                 }
             },

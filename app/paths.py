@@ -14,12 +14,28 @@ __all__ = [
     "MODEL_ROUTE",
     "OPENAPI",
     "READY",
+    "RESPONSE",
     "RESPONSES",
+    "RESPONSES_INPUT_TOKENS",
+    "RESPONSE_CANCEL",
+    "RESPONSE_CANCEL_ROUTE",
+    "RESPONSE_INPUT_ITEMS",
+    "RESPONSE_INPUT_ITEMS_ROUTE",
+    "RESPONSE_ROUTE",
     "UNLOAD_ROUTE",
 ]
 
 CHAT_COMPLETIONS = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
+RESPONSE = f"{RESPONSES}/{{response_id}}"
+"""One stored response (the OpenAPI document's name and the endpoint label; also its route)."""
+RESPONSE_INPUT_ITEMS = f"{RESPONSE}/input_items"
+RESPONSE_ROUTE = f"{RESPONSES}/{{response_id:str}}"
+"""The same as Litestar routes it."""
+RESPONSE_INPUT_ITEMS_ROUTE = f"{RESPONSE_ROUTE}/input_items"
+RESPONSE_CANCEL = f"{RESPONSE}/cancel"
+RESPONSE_CANCEL_ROUTE = f"{RESPONSE_ROUTE}/cancel"
+RESPONSES_INPUT_TOKENS = f"{RESPONSES}/input_tokens"
 MODELS = "/v1/models"
 MODEL = f"{MODELS}/{{model}}"
 """One model, as the OpenAPI document and the endpoint label name it."""

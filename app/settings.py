@@ -9,11 +9,12 @@ import tomllib
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
 
+from compat.responses_store import StorageSettings
 from pipelines.assembly import GenerationLimits
 from pipelines.config import AnyModelConfig, Preset, with_provider
 
@@ -70,6 +71,7 @@ class ServerSettings(GenerationLimits, forbid_unknown_fields=True, frozen=True, 
 
 class Settings(_Strict, frozen=True, kw_only=True):
     server: ServerSettings = ServerSettings()
+    storage: StorageSettings = StorageSettings()
     models: list[AnyModelConfig] = []
     presets: dict[str, Preset] = {}
     source: str = DEFAULT_SETTINGS_NAME
@@ -113,10 +115,10 @@ def _explain(exc: msgspec.ValidationError, source: str, raw: Mapping[str, Any]) 
     return SettingsError(f"{source}: invalid setting '{key or '<top level>'}': {msg}")
 
 
-def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+def _env_overrides(env: Mapping[str, str], fields: tuple[str, ...], prefix: str = "MIA_") -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in ServerSettings.__struct_fields__:
-        value = env.get(f"MIA_{name.upper()}")
+    for name in fields:
+        value = env.get(f"{prefix}{name.upper()}")
         if value is None:
             continue
         if name == "api_keys":
@@ -127,6 +129,12 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _check(settings: Settings) -> None:
+    url = settings.storage.url
+    if url and not settings.storage.postgres:
+        raise SettingsError(
+            f"{settings.source}: invalid setting 'storage.url': '{url.split(':')[0]}:' is not postgresql:// "
+            "(leave it empty for SQLite in storage.data_dir)"
+        )
     ids: set[str] = set()
     for m in settings.models:
         for name in (m.id, *m.aliases):
@@ -168,17 +176,26 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         settings = msgspec.convert({**raw, "source": source}, Settings)
     except msgspec.ValidationError as exc:
         raise _explain(exc, source, raw) from None
-    overrides = _env_overrides(env)
-    if overrides:
-        try:
-            server = msgspec.convert(
-                {**msgspec.to_builtins(settings.server), **overrides}, ServerSettings, strict=False
-            )
-        except msgspec.ValidationError as exc:
-            m = _AT.match(str(exc))
-            key = (m.group("path") or "").lstrip(".") if m else ""
-            msg = m.group("msg") if m else str(exc)
-            raise SettingsError(f"environment: invalid value for MIA_{key.upper()}: {msg}") from None
-        settings = msgspec.structs.replace(settings, server=server)
+    server = _overridden(settings.server, _env_overrides(env, ServerSettings.__struct_fields__), "MIA_")
+    storage = _overridden(
+        settings.storage, _env_overrides(env, StorageSettings.__struct_fields__, "MIA_STORAGE_"), "MIA_STORAGE_"
+    )
+    settings = msgspec.structs.replace(settings, server=server, storage=storage)
     _check(settings)
     return settings
+
+
+S = TypeVar("S", ServerSettings, StorageSettings)
+
+
+def _overridden(section: S, overrides: dict[str, Any], prefix: str) -> S:
+    """`section` with the environment's `overrides` (`prefix` + KEY) applied."""
+    if not overrides:
+        return section
+    try:
+        return msgspec.convert({**msgspec.to_builtins(section), **overrides}, type(section), strict=False)
+    except msgspec.ValidationError as exc:
+        m = _AT.match(str(exc))
+        key = (m.group("path") or "").lstrip(".") if m else ""
+        msg = m.group("msg") if m else str(exc)
+        raise SettingsError(f"environment: invalid value for {prefix}{key.upper()}: {msg}") from None

@@ -7,7 +7,7 @@ GatewayError
 │   └── MalformedBody           400  invalid_json / invalid_value / missing_required_parameter
 ├── InvalidApiKey               401  invalid_api_key
 ├── UnknownRoute                404  not_found
-├── PreviousResponseNotFound    404  previous_response_not_found   nothing is stored yet
+├── PreviousResponseNotFound    404  previous_response_not_found   unknown, expired or deleted
 ├── MethodNotAllowed            405  method_not_allowed
 ├── RequestTimeout              408  timeout                 body or headers too slow
 ├── BodyTooLarge                413  request_too_large
@@ -71,8 +71,8 @@ class UnknownRoute(GatewayError):
 
 
 class PreviousResponseNotFound(GatewayError):
-    """`previous_response_id` names a response the gateway does not have: with no store
-    yet, that is every one (never a pretence of having continued it)."""
+    """`previous_response_id` names a response the store does not have (unknown, expired,
+    evicted or deleted; or one before it in its chain): never a pretence of having continued it."""
 
     status = 404
     code = "previous_response_not_found"

@@ -54,6 +54,8 @@ class CancelReason(enum.StrEnum):
     """The gateway stopped before the generation ended."""
     UPSTREAM_ERROR = "upstream_error"
     ERROR = "error"
+    CANCELLED = "cancelled"
+    """The client cancelled it (a background response's `POST /v1/responses/{id}/cancel`)."""
 
 
 class GatewayError(Exception):

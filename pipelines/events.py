@@ -31,6 +31,7 @@ __all__ = [
     "ModelUnloaded",
     "PromptProcessed",
     "RequestFinished",
+    "StorageOperation",
     "ToolsIgnored",
 ]
 
@@ -160,6 +161,16 @@ class ToolsIgnored(Event, frozen=True, kw_only=True):
 
     request_id: str
     tools: list[str]
+
+
+class StorageOperation(Event, frozen=True, kw_only=True):
+    """One operation of the response store (`put`, `get`, `delete`, `input_items`, `evict`)."""
+
+    operation: str
+    backend: str
+    seconds: float
+    ok: bool
+    """False: the store was unavailable (the request that needed it got a 503)."""
 
 
 class RequestFinished(Event, frozen=True, kw_only=True):

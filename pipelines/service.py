@@ -76,6 +76,14 @@ class GenerationService:
             raise
         return Generation(attempt, self._bus, timeout=self._timeout, live=self._live)
 
+    async def count_prompt(self, req: GenerationRequest) -> int | None:
+        """The prompt tokens `req` would read on its model (loaded if need be), without
+        generating; None when the model cannot tell before decoding (an upstream)."""
+        entry = self._router.entry(req.model)
+        async with self._router.manager.using(entry) as provider:
+            ctx = self._pipelines[entry.config.format].prepare(req, provider, entry.config)
+            return ctx.prompt_tokens or provider.count_tokens(ctx.prompt)
+
     async def _start_chain(self, req: GenerationRequest, entry: ModelEntry) -> Generation:
         """Starts on the first attempt of the chain that yields a first piece.
 

@@ -90,6 +90,18 @@ unpack_prometheus() {
   rm -rf "$work"
   return 1
 }
+if [ "$with_test" = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then
+  # PostgreSQL's server binaries, for tests/e2e/test_responses_postgres.py, which runs a
+  # server of its own (initdb + pg_ctl in a temporary folder, on a free port).
+  if command -v apt-get >/dev/null; then
+    { as_root apt-get install -y -qq --no-install-recommends postgresql >/dev/null \
+      || { as_root apt-get update -qq >/dev/null && as_root apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }; } \
+      || { echo "install.sh: could not install Debian's postgresql (the tests need initdb and pg_ctl)" >&2; exit 1; }
+  else
+    echo "install.sh: the tests need PostgreSQL's initdb and pg_ctl (Debian: apt-get install postgresql)" >&2
+    exit 1
+  fi
+fi
 if [ "$with_test" = 1 ]; then
   PROM_DIR="${MIA_PROMETHEUS_DIR:-$HOME/.cache/mia-gateway/prometheus}"
   if { [ ! -x "$PROM_DIR/prometheus" ] || [ ! -x "$PROM_DIR/promtool" ]; } && command -v apt-get >/dev/null; then

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import msgspec
@@ -34,6 +34,7 @@ __all__ = ["EventEncoder", "collect", "event_stream", "generation_headers", "rea
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
+Commit = Callable[[], Awaitable[None]]
 
 
 class EventEncoder(Protocol):
@@ -124,7 +125,7 @@ def generation_headers(gen: Generation) -> dict[str, str]:
     return headers
 
 
-async def _events(gen: Generation, enc: EventEncoder) -> AsyncIterator[bytes]:
+async def _events(gen: Generation, enc: EventEncoder, commit: Commit | None) -> AsyncIterator[bytes]:
     yield enc.first()
     try:
         async for delta in gen.deltas():
@@ -136,21 +137,33 @@ async def _events(gen: Generation, enc: EventEncoder) -> AsyncIterator[bytes]:
         failure = GenerationFailed("The generation failed.")
     else:
         if gen.result is not None:
-            yield enc.final(gen.result)
-            yield enc.done()
-            return
-        failure = Cancelled(gen.ctx.cancel.reason or CancelReason.ERROR)
+            last = enc.final(gen.result)
+            try:
+                if commit is not None:
+                    await commit()
+            except GatewayError as exc:
+                failure = exc  # not stored: the stream must not say it completed
+            else:
+                yield last
+                yield enc.done()
+                return
+        else:
+            failure = Cancelled(gen.ctx.cancel.reason or CancelReason.ERROR)
     # The stream's 200 and headers are out: the error (Retry-After included) can only
     # be told in band, as OpenAI does.
     yield enc.failure(from_gateway_error(failure))
     yield enc.done()
 
 
-def event_stream(gen: Generation, enc: EventEncoder, headers: dict[str, str]) -> ASGIResponse:
-    """The generation as server-sent events, by the wire's encoder."""
+def event_stream(
+    gen: Generation, enc: EventEncoder, headers: dict[str, str], commit: Commit | None = None
+) -> ASGIResponse:
+    """The generation as server-sent events, by the wire's encoder. `commit`, if any, runs
+    once the final event is encoded and before it is sent (a stored response is committed
+    before the client hears it completed); if it fails, the stream ends in that error."""
     return _SSE(
         generation=gen,
-        iterator=_events(gen, enc),
+        iterator=_events(gen, enc, commit),
         media_type="text/event-stream",
         headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
     )

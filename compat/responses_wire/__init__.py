@@ -4,19 +4,21 @@ events it answers with (`objects.py`), translation to and from the internal type
 
 from __future__ import annotations
 
-from compat.responses_wire.objects import ResponseObject, StreamEvent
+from compat.responses_wire.objects import InputTokenCount, ResponseObject, StreamEvent
 from compat.responses_wire.request import HOSTED_TOOLS, ResponsesRequest, decode_responses_request
 from compat.responses_wire.stream import ResponseStreamEncoder
-from compat.responses_wire.translate import Translated, to_internal, to_response
+from compat.responses_wire.translate import Translated, new_item_id, to_internal, to_response
 
 __all__ = [
     "HOSTED_TOOLS",
+    "InputTokenCount",
     "ResponseObject",
     "ResponseStreamEncoder",
     "ResponsesRequest",
     "StreamEvent",
     "Translated",
     "decode_responses_request",
+    "new_item_id",
     "to_internal",
     "to_response",
 ]

@@ -30,6 +30,7 @@ __all__ = [
     "FunctionCallArgumentsDone",
     "FunctionCallOutput",
     "IncompleteDetails",
+    "InputTokenCount",
     "InputTokensDetails",
     "ItemStatus",
     "LogprobOut",
@@ -168,14 +169,20 @@ class TextEcho(_Out):
     verbosity: str = "medium"
 
 
+class InputTokenCount(_Out, kw_only=True):
+    """`POST /v1/responses/input_tokens`: the request's input, counted on its model."""
+
+    object: Literal["response.input_tokens"] = "response.input_tokens"
+    input_tokens: int
+
+
 class ResponseObject(_Out, kw_only=True):
-    """The response, in OpenAI's field order. `store` is false whatever was asked: nothing
-    is stored yet (the route says so in `x-mia-store`)."""
+    """The response, in OpenAI's field order. `store`: whether it was stored (the route's to set)."""
 
     id: str
     object: Literal["response"] = "response"
     created_at: int
-    status: Literal["completed", "failed", "in_progress", "incomplete"] = "in_progress"
+    status: Literal["completed", "failed", "in_progress", "cancelled", "queued", "incomplete"] = "in_progress"
     background: bool = False
     completed_at: int | None = None
     error: ResponseError | None = None

@@ -101,6 +101,8 @@ class ResponseStreamEncoder:
         self._calls: dict[int, _Item] = {}
         """Open calls by their internal `tool_index`."""
         self._encoder = msgspec.json.Encoder()
+        self.response: ResponseObject | None = None
+        """The whole response, once `final` has encoded it (what a stored response stores)."""
 
     def _emit(self, cls: Any, **fields: Any) -> bytes:
         event = cls(sequence_number=self._seq, **fields)
@@ -214,7 +216,7 @@ class ResponseStreamEncoder:
             # an answer with no text at all is still one (empty) message, as the non-stream answer has
             out += self._added(self._open_text(DeltaKind.CONTENT))
         out += self._close_text(status) + self._close_calls(status)
-        response = finished(self._template, result, [i for i in self._output if i is not None])
+        response = self.response = finished(self._template, result, [i for i in self._output if i is not None])
         kind = ResponseIncomplete if response.status == "incomplete" else ResponseCompleted
         return out + self._emit(kind, response=response)
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import msgspec
 
-from compat.refusals import PreviousResponseNotFound
 from compat.responses_wire.objects import (
     CustomToolCallOutput,
     FunctionCallOutput,
@@ -219,10 +219,6 @@ def _response_format(req: ResponsesRequest) -> ResponseFormat:
 
 def _refuse_state(req: ResponsesRequest) -> None:
     """What needs a store or a runner the gateway has not got: refused, never pretended."""
-    if req.previous_response_id is not None:
-        raise PreviousResponseNotFound(req.previous_response_id)
-    if req.background:
-        raise Unsupported("background responses are not supported yet.", param="background")
     if req.conversation is not None:
         raise Unsupported("conversations are not supported yet (nothing is stored).", param="conversation")
     if req.prompt is not None:
@@ -230,10 +226,15 @@ def _refuse_state(req: ResponsesRequest) -> None:
 
 
 def to_internal(
-    req: ResponsesRequest, request_id: str, *, hosted: Literal["ignore", "refuse"] = "ignore"
+    req: ResponsesRequest,
+    request_id: str,
+    *,
+    hosted: Literal["ignore", "refuse"] = "ignore",
+    history: Sequence[InputItem] = (),
 ) -> Translated:
     """Validates what types cannot and builds the internal request and the response's echo.
-    Hosted tools are left out (`ignored_tools`), or refused with a 400 naming the first."""
+    Hosted tools are left out (`ignored_tools`), or refused with a 400 naming the first.
+    `history`: the stored conversation `previous_response_id` stands for, before `input`."""
     _refuse_state(req)
     offered = _Tools(req, refuse_hosted=hosted == "refuse")
     tools = tuple(offered.tools)
@@ -245,7 +246,10 @@ def to_internal(
     turns = _Turns()
     if req.instructions:
         turns.messages.append(Message(role="developer", content=req.instructions))
+    for item in history:
+        turns.add(item, "previous_response_id")
     if isinstance(req.input, str):
+        turns.flush()
         turns.messages.append(Message(role="user", content=req.input))
     else:
         for i, item in enumerate(req.input):
@@ -294,6 +298,7 @@ def _template(req: ResponsesRequest) -> ResponseObject:
         instructions=req.instructions,
         max_output_tokens=req.max_output_tokens,
         parallel_tool_calls=req.parallel_tool_calls if req.parallel_tool_calls is not None else True,
+        previous_response_id=req.previous_response_id,
         prompt_cache_key=req.prompt_cache_key,
         reasoning=ReasoningEcho(
             effort=reasoning.effort if reasoning else None,

@@ -19,12 +19,15 @@ _files = itertools.count()
 @pytest.fixture
 def make_app_harness(tmp_path: Path) -> Callable[..., Harness]:
     """`make_app_harness(toml)`: the gateway `serve` would build from these settings (read
-    from a real file, no environment overrides), with every event recorded."""
+    from a real file, no environment overrides but the test's own data folder), with every
+    event recorded."""
 
     def make(toml: str = STUB_MODELS) -> Harness:
         path = tmp_path / f"settings-{next(_files)}.toml"
         path.write_text(toml)
-        harness = Harness(build_gateway(load_settings(path, env={}), current_date="2025-09-01"))
+        harness = Harness(
+            build_gateway(load_settings(path, env={"MIA_STORAGE_DATA_DIR": str(tmp_path)}), current_date="2025-09-01")
+        )
         harness.gateway.bus.subscribe(harness.events.append, chunks=True)
         return harness
 

@@ -29,6 +29,7 @@ from pipelines.events import (
     ModelUnloaded,
     PromptProcessed,
     RequestFinished,
+    StorageOperation,
     ToolsIgnored,
 )
 from pipelines.providers.base import CancelToken, DecodeParams, Prompt, Provider
@@ -133,7 +134,7 @@ def test_model_loaded_real(registry: CollectorRegistry, metrics: GatewayMetrics)
     for reason in ("eos", "length", "stop", "tool_call", "error"):
         assert registry.get_sample_value("mia_generations_completed_total", {**gen, "reason": reason}) == 0.0
     assert registry.get_sample_value("mia_generations_completed_total", {**gen, "reason": "stub"}) is None
-    for reason in ("client_disconnect", "timeout", "shutdown", "upstream_error", "error"):
+    for reason in ("client_disconnect", "timeout", "shutdown", "upstream_error", "error", "cancelled"):
         assert registry.get_sample_value("mia_generations_cancelled_total", {**gen, "reason": reason}) == 0.0
 
 
@@ -513,3 +514,14 @@ def test_ignored_hosted_tools_are_counted_by_type(registry: CollectorRegistry, m
     metrics.handle(ToolsIgnored(request_id="r2", tools=["web_search"]))
     assert value(registry, "mia_hosted_tools_ignored_total", tool="web_search") == 2
     assert value(registry, "mia_hosted_tools_ignored_total", tool="code_interpreter") == 1
+
+
+def test_storage_operations_are_timed_and_failures_counted(
+    registry: CollectorRegistry, metrics: GatewayMetrics
+) -> None:
+    metrics.handle(StorageOperation(operation="put", backend="sqlite", seconds=0.0004, ok=True))
+    metrics.handle(StorageOperation(operation="get", backend="postgresql", seconds=2.0, ok=False))
+    assert value(registry, "mia_storage_operation_seconds_count", operation="put", backend="sqlite") == 1
+    assert value(registry, "mia_storage_operation_seconds_bucket", operation="put", backend="sqlite", le="0.0005") == 1
+    assert value(registry, "mia_storage_errors_total", operation="get", backend="postgresql") == 1
+    assert value(registry, "mia_storage_errors_total", operation="put", backend="sqlite") == 0

@@ -25,6 +25,10 @@ def test_every_route_is_a_path_constant(app: Litestar) -> None:
     assert served == {
         paths.CHAT_COMPLETIONS,
         paths.RESPONSES,
+        paths.RESPONSE_ROUTE,
+        paths.RESPONSE_INPUT_ITEMS_ROUTE,
+        paths.RESPONSE_CANCEL_ROUTE,
+        paths.RESPONSES_INPUT_TOKENS,
         paths.MODELS,
         paths.MODEL_ROUTE,
         paths.UNLOAD_ROUTE,
@@ -46,7 +50,11 @@ def test_every_documented_path_is_served(app: Litestar) -> None:
     [
         (paths.CHAT_COMPLETIONS, paths.CHAT_COMPLETIONS),
         (paths.RESPONSES, paths.RESPONSES),
-        ("/v1/responses/resp_1", "other"),
+        ("/v1/responses/resp_1", paths.RESPONSE),
+        ("/v1/responses/resp_1/input_items", paths.RESPONSE_INPUT_ITEMS),
+        ("/v1/responses/resp_1/cancel", paths.RESPONSE_CANCEL),
+        (paths.RESPONSES_INPUT_TOKENS, paths.RESPONSES_INPUT_TOKENS),
+        ("/v1/responses/resp_1/input_items/more", "other"),
         (paths.MODELS, paths.MODELS),
         (f"{paths.MODELS}/org/some-model", paths.MODEL),
         ("/admin/unload/stub-chat", paths.ADMIN),

@@ -156,7 +156,6 @@ def test_store_is_never_pretended() -> None:
         ({"max_output_tokens": 0}, "max_output_tokens", InvalidRequest),
         ({"max_output_tokens": 10**30}, "max_output_tokens", InvalidRequest),
         ({"temperature": "hot"}, "temperature", InvalidRequest),
-        ({"background": True}, "background", Unsupported),
         ({"conversation": "conv_1"}, "conversation", Unsupported),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].id", Unsupported),
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema", InvalidRequest),
@@ -183,9 +182,7 @@ def test_a_number_too_long_to_read_is_a_400_whatever_the_items(first: bool) -> N
 
 
 def test_previous_response_id_is_not_found_in_the_envelope() -> None:
-    exc = refusal(previous_response_id="resp_123")
-    assert isinstance(exc, PreviousResponseNotFound)
-    err = from_gateway_error(exc)
+    err = from_gateway_error(PreviousResponseNotFound("resp_123"))
     assert err.status == 404
     assert msgspec.to_builtins(err.body)["error"] == {
         "message": "Previous response with id 'resp_123' not found.",
@@ -193,6 +190,32 @@ def test_previous_response_id_is_not_found_in_the_envelope() -> None:
         "param": "previous_response_id",
         "code": "previous_response_not_found",
     }
+
+
+def test_a_stored_conversation_comes_before_the_input_and_after_the_instructions() -> None:
+    history = decode_responses_request(
+        json.dumps(
+            {
+                "model": "m",
+                "input": [
+                    {"role": "user", "content": "Weather?"},
+                    {"type": "reasoning", "summary": [], "content": [{"type": "reasoning_text", "text": "ask"}]},
+                    {"type": "function_call", "call_id": "call_1", "name": "w", "arguments": "{}"},
+                ],
+            }
+        ).encode()
+    ).input
+    assert not isinstance(history, str)
+    body = {"model": "m", "input": "And tomorrow?", "instructions": "Be brief.", "previous_response_id": "resp_1"}
+    t = to_internal(decode_responses_request(json.dumps(body).encode()), "req_1", history=history)
+    assert [(m.role, m.content) for m in t.request.messages] == [
+        ("developer", "Be brief."),
+        ("user", "Weather?"),
+        ("assistant", ""),
+        ("user", "And tomorrow?"),
+    ]
+    assert t.request.messages[2].reasoning == "ask" and t.request.messages[2].tool_calls[0].id == "call_1"
+    assert t.template.previous_response_id == "resp_1"
 
 
 # --- the response object --------------------------------------------------------------------

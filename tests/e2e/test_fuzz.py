@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 import pytest
 import schemathesis
@@ -83,10 +84,26 @@ def flatmap_body(context: Any, body: Any) -> st.SearchStrategy[Any]:
     return st.just(body)
 
 
+STORED: list[str] = []
+"""Ids of responses stored on the fuzzed gateway (filled once by `stored_responses`)."""
+
+
+@pytest.fixture(autouse=True)
+def stored_responses(stub_gateway: ServedGateway) -> None:
+    """A few stored responses, so that the routes that read one are fuzzed past their 404
+    (DELETE may take them away: what follows is the 404 again, also documented)."""
+    while len(STORED) < 4:
+        body = {"model": "stub-harmony", "input": [{"role": "user", "content": "hi"}, {"role": "user", "content": "?"}]}
+        STORED.append(httpx.post(f"{stub_gateway.api_url}/responses", json=body, timeout=30).json()["id"])
+
+
 @schema.hook
 def flatmap_path_parameters(context: Any, path_parameters: Any) -> st.SearchStrategy[Any]:
     if isinstance(path_parameters, dict) and isinstance(path_parameters.get("model"), str):
         return st.sampled_from([*MODELS, path_parameters["model"]]).map(lambda m: {**path_parameters, "model": m})
+    if isinstance(path_parameters, dict) and isinstance(path_parameters.get("response_id"), str):
+        given = path_parameters["response_id"]
+        return st.sampled_from([*STORED, given]).map(lambda r: {**path_parameters, "response_id": r})
     return st.just(path_parameters)
 
 

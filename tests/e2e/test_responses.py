@@ -1,6 +1,7 @@
 """`POST /v1/responses` with the unmodified openai SDK against a served gateway: the stub
 models (a chat one and a Harmony one), and real SmolLM2. Every streamed event is checked
-against the SDK's own typed models; what is not built yet (a store) is said, never faked."""
+against the SDK's own typed models. Stored responses, read back and continued:
+test_responses_store.py."""
 
 from __future__ import annotations
 
@@ -48,9 +49,9 @@ def raw_stream(gw: ServedGateway, **body: Any) -> list[dict[str, Any]]:
 def test_non_stream_on_the_chat_stub(client: openai.OpenAI) -> None:
     raw = client.responses.with_raw_response.create(model="stub-chat", input="Name three colors.")
     out = raw.parse()
-    assert raw.headers["x-mia-store"] == "unavailable" and raw.headers["x-mia-model"] == "stub-chat"
+    assert raw.headers["x-mia-model"] == "stub-chat"
     assert out.id.startswith("resp_") and out.object == "response" and out.status == "completed"
-    assert out.store is False and out.error is None and out.model == "stub-chat"
+    assert out.store is True and out.error is None and out.model == "stub-chat"  # stored, as OpenAI's default
     [message] = out.output
     assert isinstance(message, ResponseOutputMessage) and message.id.startswith("msg_")
     assert out.output_text and len(out.output_text.split()) == 24  # the stub's words
@@ -183,7 +184,8 @@ def _sample(scrape: str, name: str, tool: str) -> float:
         ({"max_output_tokens": "many"}, 400, "max_output_tokens"),
         ({"temperature": 9}, 400, "temperature"),
         ({"tool_choice": {"type": "function", "name": "nope"}}, 400, "tool_choice"),
-        ({"background": True}, 400, "background"),
+        ({"background": True, "stream": True}, 400, "stream"),
+        ({"background": True, "store": False}, 400, "store"),
         ({"previous_response_id": "resp_abc"}, 404, "previous_response_id"),
         ({"model": "no-such-model"}, 404, "model"),
     ],
@@ -201,9 +203,10 @@ def test_hostile_bodies_are_envelopes_never_5xx(
 def test_not_json_and_unknown_routes(stub_gateway: ServedGateway) -> None:
     r = httpx.post(f"{stub_gateway.api_url}/responses", content=b"{nope", headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
-    # nothing is stored, so nothing can be read back: no such route yet
-    r = httpx.get(f"{stub_gateway.api_url}/responses/resp_1")
+    r = httpx.get(f"{stub_gateway.api_url}/responses/resp_1/nothing/here")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = httpx.get(f"{stub_gateway.api_url}/responses/resp_1")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "response_not_found"
 
 
 @pytest.fixture(scope="module")

@@ -100,7 +100,8 @@ def serve(
         args += ["--config", str(cfg)]
     args += extra_args or []
     log_path = tmp_dir / f"gateway-{port}.log"
-    full_env = {**os.environ, **(env or {})}
+    # stored responses stay in the test's folder, never in the user's data folder
+    full_env = {**os.environ, "MIA_STORAGE_DATA_DIR": str(tmp_dir), **(env or {})}
     full_env.pop("MIA_CONFIG", None) if config_text is None and "MIA_CONFIG" not in (env or {}) else None
     with log_path.open("wb") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=REPO)
