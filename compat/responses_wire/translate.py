@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -55,8 +55,11 @@ from compat.responses_wire.request import (
 )
 from compat.translate import EFFORT, internal_tool_choice, join_text_parts
 from pipelines.errors import InvalidRequest, Unsupported
-from pipelines.result import PipelineResult
-from pipelines.types import GenerationRequest, LogprobEntry, Message, ResponseFormat, SamplingOverrides, Tool, ToolCall
+from pipelines.types import GenerationRequest, Message, ResponseFormat, SamplingOverrides, Tool, ToolCall, ToolNamespace
+
+if TYPE_CHECKING:
+    from pipelines.result import PipelineResult
+    from pipelines.types import LogprobEntry
 
 __all__ = [
     "LOGPROBS",
@@ -180,10 +183,14 @@ class _Tools:
         self.custom: set[str] = set()
         for i, t in enumerate(req.tools or ()):
             if isinstance(t, NamespaceTool):
+                if t.name == "functions":
+                    # Harmony's own namespace: its functions would be addressed twice over
+                    raise InvalidRequest("The namespace name 'functions' is reserved.", param=f"tools[{i}].name")
+                namespace = ToolNamespace(t.name, t.description)
                 for f in t.tools:
                     flat = f"{t.name}.{f.name}"
                     self.namespaces[flat] = (t.name, f.name)
-                    self._add(f, flat)
+                    self._add(f, flat, namespace)
             elif isinstance(t, FunctionTool | CustomTool):
                 self._add(t, t.name)
             else:
@@ -196,14 +203,14 @@ class _Tools:
                     )
                 self.ignored.append(kind)
 
-    def _add(self, t: FunctionTool | CustomTool, name: str) -> None:
+    def _add(self, t: FunctionTool | CustomTool, name: str, namespace: ToolNamespace | None = None) -> None:
         if any(tool.name == name for tool in self.tools):
             raise InvalidRequest(f"Two tools are named '{name}'.", param="tools")
+        parameters: dict[str, Any] | None = t.parameters if isinstance(t, FunctionTool) else _custom_parameters()
         if isinstance(t, CustomTool):
             self.custom.add(name)
-            self.tools.append(Tool(name=name, description=t.description, parameters=_custom_parameters()))
-        else:
-            self.tools.append(Tool(name=name, description=t.description, parameters=t.parameters, strict=t.strict))
+        strict = t.strict if isinstance(t, FunctionTool) else None
+        self.tools.append(Tool(name, t.description, parameters, strict, namespace))
 
 
 def _response_format(req: ResponsesRequest) -> ResponseFormat:
