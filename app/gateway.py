@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry
 
 from app.settings import Settings
+from compat.responses_wire import ReasoningSeal
 from pipelines.admission import Admission
 from pipelines.assembly import assemble
 from pipelines.events import EventBus
@@ -27,6 +28,8 @@ class Gateway:
     router: ModelRouter
     service: GenerationService
     admission: Admission
+    reasoning_seal: ReasoningSeal = field(default_factory=ReasoningSeal)
+    """Seals the reasoning that stateless Responses clients keep (`[server] reasoning_key`)."""
     started: int = field(default_factory=lambda: int(time.time()))
     draining: bool = False
 
@@ -55,4 +58,5 @@ def build_gateway(
         router=parts.router,
         service=parts.service,
         admission=parts.admission,
+        reasoning_seal=ReasoningSeal(settings.server.reasoning_key),
     )

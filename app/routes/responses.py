@@ -43,6 +43,8 @@ def _headers(headers: dict[str, str], translated: Translated) -> dict[str, str]:
         headers["x-mia-ignored-tools"] = ",".join(translated.ignored_tools)
     if translated.asked_store:
         headers["x-mia-store"] = "unavailable"
+    if translated.unopened_reasoning:
+        headers["x-mia-reasoning-unopened"] = str(translated.unopened_reasoning)
     return headers
 
 
@@ -52,7 +54,9 @@ async def create_response(request: Request[Any, Any, Any], gateway: NamedDepende
     if isinstance(wire, ASGIResponse):
         return wire
     state = request.scope["state"]
-    translated = to_internal(wire, state["request_id"], hosted=gateway.settings.server.hosted_tools)
+    translated = to_internal(
+        wire, state["request_id"], hosted=gateway.settings.server.hosted_tools, seal=gateway.reasoning_seal
+    )
     if translated.ignored_tools:
         # one event: the log line and the mia_hosted_tools_ignored_total counter
         gateway.bus.emit(ToolsIgnored(request_id=state["request_id"], tools=list(translated.ignored_tools)))

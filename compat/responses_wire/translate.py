@@ -53,6 +53,7 @@ from compat.responses_wire.request import (
     ReasoningItem,
     ResponsesRequest,
 )
+from compat.responses_wire.sealing import ReasoningSeal
 from compat.translate import EFFORT, internal_tool_choice, join_text_parts
 from pipelines.errors import InvalidRequest, Unsupported
 from pipelines.types import GenerationRequest, Message, ResponseFormat, SamplingOverrides, Tool, ToolCall, ToolNamespace
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
     from pipelines.types import LogprobEntry
 
 __all__ = [
+    "ENCRYPTED_REASONING",
     "LOGPROBS",
     "Translated",
     "call_item",
@@ -78,6 +80,8 @@ __all__ = [
 
 LOGPROBS = "message.output_text.logprobs"
 """The `include` value that asks for the answer's logprobs."""
+ENCRYPTED_REASONING = "reasoning.encrypted_content"
+"""The `include` value that asks for reasoning items sealed for the client to send back."""
 
 
 def _custom_parameters() -> dict[str, Any]:
@@ -107,6 +111,10 @@ class Translated(msgspec.Struct, frozen=True, kw_only=True):
     logprobs: bool = False
     asked_store: bool = True
     """Whether the client asked to store the response (OpenAI's default: yes)."""
+    seal: ReasoningSeal | None = None
+    """Set when `include` asks for `reasoning.encrypted_content`: what seals it."""
+    unopened_reasoning: int = 0
+    """Reasoning items sent back whose `encrypted_content` did not open (another key)."""
 
 
 def new_item_id(prefix: str) -> str:
@@ -128,8 +136,11 @@ class _Turns:
     message, function calls) are one assistant turn, as the chat wire's assistant message
     with `reasoning` and `tool_calls` is."""
 
-    def __init__(self) -> None:
+    def __init__(self, seal: ReasoningSeal | None) -> None:
         self.messages: list[Message] = []
+        self._seal = seal
+        self.unopened = 0
+        """Reasoning items whose `encrypted_content` did not open here."""
         self._reasoning: list[str] = []
         self._content: list[str] = []
         self._calls: list[ToolCall] = []
@@ -148,10 +159,13 @@ class _Turns:
 
     def add(self, item: InputItem, where: str) -> None:
         if isinstance(item, ReasoningItem):
-            # the text itself if sent, else its summary; encrypted reasoning is opaque here
-            # (this gateway encrypts none yet) and is left out
-            parts = item.content if item.content else item.summary
-            self._reasoning.extend(p.text for p in parts)
+            # what was sealed (the model's own text, authenticated), else the text itself if
+            # sent, else its summary
+            sealed = item.encrypted_content
+            opened = self._seal.open(sealed) if sealed and self._seal is not None else None
+            self.unopened += bool(sealed) and opened is None
+            parts = [opened] if opened is not None else [p.text for p in (item.content or item.summary)]
+            self._reasoning.extend(parts)
         elif isinstance(item, MessageItem) and item.role == "assistant":
             self._content.append(_text(item.content, f"{where}.content"))
         elif isinstance(item, FunctionCallItem):
@@ -237,10 +251,15 @@ def _refuse_state(req: ResponsesRequest) -> None:
 
 
 def to_internal(
-    req: ResponsesRequest, request_id: str, *, hosted: Literal["ignore", "refuse"] = "ignore"
+    req: ResponsesRequest,
+    request_id: str,
+    *,
+    hosted: Literal["ignore", "refuse"] = "ignore",
+    seal: ReasoningSeal | None = None,
 ) -> Translated:
     """Validates what types cannot and builds the internal request and the response's echo.
-    Hosted tools are left out (`ignored_tools`), or refused with a 400 naming the first."""
+    Hosted tools are left out (`ignored_tools`), or refused with a 400 naming the first.
+    `seal` opens reasoning sent back sealed, and seals the answer's when `include` asks."""
     _refuse_state(req)
     offered = _Tools(req, refuse_hosted=hosted == "refuse")
     tools = tuple(offered.tools)
@@ -249,7 +268,7 @@ def to_internal(
         tool_choice = internal_tool_choice(None, tools, forced=choice.name)
     else:
         tool_choice = internal_tool_choice(choice, tools)
-    turns = _Turns()
+    turns = _Turns(seal)
     if req.instructions:
         turns.messages.append(Message(role="developer", content=req.instructions))
     if isinstance(req.input, str):
@@ -288,6 +307,8 @@ def to_internal(
         custom=frozenset(offered.custom),
         logprobs=logprobs,
         asked_store=req.store is not False,
+        seal=seal if ENCRYPTED_REASONING in (req.include or ()) else None,
+        unopened_reasoning=turns.unopened,
     )
 
 
@@ -337,8 +358,9 @@ def logprobs_out(entries: tuple[LogprobEntry, ...]) -> list[LogprobOut]:
     ]
 
 
-def reasoning_item(item_id: str, text: str, status: ItemStatus) -> ReasoningOutput:
-    return ReasoningOutput(id=item_id, content=[ReasoningTextPart(text=text)], status=status)
+def reasoning_item(item_id: str, text: str, status: ItemStatus, seal: ReasoningSeal | None) -> ReasoningOutput:
+    sealed = seal.seal(text) if seal is not None else None
+    return ReasoningOutput(id=item_id, content=[ReasoningTextPart(text=text)], status=status, encrypted_content=sealed)
 
 
 def message_item(item_id: str, text: str, logprobs: list[LogprobOut], status: ItemStatus) -> MessageOutput:
@@ -413,7 +435,7 @@ def to_response(result: PipelineResult, translated: Translated, template: Respon
     complete = result.finish_reason not in ("length", "content_filter")
     output: list[OutputItem] = []
     if result.reasoning:
-        output.append(reasoning_item(new_item_id("rs"), result.reasoning, "completed"))
+        output.append(reasoning_item(new_item_id("rs"), result.reasoning, "completed", translated.seal))
     if result.content or not (result.reasoning or result.tool_calls):
         # an answer with nothing else is still one (empty) message; one cut short while
         # reasoning is its reasoning only, as the stream tells it

@@ -113,6 +113,19 @@ def test_codexs_captured_request_is_served_as_sent(gateway: ServedGateway) -> No
     assert [t["name"] for t in final["tools"]] == [t["name"] for t in body["tools"] if t["type"] != "web_search"]
 
 
+def test_codexs_captured_follow_up_is_served_as_sent(gateway: ServedGateway) -> None:
+    """The second request of a turn in which the model called `exec_command`: the earlier
+    reasoning, the call and Codex's output of it come back as input items."""
+    body = json.loads((DATA / "codex" / "exec-follow-up-0.171.0.json").read_bytes())
+    kinds = [item.get("type") for item in body["input"]]
+    assert kinds[-3:] == ["reasoning", "function_call", "function_call_output"]
+    body["model"] = "codex-stub"
+    with httpx.stream("POST", f"{gateway.api_url}/responses", json=body, timeout=120) as r:
+        assert r.status_code == 200, r.read()
+        final = check_stream(events(r.read()))
+    assert final["status"] == "completed"
+
+
 def test_codex_exec_completes_a_turn(gateway: ServedGateway, proxy: RecordingProxy, tmp_path: Path) -> None:
     before = len(proxy.bodies)
     events_, last = run_codex(tmp_path, proxy.base_url, "codex-stub", "Say hello.")
@@ -144,4 +157,7 @@ def test_codex_runs_the_models_shell_call_and_gets_the_answer(
     call, output = follow_up["input"][-2:]
     assert call["name"] == "exec_command" and output["call_id"] == call["call_id"]
     assert "mia-42" in json.dumps(output["output"])
+    # the reasoning came back sealed (Codex asks for encrypted content), for the gateway to open
+    [reasoning] = [item for item in follow_up["input"] if item.get("type") == "reasoning"]
+    assert reasoning["encrypted_content"].startswith("mia1.")
     assert last.strip() == "The command ran and printed its line."
