@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from app.background import BackgroundResponses
 from app.settings import Settings
 from compat.responses_store import MeteredStore, ResponseStore, open_store
+from compat.responses_wire import ReasoningSeal
 from pipelines.admission import Admission
 from pipelines.assembly import assemble
 from pipelines.events import EventBus
@@ -33,6 +34,8 @@ class Gateway:
     """Stored responses (`store: true`, `previous_response_id`)."""
     background: BackgroundResponses
     """The background responses this process runs."""
+    reasoning_seal: ReasoningSeal = field(default_factory=ReasoningSeal)
+    """Seals the reasoning that stateless Responses clients keep (`[server] reasoning_key`)."""
     started: int = field(default_factory=lambda: int(time.time()))
     draining: bool = False
     exposed: CollectorRegistry | None = None
@@ -68,4 +71,5 @@ def build_gateway(
         admission=parts.admission,
         store=metered,
         background=BackgroundResponses(parts.service, metered),
+        reasoning_seal=ReasoningSeal(settings.server.reasoning_key),
     )

@@ -64,6 +64,11 @@ class ServerSettings(GenerationLimits, forbid_unknown_fields=True, frozen=True, 
     """Responses requests naming hosted tools the gateway cannot run (web_search,
     code_interpreter, ...): leave them out of the prompt and say so (header, event, metric),
     or refuse the request with a 400 naming the tool."""
+    reasoning_key: Annotated[str, Meta(min_length=32)] | None = None
+    """The secret that Responses' `reasoning.encrypted_content` is sealed with (any string of
+    32 characters or more, e.g. `openssl rand -hex 32`; replicas that continue each other's
+    conversations share it). Unset: a random key per process, so sealed reasoning opens only
+    in the process that sealed it (elsewhere the reasoning is left out, never an error)."""
     api_keys: list[str] = []
     api_keys_file: str | None = None
     metrics_require_key: bool = False

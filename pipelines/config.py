@@ -156,6 +156,10 @@ class ReplayModelConfig(ModelConfig, tag="replay", frozen=True, kw_only=True):
 
     replay_file: str
     replay_chunk_bytes: Annotated[int, Meta(ge=1)] = 3
+    replay_after_tools: list[str] = []
+    """A scripted agent: the files replayed once the prompt holds 1, 2, ... tool results
+    (the last one for any more), `replay_file` while it holds none. So one model can call
+    a tool, then answer from its result."""
 
 
 class UpstreamModelConfig(ModelConfig, tag="openai_http", frozen=True, kw_only=True):

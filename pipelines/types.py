@@ -30,6 +30,7 @@ __all__ = [
     "Text",
     "Tool",
     "ToolCall",
+    "ToolNamespace",
     "TopLogprob",
     "Usage",
 ]
@@ -57,13 +58,25 @@ class Message(msgspec.Struct, frozen=True):
     tool_call_id: str | None = None
 
 
+class ToolNamespace(msgspec.Struct, frozen=True):
+    """A named group of functions (a Responses `namespace` tool, Codex's `multi_agent_v1`)."""
+
+    name: str
+    description: str = ""
+
+
 class Tool(msgspec.Struct, frozen=True):
-    """A function the model may call; `parameters` is its JSON Schema."""
+    """A function the model may call; `parameters` is its JSON Schema.
+
+    A function of a `namespace` has the name `NAMESPACE.NAME`: chat templates and upstreams
+    are offered it under that flat name, and its calls come back with it. Harmony renders
+    the namespace natively (`namespace NAMESPACE { ... }`, calls `to=NAMESPACE.NAME`)."""
 
     name: str
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
+    namespace: ToolNamespace | None = None
 
 
 class ResponseFormat(msgspec.Struct, frozen=True):

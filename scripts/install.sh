@@ -102,7 +102,20 @@ if [ "$with_test" = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1
     exit 1
   fi
 fi
+# Codex CLI, for tests/e2e/test_codex.py: npm's package, pinned, into a cache folder of its
+# own (never a global install), linked into .venv/bin. Its binary runs offline.
+CODEX_VERSION=0.171.0
+install_codex() {
+  local dir="${MIA_CODEX_DIR:-$HOME/.cache/mia-gateway/codex-$CODEX_VERSION}"
+  if [ ! -x "$dir/node_modules/.bin/codex" ]; then
+    command -v npm >/dev/null || { echo "install.sh: the Codex CLI tests need npm (node 18+)" >&2; return 1; }
+    mkdir -p "$dir"
+    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "@openai/codex@$CODEX_VERSION" >&2 || return 1
+  fi
+  "$dir/node_modules/.bin/codex" --version >/dev/null && ln -sf "$dir/node_modules/.bin/codex" .venv/bin/codex
+}
 if [ "$with_test" = 1 ]; then
+  install_codex || { echo "install.sh: could not install Codex CLI $CODEX_VERSION with npm" >&2; exit 1; }
   PROM_DIR="${MIA_PROMETHEUS_DIR:-$HOME/.cache/mia-gateway/prometheus}"
   if { [ ! -x "$PROM_DIR/prometheus" ] || [ ! -x "$PROM_DIR/promtool" ]; } && command -v apt-get >/dev/null; then
     unpack_prometheus "$PROM_DIR" || echo "install.sh: could not unpack Debian's prometheus package" >&2

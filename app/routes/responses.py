@@ -51,6 +51,8 @@ _ENCODER = msgspec.json.Encoder()
 def _headers(headers: dict[str, str], translated: Translated) -> dict[str, str]:
     if translated.ignored_tools:
         headers["x-mia-ignored-tools"] = ",".join(translated.ignored_tools)
+    if translated.unopened_reasoning:
+        headers["x-mia-reasoning-unopened"] = str(translated.unopened_reasoning)
     return headers
 
 
@@ -58,7 +60,9 @@ async def translate(wire: ResponsesRequest, request_id: str, gateway: Gateway) -
     """The request, with the conversation its `previous_response_id` stands for (read from
     the store: a 404 when it is not there, a 503 when the store is down)."""
     history = await conversation(gateway.store, wire.previous_response_id) if wire.previous_response_id else []
-    return to_internal(wire, request_id, hosted=gateway.settings.server.hosted_tools, history=history)
+    return to_internal(
+        wire, request_id, hosted=gateway.settings.server.hosted_tools, history=history, seal=gateway.reasoning_seal
+    )
 
 
 @post(paths.RESPONSES, operation_id="createResponse", status_code=200, include_in_schema=False)

@@ -98,6 +98,8 @@ class ReasoningOutput(_Out, tag="reasoning", tag_field="type"):
     id: str
     summary: list[Any] = []
     content: list[ReasoningTextPart] = []
+    encrypted_content: str | None = None
+    """The content sealed for the client to send back, when `include` asks (`sealing.py`)."""
     status: ItemStatus = "completed"
 
 

@@ -79,7 +79,7 @@ class _Item:
     def wire(self, status: ItemStatus, translated: Translated) -> OutputItem:
         text = "".join(self.parts)
         if self.kind is DeltaKind.REASONING:
-            return reasoning_item(self.id, text, status)
+            return reasoning_item(self.id, text, status, translated.seal)
         if self.kind is DeltaKind.CONTENT:
             return message_item(self.id, text, self.logprobs, status)
         assert self.call is not None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -53,12 +53,17 @@ from compat.responses_wire.request import (
     ReasoningItem,
     ResponsesRequest,
 )
+from compat.responses_wire.sealing import ReasoningSeal
 from compat.translate import EFFORT, internal_tool_choice, join_text_parts
 from pipelines.errors import InvalidRequest, Unsupported
-from pipelines.result import PipelineResult
-from pipelines.types import GenerationRequest, LogprobEntry, Message, ResponseFormat, SamplingOverrides, Tool, ToolCall
+from pipelines.types import GenerationRequest, Message, ResponseFormat, SamplingOverrides, Tool, ToolCall, ToolNamespace
+
+if TYPE_CHECKING:
+    from pipelines.result import PipelineResult
+    from pipelines.types import LogprobEntry
 
 __all__ = [
+    "ENCRYPTED_REASONING",
     "LOGPROBS",
     "Translated",
     "call_item",
@@ -75,6 +80,8 @@ __all__ = [
 
 LOGPROBS = "message.output_text.logprobs"
 """The `include` value that asks for the answer's logprobs."""
+ENCRYPTED_REASONING = "reasoning.encrypted_content"
+"""The `include` value that asks for reasoning items sealed for the client to send back."""
 
 
 def _custom_parameters() -> dict[str, Any]:
@@ -104,6 +111,10 @@ class Translated(msgspec.Struct, frozen=True, kw_only=True):
     logprobs: bool = False
     asked_store: bool = True
     """Whether the client asked to store the response (OpenAI's default: yes)."""
+    seal: ReasoningSeal | None = None
+    """Set when `include` asks for `reasoning.encrypted_content`: what seals it."""
+    unopened_reasoning: int = 0
+    """Reasoning items sent back whose `encrypted_content` did not open (another key)."""
 
 
 def new_item_id(prefix: str) -> str:
@@ -125,8 +136,11 @@ class _Turns:
     message, function calls) are one assistant turn, as the chat wire's assistant message
     with `reasoning` and `tool_calls` is."""
 
-    def __init__(self) -> None:
+    def __init__(self, seal: ReasoningSeal | None) -> None:
         self.messages: list[Message] = []
+        self._seal = seal
+        self.unopened = 0
+        """Reasoning items whose `encrypted_content` did not open here."""
         self._reasoning: list[str] = []
         self._content: list[str] = []
         self._calls: list[ToolCall] = []
@@ -145,10 +159,13 @@ class _Turns:
 
     def add(self, item: InputItem, where: str) -> None:
         if isinstance(item, ReasoningItem):
-            # the text itself if sent, else its summary; encrypted reasoning is opaque here
-            # (this gateway encrypts none yet) and is left out
-            parts = item.content if item.content else item.summary
-            self._reasoning.extend(p.text for p in parts)
+            # what was sealed (the model's own text, authenticated), else the text itself if
+            # sent, else its summary
+            sealed = item.encrypted_content
+            opened = self._seal.open(sealed) if sealed and self._seal is not None else None
+            self.unopened += bool(sealed) and opened is None
+            parts = [opened] if opened is not None else [p.text for p in (item.content or item.summary)]
+            self._reasoning.extend(parts)
         elif isinstance(item, MessageItem) and item.role == "assistant":
             self._content.append(_text(item.content, f"{where}.content"))
         elif isinstance(item, FunctionCallItem):
@@ -180,10 +197,14 @@ class _Tools:
         self.custom: set[str] = set()
         for i, t in enumerate(req.tools or ()):
             if isinstance(t, NamespaceTool):
+                if t.name == "functions":
+                    # Harmony's own namespace: its functions would be addressed twice over
+                    raise InvalidRequest("The namespace name 'functions' is reserved.", param=f"tools[{i}].name")
+                namespace = ToolNamespace(t.name, t.description)
                 for f in t.tools:
                     flat = f"{t.name}.{f.name}"
                     self.namespaces[flat] = (t.name, f.name)
-                    self._add(f, flat)
+                    self._add(f, flat, namespace)
             elif isinstance(t, FunctionTool | CustomTool):
                 self._add(t, t.name)
             else:
@@ -196,14 +217,14 @@ class _Tools:
                     )
                 self.ignored.append(kind)
 
-    def _add(self, t: FunctionTool | CustomTool, name: str) -> None:
+    def _add(self, t: FunctionTool | CustomTool, name: str, namespace: ToolNamespace | None = None) -> None:
         if any(tool.name == name for tool in self.tools):
             raise InvalidRequest(f"Two tools are named '{name}'.", param="tools")
+        parameters: dict[str, Any] | None = t.parameters if isinstance(t, FunctionTool) else _custom_parameters()
         if isinstance(t, CustomTool):
             self.custom.add(name)
-            self.tools.append(Tool(name=name, description=t.description, parameters=_custom_parameters()))
-        else:
-            self.tools.append(Tool(name=name, description=t.description, parameters=t.parameters, strict=t.strict))
+        strict = t.strict if isinstance(t, FunctionTool) else None
+        self.tools.append(Tool(name, t.description, parameters, strict, namespace))
 
 
 def _response_format(req: ResponsesRequest) -> ResponseFormat:
@@ -231,10 +252,12 @@ def to_internal(
     *,
     hosted: Literal["ignore", "refuse"] = "ignore",
     history: Sequence[InputItem] = (),
+    seal: ReasoningSeal | None = None,
 ) -> Translated:
     """Validates what types cannot and builds the internal request and the response's echo.
     Hosted tools are left out (`ignored_tools`), or refused with a 400 naming the first.
-    `history`: the stored conversation `previous_response_id` stands for, before `input`."""
+    `history`: the stored conversation `previous_response_id` stands for, before `input`.
+    `seal` opens reasoning sent back sealed, and seals the answer's when `include` asks."""
     _refuse_state(req)
     offered = _Tools(req, refuse_hosted=hosted == "refuse")
     tools = tuple(offered.tools)
@@ -243,7 +266,7 @@ def to_internal(
         tool_choice = internal_tool_choice(None, tools, forced=choice.name)
     else:
         tool_choice = internal_tool_choice(choice, tools)
-    turns = _Turns()
+    turns = _Turns(seal)
     if req.instructions:
         turns.messages.append(Message(role="developer", content=req.instructions))
     for item in history:
@@ -285,6 +308,8 @@ def to_internal(
         custom=frozenset(offered.custom),
         logprobs=logprobs,
         asked_store=req.store is not False,
+        seal=seal if ENCRYPTED_REASONING in (req.include or ()) else None,
+        unopened_reasoning=turns.unopened,
     )
 
 
@@ -335,8 +360,9 @@ def logprobs_out(entries: tuple[LogprobEntry, ...]) -> list[LogprobOut]:
     ]
 
 
-def reasoning_item(item_id: str, text: str, status: ItemStatus) -> ReasoningOutput:
-    return ReasoningOutput(id=item_id, content=[ReasoningTextPart(text=text)], status=status)
+def reasoning_item(item_id: str, text: str, status: ItemStatus, seal: ReasoningSeal | None) -> ReasoningOutput:
+    sealed = seal.seal(text) if seal is not None else None
+    return ReasoningOutput(id=item_id, content=[ReasoningTextPart(text=text)], status=status, encrypted_content=sealed)
 
 
 def message_item(item_id: str, text: str, logprobs: list[LogprobOut], status: ItemStatus) -> MessageOutput:
@@ -411,7 +437,7 @@ def to_response(result: PipelineResult, translated: Translated, template: Respon
     complete = result.finish_reason not in ("length", "content_filter")
     output: list[OutputItem] = []
     if result.reasoning:
-        output.append(reasoning_item(new_item_id("rs"), result.reasoning, "completed"))
+        output.append(reasoning_item(new_item_id("rs"), result.reasoning, "completed", translated.seal))
     if result.content or not (result.reasoning or result.tool_calls):
         # an answer with nothing else is still one (empty) message; one cut short while
         # reasoning is its reasoning only, as the stream tells it

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from pipelines.errors import Unsupported
 from pipelines.harmony.decoder import HarmonyDecoder
-from pipelines.harmony.render import render_prompt
+from pipelines.harmony.render import render_prompt, tool_address
 from pipelines.pipeline import GenerationPipeline, TokenDecoder
 from pipelines.providers.base import Prompt, Provider
 from pipelines.types import GenerationRequest, Piece
@@ -19,11 +19,11 @@ if TYPE_CHECKING:
 __all__ = ["HarmonyPipeline"]
 
 
-def _forced_header(name: str) -> list[Piece]:
-    """The assistant header that commits the model to calling `name` (tool_choice)."""
+def _forced_header(address: str) -> list[Piece]:
+    """The assistant header that commits the model to calling the function at `address` (tool_choice)."""
     return [
         Piece(data=b"<|channel|>", special=True, tokens=0),
-        Piece(data=f"commentary to=functions.{name} ".encode(), tokens=0),
+        Piece(data=f"commentary to={address} ".encode(), tokens=0),
         Piece(data=b"<|constrain|>", special=True, tokens=0),
         Piece(data=b"json", tokens=0),
         Piece(data=b"<|message|>", special=True, tokens=0),
@@ -64,4 +64,4 @@ class HarmonyPipeline(GenerationPipeline):
 
     def opening(self, req: GenerationRequest) -> list[Piece]:
         forced = self._forced_tool(req)
-        return _forced_header(forced) if forced is not None else []
+        return _forced_header(tool_address(forced, req.tools)) if forced is not None else []

@@ -6,7 +6,9 @@ vLLM's gpt-oss path would build from the same request:
 
 - one system message (identity, dates, reasoning effort, valid channels);
 - one developer message holding the request's system and developer messages as
-  `# Instructions` (joined by blank lines, in order) and the tools as `# Tools`;
+  `# Instructions` (joined by blank lines, in order) and the tools as `# Tools`: a
+  `namespace functions`, and one namespace per `Tool.namespace` (sections sorted by name,
+  as openai-harmony keeps them), whose calls are addressed `NAMESPACE.NAME`;
 - user turns; assistant turns as `analysis` (reasoning), `commentary` (the preamble of a
   turn that calls tools, addressed to no one), `final` (the answer of a turn that does
   not), and one `commentary to=functions.NAME <|constrain|>json` message per tool call;
@@ -30,10 +32,10 @@ import msgspec
 
 from pipelines.errors import InvalidRequest
 from pipelines.harmony import tokens as tk
-from pipelines.harmony.schema_ts import tool_lines
+from pipelines.harmony.schema_ts import namespace_section, tool_lines
 from pipelines.types import Message, Tool
 
-__all__ = ["DEFAULT_MODEL_IDENTITY", "REASONING_EFFORTS", "RenderedPrompt", "render_prompt"]
+__all__ = ["DEFAULT_MODEL_IDENTITY", "REASONING_EFFORTS", "RenderedPrompt", "render_prompt", "tool_address"]
 
 DEFAULT_MODEL_IDENTITY: Final = "You are ChatGPT, a large language model trained by OpenAI."
 REASONING_EFFORTS: Final = ("low", "medium", "high")
@@ -85,13 +87,13 @@ def render_prompt(
         knowledge_cutoff=knowledge_cutoff,
         current_date=current_date,
         reasoning_effort=reasoning_effort,
-        has_tools=bool(tools),
+        has_functions=any(t.namespace is None for t in tools),
     )
     turns = [_Turn("system", system)]
     instructions = [m.content for m in messages if m.role in ("system", "developer") and m.content]
     if instructions or tools:
         turns.append(_Turn("developer", _developer_text("\n\n".join(instructions), tools)))
-    turns.extend(_conversation_turns(messages))
+    turns.extend(_conversation_turns(messages, tools))
     parts: list[str] = []
     spans: list[tuple[int, int]] = []
     offset = 0
@@ -109,12 +111,13 @@ def render_prompt(
 
 
 def _system_text(
-    *, model_identity: str, knowledge_cutoff: str, current_date: str | None, reasoning_effort: str, has_tools: bool
+    *, model_identity: str, knowledge_cutoff: str, current_date: str | None, reasoning_effort: str, has_functions: bool
 ) -> str:
     top = [model_identity, f"Knowledge cutoff: {knowledge_cutoff}"]
     if current_date is not None:
         top.append(f"Current date: {current_date}")
-    channels = _VALID_CHANNELS + ("\n" + _TOOLS_CHANNEL_RULE if has_tools else "")
+    # openai-harmony names only `functions` here: a request with namespaced tools alone has no rule
+    channels = _VALID_CHANNELS + ("\n" + _TOOLS_CHANNEL_RULE if has_functions else "")
     return "\n\n".join(["\n".join(top), f"Reasoning: {reasoning_effort}", channels])
 
 
@@ -123,15 +126,26 @@ def _developer_text(instructions: str, tools: Sequence[Tool]) -> str:
     if instructions:
         sections += ["# Instructions", instructions]
     if tools:
-        namespace = ["## functions\n", "namespace functions {\n"]
+        groups: dict[str, tuple[str, list[list[str]]]] = {}
         for tool in tools:
-            namespace += tool_lines(tool.name, tool.description, tool.parameters)
-        namespace.append("} // namespace functions")
-        sections.append("# Tools\n\n" + "\n".join(namespace))
+            ns = tool.namespace
+            name, description = (ns.name, ns.description) if ns is not None else ("functions", "")
+            local = tool.name.removeprefix(f"{name}.") if ns is not None else tool.name
+            groups.setdefault(name, (description, []))[1].append(tool_lines(local, tool.description, tool.parameters))
+        rendered = [namespace_section(name, desc, functions) for name, (desc, functions) in sorted(groups.items())]
+        sections.append("# Tools\n\n" + "\n\n".join(rendered))
     return "\n\n".join(sections)
 
 
-def _conversation_turns(messages: Sequence[Message]) -> list[_Turn]:
+def tool_address(name: str, tools: Sequence[Tool]) -> str:
+    """Where a call to the function `name` goes: `functions.NAME`, or `NAMESPACE.NAME` (the
+    function's own name) for a function of a namespace."""
+    if any(t.name == name and t.namespace is not None for t in tools):
+        return name
+    return f"functions.{name}"
+
+
+def _conversation_turns(messages: Sequence[Message], tools: Sequence[Tool]) -> list[_Turn]:
     turns: list[_Turn] = []
     call_names: dict[str, str] = {}
     for message in messages:
@@ -152,13 +166,13 @@ def _conversation_turns(messages: Sequence[Message]) -> list[_Turn]:
                         "assistant",
                         call.arguments,
                         channel="commentary",
-                        recipient=f"functions.{call.name}",
+                        recipient=tool_address(call.name, tools),
                         content_type=_JSON_CONTENT_TYPE,
                     )
                 )
         elif message.role == "tool":
             name = _tool_result_name(message, call_names)
-            turns.append(_Turn(f"functions.{name}", message.content, channel="commentary", recipient="assistant"))
+            turns.append(_Turn(tool_address(name, tools), message.content, channel="commentary", recipient="assistant"))
     return turns
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["json_value_text", "schema_to_typescript", "tool_lines"]
+__all__ = ["json_value_text", "namespace_section", "schema_to_typescript", "tool_lines"]
 
 _EMPTY: Mapping[str, Any] = {}
 
@@ -57,6 +57,16 @@ def tool_lines(name: str, description: str | None, parameters: Mapping[str, Any]
     else:
         lines.append(f"type {name} = (_: {schema_to_typescript(parameters)}) => any;\n")
     return lines
+
+
+def namespace_section(name: str, description: str, functions: list[list[str]]) -> str:
+    """One `## NAME` section of `# Tools`: the namespace's description as comments, then
+    `namespace NAME { ... }` around the `tool_lines` of its functions."""
+    lines = [f"## {name}\n", *(f"// {line}" for line in _rust_lines(description)), f"namespace {name} {{\n"]
+    for function in functions:
+        lines += function
+    lines.append(f"}} // namespace {name}")
+    return "\n".join(lines)
 
 
 def json_value_text(value: Any) -> str:

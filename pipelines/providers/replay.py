@@ -4,6 +4,10 @@ For tests and demos of the whole Harmony path without a model: each special toke
 file becomes one special piece, and the text between them is cut into pieces of at most
 `replay_chunk_bytes` bytes, with no regard for UTF-8 boundaries, on purpose, so that
 downstream decoding is exercised. Every piece counts as one token.
+
+A model may also have a script (`replay_after_tools`): which file it replays then depends on
+how many tool results the Harmony prompt holds (`<|start|>NAME to=assistant<|channel|>`
+outside the messages' own text), so that an agent loop against it can run a tool and end.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipelines.harmony import tokens as tk
 from pipelines.harmony.split import split_special
 from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Prompt, Provider
 from pipelines.types import Piece
@@ -20,7 +25,10 @@ from pipelines.types import Piece
 if TYPE_CHECKING:
     from pipelines.config import ReplayModelConfig
 
-__all__ = ["ReplayProvider", "replay_pieces"]
+__all__ = ["ReplayProvider", "replay_pieces", "tool_results"]
+
+_TOOL_RESULT = f" to=assistant{tk.CHANNEL}"
+"""How the header of a tool's result (authored by the tool, addressed to the assistant) ends."""
 
 
 def replay_pieces(data: bytes, chunk_bytes: int) -> list[Piece]:
@@ -35,8 +43,19 @@ def replay_pieces(data: bytes, chunk_bytes: int) -> list[Piece]:
     return pieces
 
 
+def tool_results(prompt: Prompt) -> int:
+    """How many tool results a rendered Harmony prompt holds (a header forged inside a
+    message's text does not count)."""
+    text = prompt.text or ""
+    count, at = 0, text.find(_TOOL_RESULT)
+    while at >= 0:
+        count += not any(start <= at < end for start, end in prompt.plain)
+        at = text.find(_TOOL_RESULT, at + 1)
+    return count
+
+
 class ReplayProvider(Provider):
-    """Yields the content of `config.replay_file` as pieces."""
+    """Yields the content of `config.replay_file` (or of its script's file) as pieces."""
 
     kind = "replay"
     stub = False
@@ -44,30 +63,36 @@ class ReplayProvider(Provider):
 
     def __init__(self, config: ReplayModelConfig) -> None:
         super().__init__(config)
-        self._pieces: list[Piece] | None = None
+        self._script: list[list[Piece]] | None = None
+
+    def _files(self) -> list[str]:
+        return [self.config.replay_file, *self.config.replay_after_tools]
 
     def foreseen_failure(self) -> LoadFailure | None:
-        path = self.config.replay_file
-        if not Path(path).is_file():
-            return LoadFailure("missing_file", f"cannot read replay file {path}: it does not exist")
+        for path in self._files():
+            if not Path(path).is_file():
+                return LoadFailure("missing_file", f"cannot read replay file {path}: it does not exist")
         return None
 
     async def load(self) -> None:
-        path = self.config.replay_file
-        try:
-            data = await asyncio.to_thread(Path(path).read_bytes)
-        except OSError as exc:
-            raise LoadFailure("missing_file", f"cannot read replay file {path}: {exc}") from exc
-        self._pieces = replay_pieces(data, self.config.replay_chunk_bytes)
+        script = []
+        for path in self._files():
+            try:
+                data = await asyncio.to_thread(Path(path).read_bytes)
+            except OSError as exc:
+                raise LoadFailure("missing_file", f"cannot read replay file {path}: {exc}") from exc
+            script.append(replay_pieces(data, self.config.replay_chunk_bytes))
+        self._script = script
 
     async def unload(self) -> None:
-        self._pieces = None
+        self._script = None
 
     async def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Piece, None]:
-        if self._pieces is None:
+        if self._script is None:
             await self.load()
-        assert self._pieces is not None
-        for count, piece in enumerate(self._pieces[: max(params.max_tokens, 0)]):
+        assert self._script is not None
+        pieces = self._script[min(tool_results(prompt), len(self._script) - 1)]
+        for count, piece in enumerate(pieces[: max(params.max_tokens, 0)]):
             if count:
                 await asyncio.sleep(0)
             if cancel.cancelled:

@@ -15,7 +15,7 @@ from compat.errors import decode_error, from_gateway_error
 from compat.refusals import PreviousResponseNotFound
 from compat.responses_wire import ResponseStreamEncoder, Translated, decode_responses_request, to_internal, to_response
 from pipelines.errors import GatewayError, InvalidRequest, Unsupported
-from pipelines.types import Delta, DeltaKind, LogprobEntry, Message, ToolCall, TopLogprob
+from pipelines.types import Delta, DeltaKind, LogprobEntry, Message, ToolCall, ToolNamespace, TopLogprob
 from tests.compat.test_translate import result
 from tests.support.responses import check_stream, events
 
@@ -95,8 +95,15 @@ def test_tools_functions_namespaces_custom_and_hosted() -> None:
     assert tools["apply_patch"].parameters["required"] == ["input"]
     assert t.ignored_tools == ("web_search", "mcp")
     assert t.namespaces == {"agents.spawn": ("agents", "spawn")}
+    assert tools["agents.spawn"].namespace == ToolNamespace("agents", "x") and tools["shell"].namespace is None
     assert t.request.tool_choice == "function:agents.spawn"
     assert [tool.name for tool in t.template.tools] == ["shell", "agents", "apply_patch"]  # hosted not echoed
+
+
+def test_the_namespace_functions_is_reserved() -> None:
+    ns = {"type": "namespace", "name": "functions", "description": "", "tools": [{"type": "function", "name": "f"}]}
+    exc = refusal(tools=[{"type": "function", "name": "g"}, ns])
+    assert exc.status == 400 and exc.param == "tools[1].name"
 
 
 def test_a_namespaced_call_sent_back_is_the_flat_name() -> None:

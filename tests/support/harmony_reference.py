@@ -79,11 +79,32 @@ def reference_tokens(harmony_encoding: Any) -> ReferenceTokens:
             developer = oh.DeveloperContent.new()
             if instructions:
                 developer = developer.with_instructions(instructions)
-            if tools:
+            functions = [t for t in tools if t.namespace is None]
+            if functions:
                 developer = developer.with_function_tools(
-                    [oh.ToolDescription.new(t.name, t.description or "", parameters=t.parameters) for t in tools]
+                    [oh.ToolDescription.new(t.name, t.description or "", parameters=t.parameters) for t in functions]
+                )
+            spaces: dict[str, list[Tool]] = {}
+            for t in tools:
+                if t.namespace is not None:
+                    spaces.setdefault(t.namespace.name, []).append(t)
+            for name, members in spaces.items():
+                described = [
+                    oh.ToolDescription.new(
+                        t.name.removeprefix(f"{name}."), t.description or "", parameters=t.parameters
+                    )
+                    for t in members
+                ]
+                description = members[0].namespace.description if members[0].namespace else ""
+                developer = developer.with_tools(
+                    oh.ToolNamespaceConfig(name=name, description=description or None, tools=described)
                 )
             conv.append(oh.Message.from_role_and_content(oh.Role.DEVELOPER, developer))
+
+        namespaced = {t.name for t in tools if t.namespace is not None}
+
+        def address(name: str) -> str:
+            return name if name in namespaced else f"functions.{name}"
 
         names: dict[str, str] = {}
         for m in messages:
@@ -106,12 +127,12 @@ def reference_tokens(harmony_encoding: Any) -> ReferenceTokens:
                     conv.append(
                         oh.Message.from_role_and_content(oh.Role.ASSISTANT, call.arguments)
                         .with_channel("commentary")
-                        .with_recipient(f"functions.{call.name}")
+                        .with_recipient(address(call.name))
                         .with_content_type("<|constrain|>json")
                     )
             elif m.role == "tool":
                 name = names.get(m.tool_call_id or "") or m.name
-                author = oh.Author.new(oh.Role.TOOL, f"functions.{name}")
+                author = oh.Author.new(oh.Role.TOOL, address(name or ""))
                 conv.append(
                     oh.Message.from_author_and_content(author, m.content)
                     .with_channel("commentary")

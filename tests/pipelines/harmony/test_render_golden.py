@@ -15,7 +15,7 @@ import pytest
 from pipelines.errors import InvalidRequest
 from pipelines.harmony.render import render_prompt
 from pipelines.providers.llama.prompt import tokenize_spans
-from pipelines.types import Message, Tool, ToolCall
+from pipelines.types import Message, Tool, ToolCall, ToolNamespace
 
 DATE = "2025-08-05"
 REPO = Path(__file__).resolve().parents[3]
@@ -125,6 +125,22 @@ CALL_A = ToolCall(id="call_a", name="get_weather", arguments='{"location": "Pari
 CALL_B = ToolCall(id="call_b", name="get_weather", arguments='{"location":"Tokyo","unit":"fahrenheit"}')
 CALL_T = ToolCall(id="call_t", name="get_time", arguments="{}")
 
+AGENTS = ToolNamespace("multi_agent_v1", "Tools for spawning and managing sub-agents.\nUse them sparingly.")
+SPAWN = Tool(
+    name="multi_agent_v1.spawn_agent",
+    description="Spawn a sub-agent.",
+    parameters={"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]},
+    namespace=AGENTS,
+)
+CLOSE = Tool(name="multi_agent_v1.close_agent", parameters={"type": "object", "properties": {}}, namespace=AGENTS)
+SEARCH_NS = Tool(
+    name="aaa_search.find",
+    description="Find things.",
+    parameters={"type": "object", "properties": {"q": {"type": "string"}}},
+    namespace=ToolNamespace("aaa_search"),
+)
+CALL_SPAWN = ToolCall("call_s", "multi_agent_v1.spawn_agent", '{"message": "go"}')
+
 CASES: dict[str, dict[str, Any]] = {
     "plain": {"messages": [user("Hello!")]},
     "effort_low": {"messages": [user("Hi")], "reasoning_effort": "low"},
@@ -233,6 +249,16 @@ CASES: dict[str, dict[str, Any]] = {
         ],
         "tools": [WEATHER],
     },
+    "namespaced_tools_and_a_call_to_one": {
+        "messages": [
+            Message(role="developer", content="You code."),
+            user("Start a helper."),
+            assistant(reasoning="Spawn one.", calls=(CALL_SPAWN,)),
+            tool_result("call_s", '{"id": "a1"}'),
+        ],
+        "tools": [SPAWN, WEATHER, CLOSE, SEARCH_NS],
+    },
+    "namespaced_tools_alone": {"messages": [user("Hi")], "tools": [CLOSE, SEARCH_NS]},
     "multiline_and_specialish_text": {
         "messages": [user("line one\n\nline two\r\n\ttabbed"), assistant("```python\nprint('x')\n```"), user("again")]
     },
@@ -268,6 +294,16 @@ def test_tool_call_and_result_shapes() -> None:
     )
     assert "<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>sunny<|end|>" in text
     assert text.endswith("<|start|>assistant")
+
+
+def test_a_namespaced_call_is_addressed_to_its_namespace() -> None:
+    text = render_prompt(
+        [user("Go"), assistant(calls=(CALL_SPAWN,)), tool_result("call_s", "ok")], tools=[SPAWN], current_date=DATE
+    )
+    assert "namespace multi_agent_v1 {\n\n// Spawn a sub-agent.\ntype spawn_agent = " in text
+    assert "namespace functions" not in text and "'functions'" not in text
+    assert "<|start|>assistant to=multi_agent_v1.spawn_agent<|channel|>commentary <|constrain|>json" in text
+    assert "<|start|>multi_agent_v1.spawn_agent to=assistant<|channel|>commentary<|message|>ok<|end|>" in text
 
 
 def test_rejects_unknown_effort() -> None:
