@@ -56,6 +56,7 @@ from compat.responses_wire.request import (
 from compat.translate import EFFORT, internal_tool_choice, join_text_parts
 from pipelines.errors import InvalidRequest, Unsupported
 from pipelines.result import PipelineResult
+from pipelines.structured import check_schema
 from pipelines.types import GenerationRequest, LogprobEntry, Message, ResponseFormat, SamplingOverrides, Tool, ToolCall
 
 __all__ = [
@@ -180,12 +181,12 @@ class _Tools:
         self.custom: set[str] = set()
         for i, t in enumerate(req.tools or ()):
             if isinstance(t, NamespaceTool):
-                for f in t.tools:
+                for j, f in enumerate(t.tools):
                     flat = f"{t.name}.{f.name}"
                     self.namespaces[flat] = (t.name, f.name)
-                    self._add(f, flat)
+                    self._add(f, flat, f"tools[{i}].tools[{j}].parameters")
             elif isinstance(t, FunctionTool | CustomTool):
-                self._add(t, t.name)
+                self._add(t, t.name, f"tools[{i}].parameters")
             else:
                 kind = str(type(t).__struct_config__.tag)
                 if refuse_hosted:
@@ -196,13 +197,15 @@ class _Tools:
                     )
                 self.ignored.append(kind)
 
-    def _add(self, t: FunctionTool | CustomTool, name: str) -> None:
+    def _add(self, t: FunctionTool | CustomTool, name: str, where: str) -> None:
         if any(tool.name == name for tool in self.tools):
             raise InvalidRequest(f"Two tools are named '{name}'.", param="tools")
         if isinstance(t, CustomTool):
             self.custom.add(name)
             self.tools.append(Tool(name=name, description=t.description, parameters=_custom_parameters()))
         else:
+            if t.parameters is not None:
+                check_schema(t.parameters, param=where)
             self.tools.append(Tool(name=name, description=t.description, parameters=t.parameters, strict=t.strict))
 
 
@@ -213,6 +216,7 @@ def _response_format(req: ResponsesRequest) -> ResponseFormat:
     if isinstance(fmt, FormatJsonSchema):
         if fmt.schema is None:
             raise InvalidRequest("text.format json_schema needs a 'schema'.", param="text.format.schema")
+        check_schema(fmt.schema, param="text.format.schema")
         return ResponseFormat(type="json_schema", schema=fmt.schema, name=fmt.name, strict=bool(fmt.strict))
     return ResponseFormat()
 
