@@ -29,8 +29,10 @@ from pipelines.events import (
     ModelUnloaded,
     PromptProcessed,
     RequestFinished,
+    StructuredOutputChecked,
     ToolsIgnored,
 )
+from pipelines.structured import KEYWORDS, OUTCOMES
 from pipelines.upstream import RESULTS, UpstreamRequestFinished, UpstreamStateChanged, fleet_labels
 
 if TYPE_CHECKING:
@@ -47,6 +49,8 @@ _STOP_REASONS = frozenset({"eos", "length", "stop", "tool_call", "stub", "error"
 _REAL_STOP_REASONS = ("eos", "length", "stop", "tool_call", "error")
 _STUB_STOP_REASONS = ("stub", "error")
 _CANCEL_REASONS = frozenset(reason.value for reason in CancelReason)
+_OUTCOMES = frozenset(OUTCOMES)
+_TARGETS = frozenset({"response_format", "tool_arguments"})
 _UNLOAD_REASONS = frozenset({"switch_heavy", "switch_heavy_to_lightweight", "explicit_unload", "idle", "shutdown"})
 _OTHER = "other"
 _TOKEN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -165,6 +169,19 @@ class GatewayMetrics:
             "mia_hosted_tools_ignored",
             "Hosted tools (web_search, code_interpreter, ...) requests named and the gateway left out of the prompt.",
             ("tool",),
+            registry=registry,
+        )
+        self.structured = Counter(
+            "mia_structured_output",
+            "Structured outputs checked against their full JSON Schema, by target (response_format, "
+            "tool_arguments) and outcome (valid, invalid, unparseable, truncated).",
+            (*gen, "target", "outcome"),
+            registry=registry,
+        )
+        self.unenforced = Counter(
+            "mia_structured_output_unenforced",
+            "Checked structured outputs whose schema held a keyword the grammar does not enforce, by keyword.",
+            ("model", "keyword"),
             registry=registry,
         )
         self.request_duration = Histogram(
@@ -315,6 +332,8 @@ class GatewayMetrics:
             self.generations.labels(*labels, reason)
         for reason in sorted(_CANCEL_REASONS):
             self.cancellations.labels(*labels, reason)
+        for outcome in OUTCOMES:
+            self.structured.labels(*labels, "response_format", outcome)
 
     def _on_ModelLoadFailed(self, e: ModelLoadFailed) -> None:  # noqa: N802
         self.loads.labels(self._model(e.model_id), "failed").inc()
@@ -332,6 +351,13 @@ class GatewayMetrics:
         # the names come from the wire's closed set of hosted tool types: a bounded label
         for tool in e.tools:
             self.tools_ignored.labels(tool).inc()
+
+    def _on_StructuredOutputChecked(self, e: StructuredOutputChecked) -> None:  # noqa: N802
+        model = self._model(e.model_id)
+        target = _bounded(e.target, _TARGETS)
+        self.structured.labels(model, _stub(e.stub), target, _bounded(e.outcome, _OUTCOMES)).inc()
+        for keyword in e.unenforced:
+            self.unenforced.labels(model, _bounded(keyword, KEYWORDS)).inc()
 
     def _on_RequestFinished(self, e: RequestFinished) -> None:  # noqa: N802
         self._requests(e.endpoint, str(e.status)).inc()

@@ -31,6 +31,7 @@ __all__ = [
     "ModelUnloaded",
     "PromptProcessed",
     "RequestFinished",
+    "StructuredOutputChecked",
     "ToolsIgnored",
 ]
 
@@ -160,6 +161,26 @@ class ToolsIgnored(Event, frozen=True, kw_only=True):
 
     request_id: str
     tools: list[str]
+
+
+class StructuredOutputChecked(Event, frozen=True, kw_only=True):
+    """A finished structured output checked against its full JSON Schema (after
+    `GenerationCompleted`): the answer against `response_format`, or a call's arguments
+    against its tool's parameters."""
+
+    request_id: str
+    model_id: str
+    stub: bool
+    target: str
+    """`response_format` or `tool_arguments`."""
+    outcome: str
+    """`valid`, `invalid`, `unparseable`, or `truncated` (unparseable after the output cap)."""
+    choice: int = 0
+    tool: str | None = None
+    errors: list[str] = []
+    """Where an invalid output failed (a few of the validator's messages)."""
+    unenforced: list[str] = []
+    """Schema keywords the grammar did not hold output to (only this check did)."""
 
 
 class RequestFinished(Event, frozen=True, kw_only=True):

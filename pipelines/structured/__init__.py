@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from pipelines.structured.check import INVALID_SCHEMA, TOO_COMPLEX, check_schema, schema_conversion, schema_rules
 from pipelines.structured.convert import Conversion, json_object_rules
+from pipelines.structured.instance import minimal_instance
+from pipelines.structured.schema import KEYWORDS
 from pipelines.structured.validate import OUTCOMES, Verdict, validate_text
 from pipelines.structured.wellformed import GrammarProblem, check_gbnf
 
 __all__ = [
     "INVALID_SCHEMA",
+    "KEYWORDS",
     "OUTCOMES",
     "TOO_COMPLEX",
     "Conversion",
@@ -26,6 +29,7 @@ __all__ = [
     "check_gbnf",
     "check_schema",
     "json_object_rules",
+    "minimal_instance",
     "schema_conversion",
     "schema_rules",
     "validate_text",

@@ -10,7 +10,7 @@ from typing import Any
 from pipelines.errors import InvalidRequest
 from pipelines.structured.convert import Conversion, TooComplex, convert
 from pipelines.structured.schema import SchemaError
-from pipelines.structured.validate import fits, metaschema_problem
+from pipelines.structured.validate import fits, metaschema_problem, root_validator
 from pipelines.structured.wellformed import GrammarProblem, check_gbnf
 
 __all__ = [
@@ -58,7 +58,8 @@ def schema_conversion(schema: Any, root: str = "root", *, param: str | None = No
     if problem is not None:
         raise InvalidRequest(f"JSON schema too complex: {problem}.", param=param, code=TOO_COMPLEX)
     try:
-        conversion = convert(schema, root, fits=lambda value, sub: fits(value, sub, schema))
+        validator = root_validator(schema)
+        conversion = convert(schema, root, fits=lambda value, sub: fits(value, sub, validator))
         check_gbnf(conversion.rules, root=root)
     except SchemaError as exc:
         raise InvalidRequest(f"Invalid JSON schema: {exc}.", param=param, code=INVALID_SCHEMA) from None

@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any
 
-__all__ = ["DEPENDS", "PRIMITIVES", "bound", "common_prefix", "count", "either", "json_text", "limit"]
+__all__ = ["DEPENDS", "PRIMITIVES", "bound", "common_prefix", "count", "either", "is_number", "json_text", "limit"]
 
 PRIMITIVES = {
     "ws": '(" " | "\\n" [ \\t]{0,20})?',

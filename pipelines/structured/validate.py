@@ -19,7 +19,7 @@ import msgspec
 
 from pipelines.structured.automaton import matches
 
-__all__ = ["OUTCOMES", "Verdict", "fits", "metaschema_problem", "validate_text"]
+__all__ = ["OUTCOMES", "Verdict", "fits", "metaschema_problem", "root_validator", "validate_text"]
 
 OUTCOMES = ("valid", "invalid", "unparseable", "truncated")
 """What a check of finished output can say (a bounded metric label)."""
@@ -72,10 +72,15 @@ def metaschema_problem(schema: Any) -> str | None:
     return f"{error.message} (at #/{where})" if where else error.message
 
 
-def fits(value: Any, schema: Any, root: Any) -> bool:
-    """Whether `value` is valid against `schema`, a subschema of `root` (its `$ref`s resolve there)."""
+def root_validator(root: Any) -> Any:
+    """A validator for the document `root`, for `fits` to check its subschemas with."""
+    return _validator_class(root)(root, format_checker=_FORMATS)
+
+
+def fits(value: Any, schema: Any, validator: Any) -> bool:
+    """Whether `value` is valid against `schema`, a subschema of the document `validator`
+    (`root_validator`) was made for (its `$ref`s resolve there)."""
     try:
-        validator = _validator_class(root)(root, format_checker=_FORMATS)
         return bool(validator.evolve(schema=schema).is_valid(value))
     except Exception:  # an unresolvable $ref, a recursion: keep the value, validation tells later
         return True

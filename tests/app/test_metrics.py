@@ -29,6 +29,7 @@ from pipelines.events import (
     ModelUnloaded,
     PromptProcessed,
     RequestFinished,
+    StructuredOutputChecked,
     ToolsIgnored,
 )
 from pipelines.providers.base import CancelToken, DecodeParams, Prompt, Provider
@@ -513,3 +514,22 @@ def test_ignored_hosted_tools_are_counted_by_type(registry: CollectorRegistry, m
     metrics.handle(ToolsIgnored(request_id="r2", tools=["web_search"]))
     assert value(registry, "mia_hosted_tools_ignored_total", tool="web_search") == 2
     assert value(registry, "mia_hosted_tools_ignored_total", tool="code_interpreter") == 1
+
+
+def test_structured_outputs_are_counted_by_target_and_outcome(
+    registry: CollectorRegistry, metrics: GatewayMetrics
+) -> None:
+    def checked(outcome: str, target: str = "response_format", **kw: object) -> StructuredOutputChecked:
+        return StructuredOutputChecked(request_id="r", model_id=REAL, stub=False, target=target, outcome=outcome, **kw)
+
+    metrics.handle(checked("valid"))
+    metrics.handle(checked("invalid", unenforced=["multipleOf", "x-made-up"]))
+    metrics.handle(checked("valid", target="tool_arguments", tool="f"))
+    metrics.handle(checked("made-up-outcome"))
+    labels = {"model": REAL, "stub": "false"}
+    assert value(registry, "mia_structured_output_total", target="response_format", outcome="valid", **labels) == 1
+    assert value(registry, "mia_structured_output_total", target="response_format", outcome="invalid", **labels) == 1
+    assert value(registry, "mia_structured_output_total", target="tool_arguments", outcome="valid", **labels) == 1
+    assert value(registry, "mia_structured_output_total", target="response_format", outcome="other", **labels) == 1
+    assert value(registry, "mia_structured_output_unenforced_total", model=REAL, keyword="multipleOf") == 1
+    assert value(registry, "mia_structured_output_unenforced_total", model=REAL, keyword="other") == 1
