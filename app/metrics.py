@@ -31,8 +31,10 @@ from pipelines.events import (
     PromptProcessed,
     RequestFinished,
     StorageOperation,
+    StructuredOutputChecked,
     ToolsIgnored,
 )
+from pipelines.structured import KEYWORDS, OUTCOMES
 from pipelines.upstream import RESULTS, UpstreamRequestFinished, UpstreamStateChanged, fleet_labels
 
 if TYPE_CHECKING:
@@ -51,6 +53,8 @@ _STOP_REASONS = frozenset({"eos", "length", "stop", "tool_call", "stub", "error"
 _REAL_STOP_REASONS = ("eos", "length", "stop", "tool_call", "error")
 _STUB_STOP_REASONS = ("stub", "error")
 _CANCEL_REASONS = frozenset(reason.value for reason in CancelReason)
+_OUTCOMES = frozenset(OUTCOMES)
+_TARGETS = frozenset({"response_format", "tool_arguments"})
 _UNLOAD_REASONS = frozenset({"switch_heavy", "switch_heavy_to_lightweight", "explicit_unload", "idle", "shutdown"})
 _OTHER = "other"
 _TOKEN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -182,6 +186,19 @@ class GatewayMetrics:
             "mia_storage_errors",
             "Response store operations that failed: the store was unavailable.",
             ("operation", "backend"),
+            registry=registry,
+        )
+        self.structured = Counter(
+            "mia_structured_output",
+            "Structured outputs checked against their full JSON Schema, by target (response_format, "
+            "tool_arguments) and outcome (valid, invalid, unparseable, truncated).",
+            (*gen, "target", "outcome"),
+            registry=registry,
+        )
+        self.unenforced = Counter(
+            "mia_structured_output_unenforced",
+            "Checked structured outputs whose schema held a keyword the grammar does not enforce, by keyword.",
+            ("model", "keyword"),
             registry=registry,
         )
         self.request_duration = Histogram(
@@ -351,6 +368,8 @@ class GatewayMetrics:
             self.generations.labels(*labels, reason)
         for reason in sorted(_CANCEL_REASONS):
             self.cancellations.labels(*labels, reason)
+        for outcome in OUTCOMES:
+            self.structured.labels(*labels, "response_format", outcome)
 
     def _on_ModelLoadFailed(self, e: ModelLoadFailed) -> None:  # noqa: N802
         self.loads.labels(self._model(e.model_id), "failed").inc()
@@ -374,6 +393,13 @@ class GatewayMetrics:
         self.storage_seconds.labels(e.operation, e.backend).observe(e.seconds)
         if not e.ok:
             self.storage_errors.labels(e.operation, e.backend).inc()
+
+    def _on_StructuredOutputChecked(self, e: StructuredOutputChecked) -> None:  # noqa: N802
+        model = self._model(e.model_id)
+        target = _bounded(e.target, _TARGETS)
+        self.structured.labels(model, _stub(e.stub), target, _bounded(e.outcome, _OUTCOMES)).inc()
+        for keyword in e.unenforced:
+            self.unenforced.labels(model, _bounded(keyword, KEYWORDS)).inc()
 
     def _on_RequestFinished(self, e: RequestFinished) -> None:  # noqa: N802
         self._requests(e.endpoint, str(e.status)).inc()

@@ -44,6 +44,7 @@ from compat.responses import (
 )
 from pipelines.errors import InvalidRequest, Unsupported
 from pipelines.result import PipelineResult
+from pipelines.structured import check_schema
 from pipelines.types import (
     Delta,
     DeltaKind,
@@ -141,8 +142,15 @@ def _response_format(req: ChatCompletionRequest) -> ResponseFormat:
             raise InvalidRequest(
                 "response_format json_schema needs a 'schema'.", param="response_format.json_schema.schema"
             )
+        check_schema(spec.schema, param="response_format.json_schema.schema")
         return ResponseFormat(type="json_schema", schema=spec.schema, name=spec.name, strict=bool(spec.strict))
     return ResponseFormat()
+
+
+def _parameters(schema: dict[str, Any] | None, i: int) -> dict[str, Any] | None:
+    if schema is not None:
+        check_schema(schema, param=f"tools[{i}].function.parameters")
+    return schema
 
 
 def internal_tool_choice(choice: str | None, tools: tuple[Tool, ...], *, forced: str | None = None) -> str:
@@ -185,10 +193,10 @@ def to_internal(req: ChatCompletionRequest, request_id: str) -> GenerationReques
         Tool(
             name=t.function.name,
             description=t.function.description,
-            parameters=t.function.parameters,
+            parameters=_parameters(t.function.parameters, i),
             strict=t.function.strict,
         )
-        for t in req.tools or ()
+        for i, t in enumerate(req.tools or ())
     )
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     return GenerationRequest(

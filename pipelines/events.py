@@ -32,6 +32,7 @@ __all__ = [
     "PromptProcessed",
     "RequestFinished",
     "StorageOperation",
+    "StructuredOutputChecked",
     "ToolsIgnored",
 ]
 
@@ -171,6 +172,26 @@ class StorageOperation(Event, frozen=True, kw_only=True):
     seconds: float
     ok: bool
     """False: the store was unavailable (the request that needed it got a 503)."""
+
+
+class StructuredOutputChecked(Event, frozen=True, kw_only=True):
+    """A finished structured output checked against its full JSON Schema (after
+    `GenerationCompleted`): the answer against `response_format`, or a call's arguments
+    against its tool's parameters."""
+
+    request_id: str
+    model_id: str
+    stub: bool
+    target: str
+    """`response_format` or `tool_arguments`."""
+    outcome: str
+    """`valid`, `invalid`, `unparseable`, or `truncated` (unparseable after the output cap)."""
+    choice: int = 0
+    tool: str | None = None
+    errors: list[str] = []
+    """Where an invalid output failed (a few of the validator's messages)."""
+    unenforced: list[str] = []
+    """Schema keywords the grammar did not hold output to (only this check did)."""
 
 
 class RequestFinished(Event, frozen=True, kw_only=True):

@@ -56,6 +56,7 @@ from compat.responses_wire.request import (
 from compat.responses_wire.sealing import ReasoningSeal
 from compat.translate import EFFORT, internal_tool_choice, join_text_parts
 from pipelines.errors import InvalidRequest, Unsupported
+from pipelines.structured import check_schema
 from pipelines.types import GenerationRequest, Message, ResponseFormat, SamplingOverrides, Tool, ToolCall, ToolNamespace
 
 if TYPE_CHECKING:
@@ -201,12 +202,12 @@ class _Tools:
                     # Harmony's own namespace: its functions would be addressed twice over
                     raise InvalidRequest("The namespace name 'functions' is reserved.", param=f"tools[{i}].name")
                 namespace = ToolNamespace(t.name, t.description)
-                for f in t.tools:
+                for j, f in enumerate(t.tools):
                     flat = f"{t.name}.{f.name}"
                     self.namespaces[flat] = (t.name, f.name)
-                    self._add(f, flat, namespace)
+                    self._add(f, flat, f"tools[{i}].tools[{j}].parameters", namespace)
             elif isinstance(t, FunctionTool | CustomTool):
-                self._add(t, t.name)
+                self._add(t, t.name, f"tools[{i}].parameters")
             else:
                 kind = str(type(t).__struct_config__.tag)
                 if refuse_hosted:
@@ -217,13 +218,15 @@ class _Tools:
                     )
                 self.ignored.append(kind)
 
-    def _add(self, t: FunctionTool | CustomTool, name: str, namespace: ToolNamespace | None = None) -> None:
+    def _add(self, t: FunctionTool | CustomTool, name: str, where: str, namespace: ToolNamespace | None = None) -> None:
         if any(tool.name == name for tool in self.tools):
             raise InvalidRequest(f"Two tools are named '{name}'.", param="tools")
         parameters: dict[str, Any] | None = t.parameters if isinstance(t, FunctionTool) else _custom_parameters()
         if isinstance(t, CustomTool):
             self.custom.add(name)
         strict = t.strict if isinstance(t, FunctionTool) else None
+        if isinstance(t, FunctionTool) and t.parameters is not None:
+            check_schema(t.parameters, param=where)
         self.tools.append(Tool(name, t.description, parameters, strict, namespace))
 
 
@@ -234,6 +237,7 @@ def _response_format(req: ResponsesRequest) -> ResponseFormat:
     if isinstance(fmt, FormatJsonSchema):
         if fmt.schema is None:
             raise InvalidRequest("text.format json_schema needs a 'schema'.", param="text.format.schema")
+        check_schema(fmt.schema, param="text.format.schema")
         return ResponseFormat(type="json_schema", schema=fmt.schema, name=fmt.name, strict=bool(fmt.strict))
     return ResponseFormat()
 

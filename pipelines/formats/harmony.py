@@ -57,7 +57,7 @@ class HarmonyPipeline(GenerationPipeline):
             req.messages, tools=tools, reasoning_effort=sampling.reasoning_effort, current_date=date
         )
         text = str(rendered) + "".join(p.data.decode() for p in self.opening(req))
-        return Prompt(text=text, plain=rendered.plain)
+        return Prompt(text=text, plain=rendered.plain, request=req)
 
     def new_decoder(self, req: GenerationRequest) -> TokenDecoder:
         return HarmonyDecoder()

@@ -1,18 +1,27 @@
 """The deterministic stub (ADR-0015): what a model id serves when its weights are not
 real here. Output is derived from the request alone, so the same request gives the
 same bytes; it is never empty; a Harmony model's stub speaks Harmony (analysis, then
-final) so the whole channel path runs, and answers a tool call its prompt opened (a forced
-`tool_choice`) with a call."""
+final) so the whole channel path runs.
+
+Structured requests get structured answers, so that a client can develop against the
+stub: a `json_object`/`json_schema` answer is a small instance valid for the schema
+(`pipelines/structured/instance.py`); `tool_choice` `required` or a named function is
+answered with a call to a declared tool (the named one, else the first) whose arguments
+are such an instance of its parameters, whether the prompt already opened the call
+(Harmony's forced header) or not; `logprobs` come with deterministic values."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from collections.abc import AsyncGenerator, Iterator
 from typing import TYPE_CHECKING
 
 from pipelines.providers.base import CancelToken, DecodeParams, Prompt, Provider
-from pipelines.types import Piece
+from pipelines.structured import minimal_instance
+from pipelines.structured.primitives import json_text
+from pipelines.types import Close, LogprobEntry, Open, Output, Piece, Text, Tool, TopLogprob
 
 if TYPE_CHECKING:
     from pipelines.config import ModelConfig
@@ -75,12 +84,19 @@ _WORDS = [
     "zephyr",
 ]
 
-_SPECIAL = frozenset({b"<|channel|>", b"<|message|>", b"<|end|>", b"<|start|>", b"<|return|>", b"<|call|>"})
-_CALL_OPENED = "<|constrain|>json<|message|>"
+_SPECIAL = frozenset(
+    {b"<|channel|>", b"<|message|>", b"<|end|>", b"<|start|>", b"<|return|>", b"<|call|>", b"<|constrain|>"}
+)
+_OPENED_CALL = re.compile(r"to=functions\.(?P<name>[^\s<]+) ?<\|constrain\|>json<\|message\|>$")
 """How a Harmony prompt ends when it has opened a tool call for the model (a forced
 `tool_choice`): a model then writes the call's JSON arguments and `<|call|>`."""
+_OPENED_RECIPIENT = "to=functions."
+"""How a Harmony prompt ends when it has opened a call but left the function to the model."""
+_ASSISTANT = "<|start|>assistant"
 _YIELD_EVERY = 8
-_FRAMING = _SPECIAL | {b"analysis", b"assistant", b"final"}
+_FRAMING = _SPECIAL | {b"analysis", b"assistant", b"final", b"json"}
+_JSON_PIECE = 12
+"""Characters of a JSON answer per piece (so that a stream of it has several chunks)."""
 
 
 def _prompt_digest(prompt: Prompt, params: DecodeParams) -> bytes:
@@ -127,38 +143,50 @@ class StubProvider(Provider):
             return len(prompt.text.split())
         return sum(len(m.content.split()) + 1 for m in prompt.messages)
 
-    def _pieces(self, prompt: Prompt, params: DecodeParams) -> list[bytes]:
+    @property
+    def capabilities(self) -> dict[str, bool]:
+        return {**super().capabilities, "json_schema": True, "logprobs": True}
+
+    def _pieces(self, prompt: Prompt, params: DecodeParams) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        """The answer's pieces: what comes before the answer (Harmony framing, reasoning),
+        the answer (which alone carries logprobs), what ends it."""
         seed = _prompt_digest(prompt, params)
         n = self.config.stub_words
-        answer = [f"{w} " for w in _words(seed, n)]
-        answer[-1] = answer[-1].rstrip()
+        words = [f"{w} " for w in _words(seed, n)]
+        words[-1] = words[-1].rstrip()
+        rf = params.response_format
+        answer = [w.encode() for w in words]
+        if rf.type != "text":
+            answer = _json_pieces(
+                minimal_instance(rf.schema or {}, _fill(seed)) if rf.schema else {"answer": _fill(seed)}
+            )
         if self.config.format != "harmony":
-            return [w.encode() for w in answer]
-        if prompt.text is not None and prompt.text.endswith(_CALL_OPENED):
-            # Answer the call the prompt opened as a model would: arguments, then the call's
-            # end. `{}` is the one JSON object the stub can write without the schema.
-            return [b"{}", b"<|call|>"]
+            return [], answer, []
+        opened = _opened(prompt.text or "")
+        call = _call(prompt, opened)
+        if call is not None:
+            tool, head = call
+            return head, _json_pieces(minimal_instance(tool.parameters or {}, _fill(seed))), [b"<|call|>"]
         reasoning = [f"{w} " for w in _words(seed[::-1], max(1, n // 2))]
         reasoning[-1] = reasoning[-1].rstrip()
-        return [
-            b"<|channel|>",
-            b"analysis",
-            b"<|message|>",
-            *(w.encode() for w in reasoning),
-            b"<|end|>",
-            b"<|start|>",
-            b"assistant",
-            b"<|channel|>",
-            b"final",
-            b"<|message|>",
-            *(w.encode() for w in answer),
-            b"<|return|>",
-        ]
+        head = [b"<|channel|>", b"analysis", b"<|message|>", *(w.encode() for w in reasoning), b"<|end|>"]
+        head += [b"<|start|>", b"assistant", b"<|channel|>", b"final", b"<|message|>"]
+        return head, answer, [b"<|return|>"]
 
-    async def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Piece, None]:
+    async def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Output, None]:
+        call = _chat_call(prompt) if self.config.format != "harmony" else None
+        if call is not None:
+            # a chat-template stub's forced call: a message addressed to the function
+            seed = _prompt_digest(prompt, params)
+            yield Open(recipient=f"functions.{call.name}")
+            yield Text(json_text(minimal_instance(call.parameters or {}, _fill(seed))), tokens=1)
+            yield Close()
+            return
+        head, answer, tail = self._pieces(prompt, params)
+        seed = _prompt_digest(prompt, params)
         # Harmony framing does not spend the output cap: a tiny cap still yields words.
         budget = params.max_tokens
-        for n, data in enumerate(self._pieces(prompt, params), 1):
+        for n, data in enumerate([*head, *answer, *tail], 1):
             if cancel.cancelled:
                 return
             framing = data in _FRAMING
@@ -166,7 +194,80 @@ class StubProvider(Provider):
                 if budget <= 0:
                     return
                 budget -= 1
-            yield Piece(data=data, special=data in _SPECIAL, tokens=0 if framing else 1)
+            logprob = None
+            if params.logprobs and len(head) < n <= len(head) + len(answer):
+                logprob = _logprob(data, seed, n, params.top_logprobs)
+            yield Piece(data=data, special=data in _SPECIAL, tokens=0 if framing else 1, logprob=logprob)
             if n % _YIELD_EVERY == 0:
                 # give the loop a turn now and then, so a long stub stream can be cancelled
                 await asyncio.sleep(0)
+
+
+def _fill(seed: bytes) -> str:
+    """The text a structured answer's strings are made of (two of the request's words)."""
+    return " ".join(_words(seed[1:], 2))
+
+
+def _json_pieces(value: object) -> list[bytes]:
+    text = json_text(value)
+    return [text[i : i + _JSON_PIECE].encode() for i in range(0, len(text), _JSON_PIECE)]
+
+
+def _opened(text: str) -> str:
+    """What of the assistant's answer a Harmony prompt already holds (after its last header)."""
+    at = text.rfind(_ASSISTANT)
+    return text[at + len(_ASSISTANT) :] if at >= 0 else ""
+
+
+def _forced_tool(prompt: Prompt, name: str | None = None) -> Tool | None:
+    """The tool a request forces a call to: `name`, the named one, or with `required` the first."""
+    req = prompt.request
+    if req is None or not req.tools:
+        return None
+    wanted = name or req.forced_tool
+    if wanted is None and req.tool_choice != "required":
+        return None
+    return next((t for t in req.tools if wanted is None or t.name == wanted), None)
+
+
+def _call(prompt: Prompt, opened: str) -> tuple[Tool, list[bytes]] | None:
+    """The tool a Harmony answer calls, and the header pieces still to write before its
+    arguments (none when the prompt opened the call itself)."""
+    tool: Tool | None
+    match = _OPENED_CALL.search(opened)
+    if match is not None:
+        tool = _forced_tool(prompt, match.group("name")) or Tool(name=match.group("name"))
+        return tool, []
+    if opened.endswith(_OPENED_RECIPIENT):
+        tool = _forced_tool(prompt)
+        if tool is None and prompt.request is not None and prompt.request.tools:
+            tool = prompt.request.tools[0]
+        if tool is None:
+            return None
+        return tool, [f"{tool.name} ".encode(), b"<|constrain|>", b"json", b"<|message|>"]
+    tool = _forced_tool(prompt)
+    if tool is None or opened.strip():
+        return None
+    return tool, [
+        b"<|channel|>",
+        f"commentary to=functions.{tool.name} ".encode(),
+        b"<|constrain|>",
+        b"json",
+        b"<|message|>",
+    ]
+
+
+def _chat_call(prompt: Prompt) -> Tool | None:
+    return _forced_tool(prompt) if prompt.text is None else None
+
+
+def _logprob(data: bytes, seed: bytes, index: int, top: int) -> LogprobEntry:
+    """A deterministic logprob for one answer piece, and `top` alternatives below it."""
+    digest = hashlib.sha256(seed + index.to_bytes(4, "big") + data).digest()
+    value = -round(digest[0] / 255 * 2.0, 4)
+    token = data.decode(errors="replace")
+    alternatives = [TopLogprob(token=token, logprob=value, bytes=list(data))]
+    for k in range(1, top):
+        word = _WORDS[(digest[k % len(digest)] + k) % len(_WORDS)]
+        alternatives.append(TopLogprob(token=word, logprob=round(value - k, 4), bytes=list(word.encode())))
+    return LogprobEntry(token=token, logprob=value, bytes=list(data), top_logprobs=alternatives[:top])

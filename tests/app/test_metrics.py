@@ -30,6 +30,7 @@ from pipelines.events import (
     PromptProcessed,
     RequestFinished,
     StorageOperation,
+    StructuredOutputChecked,
     ToolsIgnored,
 )
 from pipelines.providers.base import CancelToken, DecodeParams, Prompt, Provider
@@ -525,3 +526,22 @@ def test_storage_operations_are_timed_and_failures_counted(
     assert value(registry, "mia_storage_operation_seconds_bucket", operation="put", backend="sqlite", le="0.0005") == 1
     assert value(registry, "mia_storage_errors_total", operation="get", backend="postgresql") == 1
     assert value(registry, "mia_storage_errors_total", operation="put", backend="sqlite") == 0
+
+
+def test_structured_outputs_are_counted_by_target_and_outcome(
+    registry: CollectorRegistry, metrics: GatewayMetrics
+) -> None:
+    def checked(outcome: str, target: str = "response_format", **kw: object) -> StructuredOutputChecked:
+        return StructuredOutputChecked(request_id="r", model_id=REAL, stub=False, target=target, outcome=outcome, **kw)
+
+    metrics.handle(checked("valid"))
+    metrics.handle(checked("invalid", unenforced=["multipleOf", "x-made-up"]))
+    metrics.handle(checked("valid", target="tool_arguments", tool="f"))
+    metrics.handle(checked("made-up-outcome"))
+    labels = {"model": REAL, "stub": "false"}
+    assert value(registry, "mia_structured_output_total", target="response_format", outcome="valid", **labels) == 1
+    assert value(registry, "mia_structured_output_total", target="response_format", outcome="invalid", **labels) == 1
+    assert value(registry, "mia_structured_output_total", target="tool_arguments", outcome="valid", **labels) == 1
+    assert value(registry, "mia_structured_output_total", target="response_format", outcome="other", **labels) == 1
+    assert value(registry, "mia_structured_output_unenforced_total", model=REAL, keyword="multipleOf") == 1
+    assert value(registry, "mia_structured_output_unenforced_total", model=REAL, keyword="other") == 1

@@ -166,6 +166,30 @@ def test_store_is_never_pretended() -> None:
         ({"conversation": "conv_1"}, "conversation", Unsupported),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].id", Unsupported),
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema", InvalidRequest),
+        (
+            {"text": {"format": {"type": "json_schema", "name": "x", "schema": {"required": 1}}}},
+            "text.format.schema",
+            InvalidRequest,
+        ),
+        (
+            {"tools": [{"type": "function", "name": "f", "parameters": {"type": 3}}]},
+            "tools[0].parameters",
+            InvalidRequest,
+        ),
+        (
+            {
+                "tools": [
+                    {
+                        "type": "namespace",
+                        "name": "n",
+                        "description": "d",
+                        "tools": [{"type": "function", "name": "f", "parameters": {"enum": 1}}],
+                    }
+                ]
+            },
+            "tools[0].tools[0].parameters",
+            InvalidRequest,
+        ),
         ({"input": []}, "input", InvalidRequest),
     ],
 )

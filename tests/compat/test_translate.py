@@ -484,3 +484,44 @@ def test_a_choice_that_ended_early_is_not_finished_twice() -> None:
     assert [(c["choices"][0]["index"], c["choices"][0]["finish_reason"]) for c in sse(enc.final(combined))] == [
         (0, "stop")
     ]
+
+
+@pytest.mark.parametrize(
+    ("schema", "code"),
+    [
+        ({"type": "object", "required": "a"}, "invalid_json_schema"),
+        ({"type": "strong"}, "invalid_json_schema"),
+        ({"type": "integer", "minimum": "0"}, "invalid_json_schema"),
+        ({"type": "integer", "minimum": 5, "maximum": 3}, "invalid_json_schema"),
+        ({"$ref": "#/$defs/none"}, "invalid_json_schema"),
+        (json.loads('{"items": ' * 80 + "{}" + "}" * 80), "json_schema_too_complex"),
+    ],
+)
+def test_a_schema_that_cannot_be_used_is_a_400_with_a_code_naming_the_field(schema: Any, code: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        internal(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+    assert (info.value.code, info.value.param) == (code, "response_format.json_schema.schema")
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    bad = {"type": "function", "function": {"name": "g", "parameters": schema}}
+    with pytest.raises(InvalidRequest) as info:
+        internal(tools=[tool, bad])
+    assert (info.value.code, info.value.param) == (code, "tools[1].function.parameters")
+
+
+def test_schemas_as_pydantic_and_zod_write_them_are_accepted() -> None:
+    pydantic = {
+        "properties": {"age": {"minimum": 0, "maximum": 150, "title": "Age", "type": "integer"}},
+        "required": ["age"],
+        "title": "Person",
+        "type": "object",
+    }
+    zod = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "properties": {"n": {"type": "integer", "minimum": -9007199254740991, "maximum": 9007199254740991}},
+        "required": ["n"],
+        "additionalProperties": False,
+    }
+    for schema in (pydantic, zod):
+        rf = internal(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+        assert rf.response_format.schema == schema
