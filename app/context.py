@@ -21,6 +21,7 @@ _ENDPOINTS = {
     for path in (
         paths.CHAT_COMPLETIONS,
         paths.RESPONSES,
+        paths.EMBEDDINGS,
         paths.MODELS,
         paths.HEALTH,
         paths.READY,

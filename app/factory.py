@@ -17,6 +17,7 @@ from app.errors import exception_handlers
 from app.gateway import Gateway
 from app.openapi import openapi_route
 from app.routes.chat import chat_completions
+from app.routes.embeddings import create_embedding
 from app.routes.health import health, ready
 from app.routes.metrics import metrics
 from app.routes.models import get_model, list_models, unload_model
@@ -68,6 +69,7 @@ def create_litestar(gateway: Gateway) -> Litestar:
         route_handlers=[
             chat_completions,
             create_response,
+            create_embedding,
             list_models,
             get_model,
             unload_model,

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from app.settings import Settings
 from pipelines.admission import Admission
 from pipelines.assembly import assemble
+from pipelines.embedding_service import EmbeddingService
 from pipelines.events import EventBus
 from pipelines.manager import ModelManager, ProviderFactory
 from pipelines.router import ModelRouter
@@ -27,6 +28,7 @@ class Gateway:
     router: ModelRouter
     service: GenerationService
     admission: Admission
+    embeddings: EmbeddingService
     started: int = field(default_factory=lambda: int(time.time()))
     draining: bool = False
 
@@ -55,4 +57,5 @@ def build_gateway(
         router=parts.router,
         service=parts.service,
         admission=parts.admission,
+        embeddings=parts.embeddings,
     )

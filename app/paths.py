@@ -7,6 +7,7 @@ from __future__ import annotations
 __all__ = [
     "ADMIN",
     "CHAT_COMPLETIONS",
+    "EMBEDDINGS",
     "HEALTH",
     "METRICS",
     "MODEL",
@@ -20,6 +21,7 @@ __all__ = [
 
 CHAT_COMPLETIONS = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
+EMBEDDINGS = "/v1/embeddings"
 MODELS = "/v1/models"
 MODEL = f"{MODELS}/{{model}}"
 """One model, as the OpenAPI document and the endpoint label name it."""

@@ -25,6 +25,7 @@ def test_every_route_is_a_path_constant(app: Litestar) -> None:
     assert served == {
         paths.CHAT_COMPLETIONS,
         paths.RESPONSES,
+        paths.EMBEDDINGS,
         paths.MODELS,
         paths.MODEL_ROUTE,
         paths.UNLOAD_ROUTE,
@@ -46,6 +47,7 @@ def test_every_documented_path_is_served(app: Litestar) -> None:
     [
         (paths.CHAT_COMPLETIONS, paths.CHAT_COMPLETIONS),
         (paths.RESPONSES, paths.RESPONSES),
+        (paths.EMBEDDINGS, paths.EMBEDDINGS),
         ("/v1/responses/resp_1", "other"),
         (paths.MODELS, paths.MODELS),
         (f"{paths.MODELS}/org/some-model", paths.MODEL),

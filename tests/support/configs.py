@@ -29,6 +29,12 @@ max_output_tokens = 256
 temperature = 0.5
 reasoning_effort = "low"
 
+[[models]]
+id = "stub-embed"
+provider = "stub"
+embedding = true
+stub_dimensions = 8
+
 [presets.precise]
 temperature = 0.0
 top_p = 1.0
