@@ -158,3 +158,17 @@ async def test_the_model_card_says_embedding(make_app_harness: HarnessFactory) -
         chat = (await client.get("/v1/models/stub-chat")).json()
     assert card["pipeline"] == "embedding" and card["capabilities"]["embeddings"] is True
     assert chat["capabilities"]["embeddings"] is False
+
+
+async def test_an_embedding_model_without_its_file_is_served_by_the_stub(make_app_harness: HarnessFactory) -> None:
+    toml = (
+        STUB_MODELS
+        + '[[models]]\nid = "gone"\nprovider = "llama_cpp"\nembedding = true\npath = "/nonexistent/model.gguf"\n'
+    )
+    h = make_app_harness(toml)
+    status, body = await post(h, {"model": "gone", "input": ["a", "b"]})
+    assert status == 200, body
+    assert [len(d["embedding"]) for d in body["data"]] == [384, 384]
+    async with asgi(h) as client:
+        card = (await client.get("/v1/models/gone")).json()
+    assert card["stub"] is True and "does not exist" in card["stub_reason"]
