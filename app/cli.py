@@ -180,7 +180,7 @@ def _check_config(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
     print(f"{settings.source}: ok ({len(settings.models)} models)")
     for m in settings.models:
-        print(f"  {m.id}: {m.provider}, {m.format}, role {m.role}")
+        print(f"  {m.id}: {m.provider}, {'embedding' if m.embedding else m.format}, role {m.role}")
     return 0
 
 

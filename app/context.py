@@ -22,6 +22,7 @@ _ENDPOINTS = {
         paths.CHAT_COMPLETIONS,
         paths.RESPONSES,
         paths.RESPONSES_INPUT_TOKENS,
+        paths.EMBEDDINGS,
         paths.MODELS,
         paths.HEALTH,
         paths.READY,

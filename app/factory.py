@@ -17,6 +17,7 @@ from app.errors import exception_handlers
 from app.gateway import Gateway
 from app.openapi import openapi_route
 from app.routes.chat import chat_completions
+from app.routes.embeddings import create_embedding
 from app.routes.health import health, ready
 from app.routes.input_tokens import count_input_tokens
 from app.routes.metrics import metrics
@@ -81,6 +82,7 @@ def create_litestar(gateway: Gateway) -> Litestar:
             list_input_items,
             cancel_response,
             count_input_tokens,
+            create_embedding,
             list_models,
             get_model,
             unload_model,

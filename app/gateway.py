@@ -13,6 +13,7 @@ from compat.responses_store import MeteredStore, ResponseStore, open_store
 from compat.responses_wire import ReasoningSeal
 from pipelines.admission import Admission
 from pipelines.assembly import assemble
+from pipelines.embedding_service import EmbeddingService
 from pipelines.events import EventBus
 from pipelines.manager import ModelManager, ProviderFactory
 from pipelines.router import ModelRouter
@@ -36,6 +37,7 @@ class Gateway:
     """The background responses this process runs."""
     reasoning_seal: ReasoningSeal = field(default_factory=ReasoningSeal)
     """Seals the reasoning that stateless Responses clients keep (`[server] reasoning_key`)."""
+    embeddings: EmbeddingService
     started: int = field(default_factory=lambda: int(time.time()))
     draining: bool = False
     exposed: CollectorRegistry | None = None
@@ -72,4 +74,5 @@ def build_gateway(
         store=metered,
         background=BackgroundResponses(parts.service, metered),
         reasoning_seal=ReasoningSeal(settings.server.reasoning_key),
+        embeddings=parts.embeddings,
     )

@@ -5,10 +5,11 @@ from __future__ import annotations
 import msgspec
 
 from app.settings import ServerSettings
+from pipelines.embedding import EmbeddingRequest
 from pipelines.errors import InvalidRequest
 from pipelines.types import GenerationRequest
 
-__all__ = ["check_limits"]
+__all__ = ["check_embedding_limits", "check_limits"]
 
 
 def check_limits(req: GenerationRequest, limits: ServerSettings) -> None:
@@ -42,3 +43,18 @@ def check_limits(req: GenerationRequest, limits: ServerSettings) -> None:
                     f"{limits.max_tool_schema_bytes}).",
                     param=f"tools[{i}].function.parameters",
                 )
+
+
+def check_embedding_limits(req: EmbeddingRequest, limits: ServerSettings) -> None:
+    if len(req.inputs) > limits.max_embedding_inputs:
+        raise InvalidRequest(
+            f"Too many inputs: {len(req.inputs)} (at most {limits.max_embedding_inputs}, `max_embedding_inputs`).",
+            param="input",
+        )
+    size = sum(len(item) for item in req.inputs)
+    if size > limits.max_prompt_chars:
+        raise InvalidRequest(
+            f"The inputs hold {size} characters and token ids, more than the {limits.max_prompt_chars} allowed "
+            "(`max_prompt_chars`).",
+            param="input",
+        )

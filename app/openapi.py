@@ -9,6 +9,7 @@ import msgspec
 from litestar import Response, get
 
 from app import paths
+from compat.embeddings import EmbeddingList, EmbeddingsRequest
 from compat.requests import ChatCompletionRequest
 from compat.responses import ChatCompletion, ChatCompletionChunk, ErrorEnvelope, ModelCard, ModelList
 from compat.responses_store import ItemList, ResponseDeleted
@@ -89,7 +90,7 @@ def _named_event(event: dict[str, Any]) -> dict[str, Any]:
 
 def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
     (
-        (req, comp, chunk, models, card, _err, rreq, resp, event, items, deleted, count),
+        (req, comp, chunk, models, card, _err, rreq, resp, event, items, deleted, count, ereq, elist),
         components,
     ) = msgspec.json.schema_components(
         [
@@ -105,6 +106,8 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
             ItemList,
             ResponseDeleted,
             InputTokenCount,
+            EmbeddingsRequest,
+            EmbeddingList,
         ],
         ref_template=_REF,
     )
@@ -211,6 +214,18 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "OK", "content": {"application/json": {"schema": items}}},
                         **_errors(400, 401, 404, 503),
+                    },
+                }
+            },
+            paths.EMBEDDINGS: {
+                "post": {
+                    "operationId": "createEmbedding",
+                    "summary": "Create embeddings with an embedding model (a 400 for any other model). "
+                    "`encoding_format: base64` gives each vector as base64 of little-endian float32 values.",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": ereq}}},
+                    "responses": {
+                        "200": {"description": "OK", "content": {"application/json": {"schema": elist}}},
+                        **_errors(400, 401, 404, 408, 413, 415, 429, 431, 500, 502, 503),
                     },
                 }
             },

@@ -7,6 +7,7 @@ from __future__ import annotations
 __all__ = [
     "ADMIN",
     "CHAT_COMPLETIONS",
+    "EMBEDDINGS",
     "HEALTH",
     "METRICS",
     "MODEL",
@@ -36,6 +37,7 @@ RESPONSE_INPUT_ITEMS_ROUTE = f"{RESPONSE_ROUTE}/input_items"
 RESPONSE_CANCEL = f"{RESPONSE}/cancel"
 RESPONSE_CANCEL_ROUTE = f"{RESPONSE_ROUTE}/cancel"
 RESPONSES_INPUT_TOKENS = f"{RESPONSES}/input_tokens"
+EMBEDDINGS = "/v1/embeddings"
 MODELS = "/v1/models"
 MODEL = f"{MODELS}/{{model}}"
 """One model, as the OpenAPI document and the endpoint label name it."""

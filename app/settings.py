@@ -57,6 +57,9 @@ class ServerSettings(GenerationLimits, forbid_unknown_fields=True, frozen=True, 
     max_stop: Annotated[int, Meta(ge=0)] = 16
     max_stop_chars: Annotated[int, Meta(ge=1)] = 512
     max_tools: Annotated[int, Meta(ge=0)] = 128
+    max_embedding_inputs: Annotated[int, Meta(ge=1)] = 2048
+    """Inputs one embeddings request may hold (OpenAI's bound); their characters and token
+    ids count towards `max_prompt_chars` together."""
     max_choices: Annotated[int, Meta(ge=1, le=128)] = 16
     """The most choices (`n`) one request may ask for; a local model also needs as many slots."""
     max_tool_schema_bytes: Annotated[int, Meta(ge=64)] = 65536

@@ -17,6 +17,7 @@ from msgspec import Meta
 
 from pipelines.admission import Admission
 from pipelines.config import ModelConfig, Preset
+from pipelines.embedding_service import EmbeddingService
 from pipelines.events import EventBus
 from pipelines.formats import ChatTemplatePipeline, HarmonyPipeline
 from pipelines.manager import ModelManager, ProviderFactory
@@ -54,6 +55,7 @@ class Generations:
     router: ModelRouter
     service: GenerationService
     admission: Admission
+    embeddings: EmbeddingService
 
 
 def assemble(
@@ -79,4 +81,7 @@ def assemble(
     router = ModelRouter(manager, {fmt: type(p) for fmt, p in pipelines.items()})
     admission = Admission(queue_size=limits.queue_size, max_wait=limits.queue_max_wait, on_change=admission_events(bus))
     service = GenerationService(router, pipelines, admission, bus, timeout=limits.request_timeout)
-    return Generations(bus=bus, manager=manager, router=router, service=service, admission=admission)
+    embeddings = EmbeddingService(router, admission)
+    return Generations(
+        bus=bus, manager=manager, router=router, service=service, admission=admission, embeddings=embeddings
+    )

@@ -100,6 +100,15 @@ class ModelConfig(_Strict, frozen=True, kw_only=True, tag_field="provider"):
     stub_words: Annotated[int, Meta(ge=1, le=4096)] = 24
     """How many words a stub answer has (before the output cap)."""
     fallbacks: list[str] = []
+    embedding: bool = False
+    """An embedding model: it serves `/v1/embeddings`, and chat or responses requests
+    naming it are a 400 (as embedding requests naming any other model are)."""
+    matryoshka: bool = False
+    """Embedding models: trained so that a prefix of a vector is an embedding too
+    (Matryoshka): a request's `dimensions` shortens vectors (then normalised again).
+    Without it, `dimensions` other than the model's own length is a 400."""
+    stub_dimensions: Annotated[int, Meta(ge=1, le=8192)] = 384
+    """The length of the vectors the stub answers an embedding model with."""
 
     @property
     def provider(self) -> ProviderKind:

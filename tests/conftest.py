@@ -27,6 +27,6 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def default_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedGateway]:
-    """The embedded default, served as a user would run it: two real models and a stub."""
+    """The embedded default, served as a user would run it: three real models and a stub."""
     with serve(None, tmp_path_factory.mktemp("default-gw")) as gw:
         yield gw

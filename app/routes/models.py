@@ -36,7 +36,7 @@ def model_card(gw: Gateway, entry: ModelEntry) -> ModelCard:
         stub=stub,
         stub_reason=stub_reason,
         role=config.role,
-        pipeline=gw.router.pipeline_class(entry).name,
+        pipeline="embedding" if config.embedding else gw.router.pipeline_class(entry).name,
         status=entry.status,
         provider=provider.kind,
         aliases=list(config.aliases),

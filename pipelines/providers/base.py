@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import msgspec
 
-from pipelines.errors import CancelReason
+from pipelines.embedding import EmbeddingRequest, Embeddings
+from pipelines.errors import CancelReason, UnsupportedModel
 from pipelines.types import GenerationRequest, Message, Output, ResponseFormat
 
 if TYPE_CHECKING:
@@ -109,6 +110,7 @@ class Provider(abc.ABC):
             "json_schema": False,
             "logprobs": False,
             "streaming": True,
+            "embeddings": self.config.embedding,
         }
 
     async def load(self) -> None:  # noqa: B027 (most providers have nothing to load)
@@ -161,6 +163,18 @@ class Provider(abc.ABC):
         """Background upkeep for as long as the gateway runs (an upstream pool's health
         probes); returns at once when there is none."""
         return
+
+    @property
+    def embedding_length(self) -> int | None:
+        """The length of the vectors `embed` gives, when the provider makes them itself
+        (the service then checks and applies a request's `dimensions`); None when another
+        server makes them (`dimensions` is passed on, and that server decides)."""
+        return None
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        """One unit-length vector per input of `request`, in order. Only embedding models
+        (`embedding` in the passport) are asked; the rest refuse."""
+        raise UnsupportedModel(f"The model '{self.config.id}' does not create embeddings.")
 
     @abc.abstractmethod
     def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Output, None]:

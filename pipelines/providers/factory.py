@@ -7,7 +7,7 @@ from pathlib import Path
 from pipelines.config import LlamaModelConfig, ModelConfig, ReplayModelConfig, UpstreamModelConfig
 from pipelines.events import EventBus
 from pipelines.providers.base import Provider
-from pipelines.providers.llama import LlamaProvider
+from pipelines.providers.llama import LlamaEmbeddingProvider, LlamaProvider
 from pipelines.providers.openai_http import OpenAIHTTPProvider
 from pipelines.providers.replay import ReplayProvider
 from pipelines.providers.stub import StubProvider
@@ -26,6 +26,8 @@ class DefaultProviders:
         self._bus = bus or EventBus()
 
     def __call__(self, config: ModelConfig) -> Provider:
+        if isinstance(config, LlamaModelConfig) and config.embedding:
+            return LlamaEmbeddingProvider(config, cache_dir=self._cache_dir)
         if isinstance(config, LlamaModelConfig):
             return LlamaProvider(config, cache_dir=self._cache_dir, bus=self._bus)
         if isinstance(config, ReplayModelConfig):

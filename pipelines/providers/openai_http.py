@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, cast
 import httpx
 import msgspec
 
+from pipelines.embedding import EmbeddingRequest, Embeddings
 from pipelines.events import EventBus
 from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Prompt
 from pipelines.types import Output
+from pipelines.upstream.embeddings import embed_via
 from pipelines.upstream.errors import UpstreamFailure, from_status, from_transport
 from pipelines.upstream.pool import Upstream, UpstreamPool
 from pipelines.upstream.routed import UpstreamRouted
@@ -51,7 +53,14 @@ class OpenAIHTTPProvider(UpstreamRouted):
     def capabilities(self) -> dict[str, bool]:
         # Passed through: the upstream decides; an upstream that cannot do one says so
         # with a 400, which reaches the client as it was.
-        return {"tool_calls": True, "reasoning": True, "json_schema": True, "logprobs": True, "streaming": True}
+        return {
+            "tool_calls": True,
+            "reasoning": True,
+            "json_schema": True,
+            "logprobs": True,
+            "streaming": True,
+            "embeddings": self.config.embedding,
+        }
 
     def _api_keys(self) -> dict[int, str]:
         """Each keyed upstream's key, by upstream index; `LoadFailure` when the model cannot
@@ -100,6 +109,21 @@ class OpenAIHTTPProvider(UpstreamRouted):
 
     async def unload(self) -> None:
         await self.pool.aclose()
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        """Relayed to the upstreams in the pool's order: a retryable failure moves on to
+        the next one; the last failure is raised when none answered."""
+        failure: UpstreamFailure | None = None
+        for upstream in self.pool.candidates():
+            where = f"Upstream {upstream.label} of model '{self.config.id}'"
+            try:
+                return await embed_via(self.pool, upstream, request, upstream.config.model or self.config.id, where)
+            except UpstreamFailure as exc:
+                if not exc.retryable:
+                    raise
+                failure = exc
+        assert failure is not None  # a pool has at least one upstream
+        raise failure
 
     async def generate_via(
         self, upstream: Upstream, prompt: Prompt, params: DecodeParams, cancel: CancelToken

@@ -18,6 +18,7 @@ import re
 from collections.abc import AsyncGenerator, Iterator
 from typing import TYPE_CHECKING
 
+from pipelines.embedding import EmbeddingInput, EmbeddingRequest, Embeddings, normalized
 from pipelines.providers.base import CancelToken, DecodeParams, Prompt, Provider
 from pipelines.structured import minimal_instance
 from pipelines.structured.primitives import json_text
@@ -121,6 +122,17 @@ def _words(seed: bytes, n: int) -> Iterator[str]:
             produced += 1
 
 
+def _vector(item: EmbeddingInput, n: int) -> list[float]:
+    """A unit vector of `n` values in [-1, 1) derived from the input alone."""
+    seed = hashlib.sha256(item.encode() if isinstance(item, str) else repr(item).encode()).digest()
+    values: list[float] = []
+    block = seed
+    while len(values) < n:
+        block = hashlib.sha256(block).digest()
+        values.extend(int.from_bytes(block[i : i + 2], "little") / 32768.0 - 1.0 for i in range(0, len(block), 2))
+    return normalized(values[:n])
+
+
 class StubProvider(Provider):
     """Serves a model id deterministically; `stub_reason` says why it is not real."""
 
@@ -146,6 +158,18 @@ class StubProvider(Provider):
     @property
     def capabilities(self) -> dict[str, bool]:
         return {**super().capabilities, "json_schema": True, "logprobs": True}
+
+    def embedding_length(self) -> int:
+        return self.config.stub_dimensions
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        if not self.config.embedding:
+            return await super().embed(request)
+        return Embeddings(
+            vectors=[_vector(item, self.config.stub_dimensions) for item in request.inputs],
+            # whitespace-separated words stand in for tokens, as in `count_tokens`
+            prompt_tokens=sum(len(item.split()) if isinstance(item, str) else len(item) for item in request.inputs),
+        )
 
     def _pieces(self, prompt: Prompt, params: DecodeParams) -> tuple[list[bytes], list[bytes], list[bytes]]:
         """The answer's pieces: what comes before the answer (Harmony framing, reasoning),

@@ -208,7 +208,7 @@ def test_metrics_are_open_by_default(keyed: ServedGateway, recorder: Recorder) -
 
 def test_the_openai_sdk_with_the_right_key(keyed: ServedGateway) -> None:
     client = openai.OpenAI(base_url=keyed.api_url, api_key=FILE_KEY, max_retries=0)
-    assert {m.id for m in client.models.list()} == {"stub-chat", "stub-harmony"}
+    assert {m.id for m in client.models.list()} == {"stub-chat", "stub-harmony", "stub-embed"}
     out = client.chat.completions.create(model="stub-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
     assert out.choices[0].message.content
     stream = client.chat.completions.create(

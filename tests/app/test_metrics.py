@@ -477,7 +477,7 @@ def test_metrics_endpoint_speaks_prometheus_text_by_default(stub_gateway: Served
     assert counts["true"] >= 1
     assert counts["false"] == 0  # a stub-only gateway never moves a real series
     loaded = {s.labels["model"]: s.value for s in families["mia_model_loaded"].samples}
-    assert loaded == {"stub-chat": 1.0, "stub-harmony": 1.0}
+    assert loaded == {"stub-chat": 1.0, "stub-harmony": 1.0, "stub-embed": 1.0}
 
 
 @pytest.mark.slow

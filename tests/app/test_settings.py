@@ -41,10 +41,11 @@ def test_the_embedded_default_loads() -> None:
     s = load_settings(None, env={})
     assert s.source == DEFAULT_SETTINGS_NAME
     ids = [m.id for m in s.models]
-    assert ids == ["smollm2-135m-instruct", "gemma-3-270m", "gpt-oss-20b"]
+    assert ids == ["smollm2-135m-instruct", "gemma-3-270m", "all-minilm-l6-v2", "gpt-oss-20b"]
     by_id = {m.id: m for m in s.models}
     assert by_id["gpt-oss-20b"].format == "harmony" and by_id["gpt-oss-20b"].role == "primary"
     assert by_id["smollm2-135m-instruct"].format == "chat"
+    assert by_id["all-minilm-l6-v2"].embedding and not by_id["smollm2-135m-instruct"].embedding
     assert (s.server.host, s.server.port) == ("127.0.0.1", 8000)
     assert set(s.presets) >= {"precise", "creative"}
     assert s.server.max_body_bytes == 4 * 1024 * 1024
@@ -67,6 +68,7 @@ def test_a_file_loads_and_remembers_where_it_came_from(tmp_path: Path) -> None:
         ("colour = 1\n", "colour"),
         (MINIMAL + "temprature = 0.5\n", "models[0].temprature (model 'a')"),
         (MINIMAL + "[models.sampling]\ntop_kk = 3\n", "models[0].sampling.top_kk (model 'a')"),
+        (MINIMAL + "embeddings = true\n", "models[0].embeddings (model 'a')"),
     ],
 )
 def test_an_unknown_key_names_the_key_and_the_file(tmp_path: Path, text: str, key: str) -> None:

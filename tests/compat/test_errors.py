@@ -47,6 +47,7 @@ from pipelines.errors import (
     QueueFull,
     ShuttingDown,
     Unsupported,
+    UnsupportedModel,
     UpstreamError,
 )
 from pipelines.upstream.errors import UpstreamFailure, from_status, from_transport
@@ -65,6 +66,7 @@ TABLE: list[tuple[GatewayError, int, str, str | None, dict[str, str], str | None
     (InvalidRequest("bad", param="messages"), 400, INVALID, None, {}, None),
     (InvalidRequest("bad", code="invalid_value"), 400, INVALID, "invalid_value", {}, None),
     (Unsupported("no"), 400, INVALID, "unsupported_parameter", {}, None),
+    (UnsupportedModel("not this model"), 400, INVALID, "unsupported_model", {}, None),
     (ContextLengthExceeded("long"), 400, INVALID, "context_length_exceeded", {}, None),
     (ModelNotFound("who"), 404, INVALID, "model_not_found", {}, None),
     (QueueFull("busy"), 429, "requests", "rate_limit_exceeded", after("1", "1000"), "rate_limited"),

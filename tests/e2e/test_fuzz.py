@@ -32,7 +32,7 @@ from tests.support.served import REPO, ServedGateway
 pytestmark = pytest.mark.slow
 
 OPENAPI = REPO / "openapi" / "openapi.json"
-MODELS = ["stub-chat", "stub-harmony", "stub-chat-alias"]
+MODELS = ["stub-chat", "stub-harmony", "stub-chat-alias", "stub-embed"]
 EXAMPLES = int(os.environ.get("MIA_FUZZ_EXAMPLES", "40"))
 
 

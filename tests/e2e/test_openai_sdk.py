@@ -20,7 +20,7 @@ def client(stub_gateway: ServedGateway) -> openai.OpenAI:
 
 def test_lists_models_with_the_stub_flag(client: openai.OpenAI) -> None:
     models = {m.id: m for m in client.models.list()}
-    assert set(models) == {"stub-chat", "stub-harmony"}
+    assert set(models) == {"stub-chat", "stub-harmony", "stub-embed"}
     card = models["stub-harmony"]
     assert card.model_extra is not None
     assert card.model_extra["stub"] is True
@@ -175,3 +175,22 @@ def test_too_many_choices_is_a_clear_error(client: openai.OpenAI) -> None:
         client.chat.completions.create(model="stub-chat", messages=[{"role": "user", "content": "x"}], n=17)
     body = info.value.body
     assert isinstance(body, dict) and body["param"] == "n"
+
+
+def test_embeddings_create_in_both_encodings(client: openai.OpenAI) -> None:
+    # the SDK asks for base64 by default and decodes it; float is asked explicitly
+    b64 = client.embeddings.create(model="stub-embed", input=["first text", "second"])
+    floats = client.embeddings.create(model="stub-embed", input=["first text", "second"], encoding_format="float")
+    assert b64.model == "stub-embed" and [d.index for d in b64.data] == [0, 1]
+    assert b64.usage.prompt_tokens == 3 and b64.usage.total_tokens == 3
+    for a, b in zip(b64.data, floats.data, strict=True):
+        assert len(a.embedding) == 8
+        assert max(abs(x - y) for x, y in zip(a.embedding, b.embedding, strict=True)) < 1e-7
+    one = client.embeddings.create(model="stub-embed", input=[1, 2, 3], encoding_format="float")
+    assert len(one.data) == 1 and one.usage.prompt_tokens == 3
+    with pytest.raises(openai.BadRequestError) as err:
+        client.embeddings.create(model="stub-embed", input="x", dimensions=4)
+    assert err.value.code == "unsupported_parameter" and err.value.param == "dimensions"
+    with pytest.raises(openai.BadRequestError) as err:
+        client.embeddings.create(model="stub-chat", input="x")
+    assert err.value.code == "unsupported_model"

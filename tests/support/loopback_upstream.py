@@ -7,6 +7,11 @@ The upstream model name in the request body picks the behaviour:
   the gateway hangs up;
 - `fail`: 500 with an OpenAI error envelope;
 - anything else: 404.
+
+On `/v1/embeddings` the model `fail` answers 500 too; any other model answers, for input
+`i`, the vector `[len(input), i, 1.0]` (padded with zeros to `dimensions` when that is
+given, which only the model `matryoshka` accepts: others refuse it with a 400 as OpenAI's
+older models do).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ class TinyUpstream:
         self.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
         self.requests: list[str] = []
         """The upstream model of every chat request received, in order."""
+        self.embedding_bodies: list[dict[str, object]] = []
+        """The body of every embeddings request received, in order."""
         self.open_streams = 0
         self.lock = threading.Lock()
 
@@ -64,15 +71,40 @@ def tiny_upstream(interval: float = 0.02) -> Iterator[TinyUpstream]:
                 # generation): no request reached this upstream, and no one reads an answer.
                 self.close_connection = True
                 return
-            model = json.loads(raw).get("model", "")
+            payload = json.loads(raw)
+            model = payload.get("model", "")
             with up.lock:
                 up.requests.append(model)
-            if model == "fail":
+            if self.path.endswith("/embeddings") and model != "fail":
+                self._embeddings(up, payload)
+            elif model == "fail":
                 self._json(500, {"error": {"message": "the upstream broke", "type": "server_error", "code": None}})
             elif model == "endless":
                 self._endless(up)
             else:
                 self._json(404, {"error": {"message": f"no model {model}", "type": "invalid_request_error"}})
+
+        def _embeddings(self, up: TinyUpstream, payload: dict[str, object]) -> None:
+            with up.lock:
+                up.embedding_bodies.append(payload)
+            dimensions = payload.get("dimensions")
+            if dimensions is not None and payload["model"] != "matryoshka":
+                error = {
+                    "message": "This model does not support specifying dimensions.",
+                    "type": "invalid_request_error",
+                }
+                self._json(400, {"error": {**error, "param": "dimensions", "code": None}})
+                return
+            inputs = payload["input"]
+            assert isinstance(inputs, list)
+            size = dimensions if isinstance(dimensions, int) else 3
+            data = [
+                {"object": "embedding", "index": i, "embedding": ([float(len(x)), float(i), 1.0] + [0.0] * size)[:size]}
+                for i, x in enumerate(inputs)
+            ]
+            tokens = sum(len(x) for x in inputs)
+            usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+            self._json(200, {"object": "list", "data": data, "model": payload["model"], "usage": usage})
 
         def _endless(self, up: TinyUpstream) -> None:
             self.send_response(200)

@@ -20,14 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import InvalidRequest, ModelUnavailable
 from pipelines.events import EventBus, PromptProcessed
-from pipelines.model_files import ChecksumCache, missing_model_file, resolve_model_path
+from pipelines.model_files import missing_model_file
 from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Prompt, Provider
 from pipelines.providers.llama.engine import PROMPT_CHUNK, Engine
-from pipelines.providers.llama.placement import model_params, placement
+from pipelines.providers.llama.placement import placement
 from pipelines.providers.llama.prompt import Plan, PromptReader
-from pipelines.providers.llama.runtime import QuietLog, runtime
+from pipelines.providers.llama.runtime import QuietLog
 from pipelines.providers.llama.sampler import build_sampler, free_sampler
 from pipelines.providers.llama.sequences import Done, EngineStats, PromptStats, Seq
+from pipelines.providers.llama.weights import open_model
 from pipelines.types import Output, Report
 
 if TYPE_CHECKING:
@@ -124,29 +125,8 @@ class LlamaProvider(Provider):
         model, engine, prompts = await asyncio.to_thread(self._load_blocking)
         self._model, self._engine, self._prompts = model, engine, prompts
 
-    def _model_file(self) -> Path:
-        """The verified GGUF (on a worker thread: hashing takes seconds); quiets llama.cpp's log."""
-        try:
-            runtime()
-        except ImportError as exc:
-            raise LoadFailure("import_error", f"llama_cpp: {exc}") from exc
-        self._quiet.install()
-        path = resolve_model_path(self.config, cache_dir=self.cache_dir)
-        if self.config.sha256 and self.config.verify_checksum:
-            ChecksumCache(self.cache_dir).verify(path, self.config.sha256)
-        return path
-
     def _load_blocking(self) -> tuple[LlamaModel, Engine, PromptReader]:
-        path = self._model_file()
-        llama_cpp = runtime()
-        try:
-            # verbose=True: False would point the process's stdout and stderr at /dev/null
-            # while the model loads (log lines of every thread lost); llama.cpp's own log is
-            # silenced by the hook `_model_file` installed, and LlamaModel prints nothing.
-            params, _keep = model_params(self.config)
-            model = llama_cpp._internals.LlamaModel(path_model=str(path), params=params, verbose=True)
-        except Exception as exc:
-            raise LoadFailure("load_error", f"{type(exc).__name__}: {exc}") from exc
+        model, path = open_model(self.config, cache_dir=self.cache_dir, quiet=self._quiet)
         try:
             engine = self._engine_type(
                 model,

@@ -69,14 +69,21 @@ def numpy() -> ModuleType:
     return importlib.import_module("numpy")
 
 
-def new_context(model: Any, *, n_ctx: int, n_batch: int, n_seq: int, threads: int, unified: bool) -> Any:
+def new_context(
+    model: Any, *, n_ctx: int, n_batch: int, n_seq: int, threads: int, unified: bool, embeddings: bool = False
+) -> Any:
     """A llama.cpp context of `n_ctx` cells for `n_seq` sequences (a ctypes pointer; the
-    caller frees it with `llama_free`). Raises `LoadFailure` when llama.cpp cannot make it."""
+    caller frees it with `llama_free`). Raises `LoadFailure` when llama.cpp cannot make it.
+
+    With `embeddings`, the context pools each sequence into a vector (the pooling the GGUF
+    names) and reads a whole batch in one step: a non-causal model must see every token of
+    a sequence at once."""
     llama_cpp = runtime()
     params = llama_cpp.llama_context_default_params()
     params.n_ctx = n_ctx
     params.n_batch = n_batch
-    params.n_ubatch = min(n_batch, 512)
+    params.n_ubatch = n_batch if embeddings else min(n_batch, 512)
+    params.embeddings = embeddings
     params.n_seq_max = n_seq
     params.n_threads = threads
     params.n_threads_batch = threads

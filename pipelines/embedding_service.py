@@ -1,0 +1,44 @@
+"""The embedding service: routes an embedding request to its model, loads it, admits it
+through the model's gate like any generation, and hands back vectors of the length asked.
+
+Only embedding models (`embedding = true` in the passport) take these requests: any other
+model is a 400 naming `model`, as an embedding model is for chat. A model's `fallbacks` do
+not apply: a vector from another model lives in another space, so it is no substitute."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pipelines.embedding import EmbeddingRequest, EmbeddingResult, check_dimensions, shaped
+from pipelines.errors import UnsupportedModel
+
+if TYPE_CHECKING:
+    from pipelines.admission import Admission
+    from pipelines.router import ModelRouter
+
+__all__ = ["EmbeddingService"]
+
+
+class EmbeddingService:
+    """Serves `/v1/embeddings` for the models of a router."""
+
+    def __init__(self, router: ModelRouter, admission: Admission) -> None:
+        self._router = router
+        self._admission = admission
+
+    async def embed(self, req: EmbeddingRequest) -> EmbeddingResult:
+        entry = self._router.entry(req.model)
+        config = entry.config
+        if not config.embedding:
+            raise UnsupportedModel(
+                f"The model '{config.id}' is not an embedding model; embeddings need a model with `embedding = true`."
+            )
+        async with self._router.manager.using(entry) as provider:
+            length = provider.embedding_length
+            if length is not None:
+                check_dimensions(req.dimensions, length, matryoshka=config.matryoshka, model_id=config.id)
+            gate = self._admission.gate(config.id, provider.admission_slots())
+            async with gate.admit():
+                out = await provider.embed(req)
+        vectors = shaped(out.vectors, req.dimensions) if length is not None else out.vectors
+        return EmbeddingResult(model_id=config.id, vectors=vectors, prompt_tokens=out.prompt_tokens, stub=provider.stub)
