@@ -35,9 +35,9 @@ class Gateway:
     """Stored responses (`store: true`, `previous_response_id`)."""
     background: BackgroundResponses
     """The background responses this process runs."""
+    embeddings: EmbeddingService
     reasoning_seal: ReasoningSeal = field(default_factory=ReasoningSeal)
     """Seals the reasoning that stateless Responses clients keep (`[server] reasoning_key`)."""
-    embeddings: EmbeddingService
     started: int = field(default_factory=lambda: int(time.time()))
     draining: bool = False
     exposed: CollectorRegistry | None = None

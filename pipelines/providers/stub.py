@@ -159,6 +159,7 @@ class StubProvider(Provider):
     def capabilities(self) -> dict[str, bool]:
         return {**super().capabilities, "json_schema": True, "logprobs": True}
 
+    @property
     def embedding_length(self) -> int:
         return self.config.stub_dimensions
 
