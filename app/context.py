@@ -20,12 +20,16 @@ _ENDPOINTS = {
     path: path
     for path in (
         paths.CHAT_COMPLETIONS,
+        paths.COMPLETIONS,
         paths.RESPONSES,
         paths.MODELS,
         paths.HEALTH,
         paths.READY,
         paths.METRICS,
         paths.OPENAPI,
+        paths.TOKENIZE,
+        paths.DETOKENIZE,
+        paths.TOKENIZER_INFO,
     )
 }
 """Paths that are their own label (the label is our string, not the client's)."""

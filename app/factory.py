@@ -17,10 +17,12 @@ from app.errors import exception_handlers
 from app.gateway import Gateway
 from app.openapi import openapi_route
 from app.routes.chat import chat_completions
+from app.routes.completions import create_completion
 from app.routes.health import health, ready
 from app.routes.metrics import metrics
 from app.routes.models import get_model, list_models, unload_model
 from app.routes.responses import create_response
+from app.routes.tokenizer import detokenize, tokenize, tokenizer_info
 from pipelines.upstream import run_probes
 
 if TYPE_CHECKING:
@@ -67,7 +69,11 @@ def create_litestar(gateway: Gateway) -> Litestar:
     return Litestar(
         route_handlers=[
             chat_completions,
+            create_completion,
             create_response,
+            tokenize,
+            detokenize,
+            tokenizer_info,
             list_models,
             get_model,
             unload_model,

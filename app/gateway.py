@@ -14,6 +14,7 @@ from pipelines.events import EventBus
 from pipelines.manager import ModelManager, ProviderFactory
 from pipelines.router import ModelRouter
 from pipelines.service import GenerationService
+from pipelines.tokenization import Tokenization
 
 __all__ = ["Gateway", "build_gateway"]
 
@@ -27,6 +28,7 @@ class Gateway:
     router: ModelRouter
     service: GenerationService
     admission: Admission
+    tokenization: Tokenization
     started: int = field(default_factory=lambda: int(time.time()))
     draining: bool = False
 
@@ -55,4 +57,5 @@ def build_gateway(
         router=parts.router,
         service=parts.service,
         admission=parts.admission,
+        tokenization=parts.tokenization,
     )

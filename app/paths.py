@@ -7,6 +7,8 @@ from __future__ import annotations
 __all__ = [
     "ADMIN",
     "CHAT_COMPLETIONS",
+    "COMPLETIONS",
+    "DETOKENIZE",
     "HEALTH",
     "METRICS",
     "MODEL",
@@ -15,10 +17,13 @@ __all__ = [
     "OPENAPI",
     "READY",
     "RESPONSES",
+    "TOKENIZE",
+    "TOKENIZER_INFO",
     "UNLOAD_ROUTE",
 ]
 
 CHAT_COMPLETIONS = "/v1/chat/completions"
+COMPLETIONS = "/v1/completions"
 RESPONSES = "/v1/responses"
 MODELS = "/v1/models"
 MODEL = f"{MODELS}/{{model}}"
@@ -32,3 +37,7 @@ HEALTH = "/health"
 READY = "/ready"
 METRICS = "/metrics"
 OPENAPI = "/openapi.json"
+TOKENIZE = "/tokenize"
+"""The tokenizer endpoints sit beside `/v1`, where vLLM serves them (and lm-eval looks)."""
+DETOKENIZE = "/detokenize"
+TOKENIZER_INFO = "/tokenizer_info"

@@ -12,7 +12,8 @@ from collections.abc import AsyncGenerator, Iterator
 from typing import TYPE_CHECKING
 
 from pipelines.providers.base import CancelToken, DecodeParams, Prompt, Provider
-from pipelines.types import Piece
+from pipelines.providers.stub_tokens import StubTokenizer, raw_prompt_bytes, stub_logprob, stub_prompt_tokens
+from pipelines.types import Output, Piece, Report
 
 if TYPE_CHECKING:
     from pipelines.config import ModelConfig
@@ -87,6 +88,8 @@ def _prompt_digest(prompt: Prompt, params: DecodeParams) -> bytes:
     h = hashlib.sha256()
     if prompt.text is not None:
         h.update(prompt.text.encode())
+    if prompt.tokens is not None:
+        h.update(f"\x00tokens={list(prompt.tokens)}".encode())
     for m in prompt.messages:
         h.update(f"\x00{m.role}\x00{m.content}".encode())
     h.update(f"\x00seed={params.seed}".encode())
@@ -121,8 +124,19 @@ class StubProvider(Provider):
         # admission control protects, so it gets many slots.
         return max(self.config.slots, _STUB_SLOTS)
 
+    @property
+    def capabilities(self) -> dict[str, bool]:
+        # deterministic stand-ins (stub_tokens.py), so that clients can exercise the path
+        return {**super().capabilities, "logprobs": True}
+
+    def tokenizer(self) -> StubTokenizer:
+        return StubTokenizer(self.context_length)
+
     def count_tokens(self, prompt: Prompt) -> int:
-        # The stub has no tokenizer: whitespace-separated words stand in for tokens.
+        raw = raw_prompt_bytes(prompt)
+        if raw is not None:
+            return len(raw)  # a completion's prompt: bytes, as the stub's tokenizer reads it
+        # The stub has no chat tokenizer: whitespace-separated words stand in for tokens.
         if prompt.text is not None:
             return len(prompt.text.split())
         return sum(len(m.content.split()) + 1 for m in prompt.messages)
@@ -132,8 +146,8 @@ class StubProvider(Provider):
         n = self.config.stub_words
         answer = [f"{w} " for w in _words(seed, n)]
         answer[-1] = answer[-1].rstrip()
-        if self.config.format != "harmony":
-            return [w.encode() for w in answer]
+        if self.config.format != "harmony" or prompt.raw:
+            return [w.encode() for w in answer]  # a raw completion is text whatever the format
         if prompt.text is not None and prompt.text.endswith(_CALL_OPENED):
             # Answer the call the prompt opened as a model would: arguments, then the call's
             # end. `{}` is the one JSON object the stub can write without the schema.
@@ -155,7 +169,10 @@ class StubProvider(Provider):
             b"<|return|>",
         ]
 
-    async def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Piece, None]:
+    async def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Output, None]:
+        context = raw_prompt_bytes(prompt) or _prompt_digest(prompt, params)
+        if params.echo:
+            yield Report(prompt=stub_prompt_tokens(context, logprobs=params.logprobs, top=params.top_logprobs))
         # Harmony framing does not spend the output cap: a tiny cap still yields words.
         budget = params.max_tokens
         for n, data in enumerate(self._pieces(prompt, params), 1):
@@ -166,7 +183,9 @@ class StubProvider(Provider):
                 if budget <= 0:
                     return
                 budget -= 1
-            yield Piece(data=data, special=data in _SPECIAL, tokens=0 if framing else 1)
+            logprob = stub_logprob(context, data, params.top_logprobs) if params.logprobs and not framing else None
+            yield Piece(data=data, special=data in _SPECIAL, tokens=0 if framing else 1, logprob=logprob)
+            context += data
             if n % _YIELD_EVERY == 0:
                 # give the loop a turn now and then, so a long stub stream can be cancelled
                 await asyncio.sleep(0)

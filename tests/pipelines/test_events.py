@@ -31,7 +31,7 @@ from pipelines.events import (
     ModelLoaded,
     ModelRouted,
 )
-from pipelines.types import DeltaKind
+from pipelines.types import DeltaKind, Tool
 from tests.pipelines.conftest import with_server
 from tests.support.configs import STUB_MODELS
 from tests.support.harness import Harness
@@ -112,7 +112,11 @@ async def test_routed_carries_the_pipeline_and_capabilities(harness: Harness) ->
 
 @pytest.mark.parametrize(
     ("kwargs", "error"),
-    [({"preset": "no-such-preset"}, InvalidRequest), ({"logprobs": True}, Unsupported)],
+    [
+        ({"preset": "no-such-preset"}, InvalidRequest),
+        # a chat model whose template has no tools
+        ({"tools": (Tool(name="f"),), "tool_choice": "auto"}, Unsupported),
+    ],
 )
 async def test_a_request_that_prepare_rejects_is_never_routed(
     harness: Harness, kwargs: dict[str, object], error: type[Exception]

@@ -16,6 +16,7 @@ import respx
 from pipelines.config import UpstreamConfig, UpstreamModelConfig
 from pipelines.errors import InvalidRequest, UpstreamError
 from pipelines.events import EventBus, FallbackTriggered, GenerationCancelled, GenerationCompleted, GenerationStarted
+from pipelines.types import Tool
 from pipelines.upstream import UpstreamFailure, UpstreamPool, UpstreamStateChanged, run_probes
 from tests.support.harness import Harness
 from tests.support.upstream import (
@@ -95,7 +96,8 @@ async def test_a_fallback_that_cannot_serve_the_request_is_skipped(
     up3.mock(return_value=answer("ok"))
     toml = remote_model("a", (UP1,), fallbacks=["stub-chat", "c"]) + STUB_CHAT + remote_model("c", (UP3,))
     h = make_harness(toml)
-    gen, _ = await h.run(h.request("a", logprobs=True))  # the stub has no logprobs
+    # the stub's chat template has no tools
+    gen, _ = await h.run(h.request("a", tools=(Tool(name="f"),), tool_choice="auto"))
     assert gen.model_id == "c"
     assert [str(hop) for hop in gen.hops] == ["a->stub-chat:server_error", "stub-chat->c:unsupported"]
 
