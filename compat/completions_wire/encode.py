@@ -142,12 +142,10 @@ class CompletionStreamEncoder:
         self._model = model
         self._created = created if created is not None else int(time.time())
         self._prompt = prompt
-        self._echo = echo
         self._logprobs = logprobs
-        self._choices = choices
         self._include_usage = include_usage
         self._legacy = [LegacyLogprobs() for _ in range(choices)]
-        self._echoed = not echo
+        self._echoed = [not echo] * choices
         self._finished: set[int] = set()
         self._encoder = msgspec.json.Encoder()
 
@@ -161,30 +159,28 @@ class CompletionStreamEncoder:
         )
         return b"data: " + self._encoder.encode(chunk) + b"\n\n"
 
-    def _echo_chunks(self, tokens: Sequence[PromptToken]) -> bytes:
-        """The prompt, for every choice, before any of their text."""
-        if self._echoed:
+    def _echo(self, choice: int, tokens: Sequence[PromptToken]) -> bytes:
+        """The prompt, before any of the choice's text: as the model read it (its tokens,
+        `tokens`), or a text prompt as sent when the provider reports none (an upstream)."""
+        if self._echoed[choice]:
             return b""
-        self._echoed = True
-        text = echo_text(self._prompt, tokens)
-        out = []
-        for i, legacy in enumerate(self._legacy):
-            lp = None
-            if self._logprobs:
-                legacy.prompt(tokens)
-                lp = legacy.take()
-            out.append(self._chunk([CompletionChoice(text=text, index=i, logprobs=lp)]))
-        return b"".join(out)
+        self._echoed[choice] = True
+        lp = None
+        if self._logprobs:
+            legacy = self._legacy[choice]
+            legacy.prompt(tokens)
+            lp = legacy.take()
+        return self._chunk([CompletionChoice(text=echo_text(self._prompt, tokens), index=choice, logprobs=lp)])
 
     def first(self) -> bytes:
         return b""
 
     def delta(self, d: Delta) -> bytes:
         if d.kind is DeltaKind.PROMPT:
-            return self._echo_chunks(d.prompt)
+            return self._echo(d.choice, d.prompt)
         if d.kind is DeltaKind.FINISH:
             self._finished.add(d.choice)
-            return self._echo_chunks(()) + self._chunk(
+            return self._echo(d.choice, ()) + self._chunk(
                 [CompletionChoice(text="", index=d.choice, finish_reason=d.finish)]
             )
         if d.kind is not DeltaKind.CONTENT:
@@ -194,10 +190,11 @@ class CompletionStreamEncoder:
             legacy = self._legacy[d.choice]
             legacy.generated(d.logprobs)
             lp = legacy.take()
-        return self._echo_chunks(()) + self._chunk([CompletionChoice(text=d.text, index=d.choice, logprobs=lp)])
+        return self._echo(d.choice, ()) + self._chunk([CompletionChoice(text=d.text, index=d.choice, logprobs=lp)])
 
     def final(self, result: PipelineResult) -> bytes:
-        out = self._echo_chunks(_prompt_tokens(result))
+        tokens = _prompt_tokens(result)
+        out = b"".join(self._echo(c.index, tokens) for c in result.all_choices)
         out += b"".join(
             self._chunk([CompletionChoice(text="", index=c.index, finish_reason=c.finish_reason)])
             for c in result.all_choices

@@ -255,3 +255,23 @@ def test_hostile_bodies_are_envelopes_never_5xx(stub_gateway: ServedGateway, pat
     assert 400 <= r.status_code < 500, r.text
     error = r.json()["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["code"], error
+
+
+@pytest.mark.parametrize("model", ["stub-chat", SMOL])
+def test_every_streamed_choice_echoes_the_prompt_with_its_logprobs(
+    stub_gateway: ServedGateway, default_gateway: ServedGateway, model: str
+) -> None:
+    gw = stub_gateway if model == "stub-chat" else default_gateway
+    client = openai.OpenAI(base_url=gw.api_url, api_key="unused", max_retries=0)
+    kwargs = {"model": model, "prompt": "Once upon a time", "max_tokens": 3, "n": 2, "echo": True, "logprobs": 1}
+    whole = client.completions.create(seed=5, **kwargs)  # type: ignore[call-overload]
+    chunks = [c for c in client.completions.create(stream=True, seed=5, **kwargs) if c.choices]  # type: ignore[call-overload]
+    for index in (0, 1):
+        mine = [c.choices[0] for c in chunks if c.choices[0].index == index]
+        assert mine[0].text == "Once upon a time"  # the echo comes first, for every choice
+        assert mine[0].logprobs is not None and mine[0].logprobs.token_logprobs is not None
+        assert mine[0].logprobs.token_logprobs[0] is None and len(mine[0].logprobs.token_logprobs) > 1
+        prompt_lp = whole.choices[index].logprobs
+        assert prompt_lp is not None and prompt_lp.token_logprobs is not None
+        n = len(mine[0].logprobs.token_logprobs)
+        assert mine[0].logprobs.token_logprobs[1:] == pytest.approx(prompt_lp.token_logprobs[1:n], abs=1e-6)

@@ -304,10 +304,13 @@ class Engine:
                 self._prompt_read(seq, take - 1)
 
     def _prompt_read(self, seq: Seq, out: int) -> None:
-        """`seq` has read its prompt: it echoes it when asked, then samples its first token
-        from output `out` (or, with nothing to generate, leaves)."""
+        """`seq` has read its prompt: it echoes it when asked (for its followers too, which
+        share it), then samples its first token from output `out` (or, with nothing to
+        generate, leaves)."""
         if seq.plan.params.echo:
-            self._outbox.send(seq, self._echo(seq))
+            echo = self._echo(seq)
+            for reader in [seq, *seq.followers]:
+                self._outbox.send(reader, echo)
         if seq.plan.max_new <= 0:
             assert seq.slot is not None
             self._outbox.send(seq, PromptStats(cached=seq.cached, evaluated=seq.fed - seq.cached, slot=seq.slot.seq_id))
