@@ -27,8 +27,9 @@ import time
 from typing import TYPE_CHECKING
 
 from pipelines.errors import GenerationFailed, ModelUnavailable
+from pipelines.providers.llama.echo import echo_report, read_prompt_logprobs, wants_prompt_logprobs
 from pipelines.providers.llama.prefix import seat
-from pipelines.providers.llama.runtime import make_piece, new_context, prompt_logprob, runtime, token_bytes
+from pipelines.providers.llama.runtime import make_piece, new_context, runtime
 from pipelines.providers.llama.sampler import free_sampler
 from pipelines.providers.llama.sequences import (
     DONE,
@@ -41,7 +42,6 @@ from pipelines.providers.llama.sequences import (
     Seq,
     Slot,
 )
-from pipelines.types import PromptToken, Report
 
 if TYPE_CHECKING:
     from llama_cpp._internals import LlamaModel
@@ -234,7 +234,7 @@ class Engine:
             leader.followers = followers
 
     def _seat(self, seq: Seq, free: list[Slot]) -> Slot:
-        if _prompt_logprobs(seq):
+        if wants_prompt_logprobs(seq):
             # Every prompt position's logits are wanted: none may come from a cached prefix.
             slot = min(free, key=lambda s: s.used_at)
             runtime().llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
@@ -288,7 +288,7 @@ class Engine:
             if take < _MIN_CHUNK and not last:
                 break  # a sliver of budget: the next step gives this prompt a proper chunk
             budget -= take
-            every = _prompt_logprobs(seq)
+            every = wants_prompt_logprobs(seq)
             for n, j in enumerate(range(seq.fed, seq.fed + take)):
                 # Only the prompt's last token needs logits (they give the first output),
                 # unless the prompt's own logprobs were asked for.
@@ -296,7 +296,7 @@ class Engine:
             if not self._decode(take, [seq]):
                 continue
             if every:
-                self._read_prompt_logprobs(seq, take)
+                read_prompt_logprobs(seq, take, self._vocab, self._ctx, self._n_vocab)
             slot.tokens.extend(prompt[seq.fed : seq.fed + take])
             seq.fed += take
             self.stats.prompt_tokens += take
@@ -308,7 +308,7 @@ class Engine:
         share it), then samples its first token from output `out` (or, with nothing to
         generate, leaves)."""
         if seq.plan.params.echo:
-            echo = self._echo(seq)
+            echo = echo_report(seq, self._vocab)
             for reader in [seq, *seq.followers]:
                 self._outbox.send(reader, echo)
         if seq.plan.max_new <= 0:
@@ -318,29 +318,6 @@ class Engine:
             return
         seq.out = out
         self._sample(seq)
-
-    def _read_prompt_logprobs(self, seq: Seq, take: int) -> None:
-        """The logprobs of the prompt tokens after this chunk's positions, from their logits."""
-        prompt, params = seq.plan.tokens, seq.plan.params
-        for n in range(take):
-            j = seq.fed + n + 1
-            if j < len(prompt):
-                entry = prompt_logprob(self._vocab, self._ctx, n, self._n_vocab, prompt[j], params.top_logprobs)
-                seq.prompt_logprobs.append(entry)
-
-    def _echo(self, seq: Seq) -> Report:
-        llama_cpp = runtime()
-        logprobs = seq.prompt_logprobs
-        return Report(
-            prompt=tuple(
-                PromptToken(
-                    data=token_bytes(self._vocab, token),
-                    special=llama_cpp.llama_vocab_is_control(self._vocab, token),
-                    logprob=logprobs[i - 1] if 0 < i <= len(logprobs) else None,
-                )
-                for i, token in enumerate(seq.plan.tokens)
-            )
-        )
 
     def _put(self, n: int, token: int, position: int, seq_id: int, logits: bool) -> None:
         batch = self._batch
@@ -453,8 +430,3 @@ class Engine:
         if final is not None:
             self._outbox.send(seq, final)
         self._outbox.send(seq, LEFT)
-
-
-def _prompt_logprobs(seq: Seq) -> bool:
-    """The prompt's own logprobs were asked for (`echo` with `logprobs`)."""
-    return seq.plan.params.echo and seq.plan.params.logprobs
