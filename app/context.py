@@ -20,6 +20,7 @@ _ENDPOINTS = {
     path: path
     for path in (
         paths.CHAT_COMPLETIONS,
+        paths.COMPLETIONS,
         paths.RESPONSES,
         paths.RESPONSES_INPUT_TOKENS,
         paths.EMBEDDINGS,
@@ -28,6 +29,9 @@ _ENDPOINTS = {
         paths.READY,
         paths.METRICS,
         paths.OPENAPI,
+        paths.TOKENIZE,
+        paths.DETOKENIZE,
+        paths.TOKENIZER_INFO,
     )
 }
 """Paths that are their own label (the label is our string, not the client's)."""

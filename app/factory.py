@@ -17,6 +17,7 @@ from app.errors import exception_handlers
 from app.gateway import Gateway
 from app.openapi import openapi_route
 from app.routes.chat import chat_completions
+from app.routes.completions import create_completion
 from app.routes.embeddings import create_embedding
 from app.routes.health import health, ready
 from app.routes.input_tokens import count_input_tokens
@@ -24,6 +25,7 @@ from app.routes.metrics import metrics
 from app.routes.models import get_model, list_models, unload_model
 from app.routes.responses import create_response
 from app.routes.stored_responses import cancel_response, delete_response, list_input_items, retrieve_response
+from app.routes.tokenizer import detokenize, tokenize, tokenizer_info
 from compat.responses_store import StorageUnavailable
 from pipelines.upstream import run_probes
 
@@ -76,6 +78,7 @@ def create_litestar(gateway: Gateway) -> Litestar:
     return Litestar(
         route_handlers=[
             chat_completions,
+            create_completion,
             create_response,
             retrieve_response,
             delete_response,
@@ -83,6 +86,9 @@ def create_litestar(gateway: Gateway) -> Litestar:
             cancel_response,
             count_input_tokens,
             create_embedding,
+            tokenize,
+            detokenize,
+            tokenizer_info,
             list_models,
             get_model,
             unload_model,

@@ -18,6 +18,7 @@ from pipelines.events import EventBus
 from pipelines.manager import ModelManager, ProviderFactory
 from pipelines.router import ModelRouter
 from pipelines.service import GenerationService
+from pipelines.tokenization import Tokenization
 
 __all__ = ["Gateway", "build_gateway"]
 
@@ -36,6 +37,7 @@ class Gateway:
     background: BackgroundResponses
     """The background responses this process runs."""
     embeddings: EmbeddingService
+    tokenization: Tokenization
     reasoning_seal: ReasoningSeal = field(default_factory=ReasoningSeal)
     """Seals the reasoning that stateless Responses clients keep (`[server] reasoning_key`)."""
     started: int = field(default_factory=lambda: int(time.time()))
@@ -75,4 +77,5 @@ def build_gateway(
         background=BackgroundResponses(parts.service, metered),
         reasoning_seal=ReasoningSeal(settings.server.reasoning_key),
         embeddings=parts.embeddings,
+        tokenization=parts.tokenization,
     )

@@ -23,6 +23,13 @@ def check_limits(req: GenerationRequest, limits: ServerSettings) -> None:
             f"The messages hold {chars} characters, more than the {limits.max_prompt_chars} allowed.",
             param="messages",
         )
+    # a completion's prompt: its characters, or its token ids (each at least a character)
+    if req.prompt is not None and len(req.prompt) > limits.max_prompt_chars:
+        raise InvalidRequest(
+            f"The prompt holds {len(req.prompt)} characters or tokens, more than the {limits.max_prompt_chars} allowed.",
+            param="prompt",
+            code="invalid_value",
+        )
     if len(req.stop) > limits.max_stop:
         raise InvalidRequest(f"Too many stop sequences: {len(req.stop)} (at most {limits.max_stop}).", param="stop")
     for i, s in enumerate(req.stop):

@@ -9,11 +9,19 @@ import msgspec
 from litestar import Response, get
 
 from app import paths
+from compat.completions_wire import Completion, CompletionRequest
 from compat.embeddings import EmbeddingList, EmbeddingsRequest
 from compat.requests import ChatCompletionRequest
 from compat.responses import ChatCompletion, ChatCompletionChunk, ErrorEnvelope, ModelCard, ModelList
 from compat.responses_store import ItemList, ResponseDeleted
 from compat.responses_wire import InputTokenCount, ResponseObject, ResponsesRequest, StreamEvent
+from compat.tokenizer_wire import (
+    DetokenizeRequest,
+    DetokenizeResponse,
+    TokenizeRequest,
+    TokenizeResponse,
+    TokenizerInfo,
+)
 
 __all__ = ["build_openapi", "openapi_route"]
 
@@ -88,9 +96,45 @@ def _named_event(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _json_post(operation: str, summary: str, request: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "post": {
+            "operationId": operation,
+            "summary": summary,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
+            "responses": {
+                "200": {"description": "OK", "content": {"application/json": {"schema": response}}},
+                **_errors(400, 401, 404, 408, 413, 415, 431, 503),
+            },
+        }
+    }
+
+
 def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
     (
-        (req, comp, chunk, models, card, _err, rreq, resp, event, items, deleted, count, ereq, elist),
+        (
+            req,
+            comp,
+            chunk,
+            models,
+            card,
+            _err,
+            rreq,
+            resp,
+            event,
+            items,
+            deleted,
+            count,
+            ereq,
+            elist,
+            creq,
+            cmpl,
+            treq,
+            tres,
+            dreq,
+            dres,
+            tinfo,
+        ),
         components,
     ) = msgspec.json.schema_components(
         [
@@ -108,6 +152,13 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
             InputTokenCount,
             EmbeddingsRequest,
             EmbeddingList,
+            CompletionRequest,
+            Completion,
+            TokenizeRequest,
+            TokenizeResponse,
+            DetokenizeRequest,
+            DetokenizeResponse,
+            TokenizerInfo,
         ],
         ref_template=_REF,
     )
@@ -131,6 +182,24 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
                             "content": {
                                 "application/json": {"schema": comp},
                                 "text/event-stream": {"itemSchema": _sse_event(chunk)},
+                            },
+                        },
+                        **_errors(400, 401, 404, 408, 413, 415, 429, 431, 499, 500, 502, 503),
+                    },
+                }
+            },
+            paths.COMPLETIONS: {
+                "post": {
+                    "operationId": "createCompletion",
+                    "summary": "Create a legacy text completion of a raw prompt (no chat template; streamed as SSE "
+                    "when `stream` is true). `echo` with `logprobs` gives the prompt's own logprobs.",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": creq}}},
+                    "responses": {
+                        "200": {
+                            "description": "A completion, or a stream of completion chunks ending in `data: [DONE]`.",
+                            "content": {
+                                "application/json": {"schema": cmpl},
+                                "text/event-stream": {"itemSchema": _sse_event(cmpl)},
                             },
                         },
                         **_errors(400, 401, 404, 408, 413, 415, 429, 431, 499, 500, 502, 503),
@@ -202,6 +271,27 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
                     "parameters": [_RESPONSE_ID],
                     "responses": {
                         "200": {"description": "OK", "content": {"application/json": {"schema": resp}}},
+                        **_errors(400, 401, 404, 503),
+                    },
+                }
+            },
+            paths.TOKENIZE: _json_post(
+                "tokenize",
+                "The tokens of a `prompt` (special-token text read as special tokens, as vLLM does) or of chat "
+                "`messages` (as a generation reads them). `model` defaults to the first model.",
+                treq,
+                tres,
+            ),
+            paths.DETOKENIZE: _json_post(
+                "detokenize", "The text of token ids. `model` defaults to the first model.", dreq, dres
+            ),
+            paths.TOKENIZER_INFO: {
+                "get": {
+                    "operationId": "tokenizerInfo",
+                    "summary": "The tokenizer's configuration (special tokens, chat template), as vLLM serves it.",
+                    "parameters": [{"name": "model", "in": "query", "required": False, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {"description": "OK", "content": {"application/json": {"schema": tinfo}}},
                         **_errors(400, 401, 404, 503),
                     },
                 }

@@ -7,6 +7,8 @@ from __future__ import annotations
 __all__ = [
     "ADMIN",
     "CHAT_COMPLETIONS",
+    "COMPLETIONS",
+    "DETOKENIZE",
     "EMBEDDINGS",
     "HEALTH",
     "METRICS",
@@ -23,10 +25,13 @@ __all__ = [
     "RESPONSE_INPUT_ITEMS",
     "RESPONSE_INPUT_ITEMS_ROUTE",
     "RESPONSE_ROUTE",
+    "TOKENIZE",
+    "TOKENIZER_INFO",
     "UNLOAD_ROUTE",
 ]
 
 CHAT_COMPLETIONS = "/v1/chat/completions"
+COMPLETIONS = "/v1/completions"
 RESPONSES = "/v1/responses"
 RESPONSE = f"{RESPONSES}/{{response_id}}"
 """One stored response (the OpenAPI document's name and the endpoint label; also its route)."""
@@ -50,3 +55,7 @@ HEALTH = "/health"
 READY = "/ready"
 METRICS = "/metrics"
 OPENAPI = "/openapi.json"
+TOKENIZE = "/tokenize"
+"""The tokenizer endpoints sit beside `/v1`, where vLLM serves them (and lm-eval looks)."""
+DETOKENIZE = "/detokenize"
+TOKENIZER_INFO = "/tokenizer_info"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import msgspec
 
@@ -61,9 +61,11 @@ from pipelines.types import (
 __all__ = [
     "EFFORT",
     "ReasoningFields",
+    "SamplingWire",
     "StreamEncoder",
     "internal_tool_choice",
     "join_text_parts",
+    "sampling_overrides",
     "to_completion",
     "to_internal",
     "usage_wire",
@@ -71,7 +73,9 @@ __all__ = [
 
 ReasoningFields = Literal["both", "reasoning_content", "reasoning"]
 
-EFFORT: dict[str, Literal["low", "medium", "high"]] = {
+ReasoningEffort = Literal["low", "medium", "high"]
+
+EFFORT: dict[str, ReasoningEffort] = {
     "none": "low",
     "minimal": "low",
     "low": "low",
@@ -176,6 +180,45 @@ def _tool_choice(req: ChatCompletionRequest, tools: tuple[Tool, ...]) -> str:
     return internal_tool_choice(choice, tools)
 
 
+class SamplingWire(Protocol):
+    """The sampling fields the chat and completion requests share."""
+
+    @property
+    def temperature(self) -> float | None: ...
+    @property
+    def top_p(self) -> float | None: ...
+    @property
+    def top_k(self) -> int | None: ...
+    @property
+    def min_p(self) -> float | None: ...
+    @property
+    def presence_penalty(self) -> float | None: ...
+    @property
+    def frequency_penalty(self) -> float | None: ...
+    @property
+    def repeat_penalty(self) -> float | None: ...
+    @property
+    def seed(self) -> int | None: ...
+
+
+def sampling_overrides(
+    req: SamplingWire, *, max_tokens: int | None, reasoning_effort: ReasoningEffort | None = None
+) -> SamplingOverrides:
+    """The request's sampling layer (None: the request leaves it to the model's defaults)."""
+    return SamplingOverrides(
+        temperature=req.temperature,
+        top_p=req.top_p,
+        top_k=req.top_k,
+        min_p=req.min_p,
+        presence_penalty=req.presence_penalty,
+        frequency_penalty=req.frequency_penalty,
+        repeat_penalty=req.repeat_penalty,
+        seed=req.seed,
+        max_tokens=max_tokens,
+        reasoning_effort=reasoning_effort,
+    )
+
+
 def to_internal(req: ChatCompletionRequest, request_id: str) -> GenerationRequest:
     """Validates what types cannot and builds the internal request."""
     if req.logit_bias:
@@ -203,17 +246,8 @@ def to_internal(req: ChatCompletionRequest, request_id: str) -> GenerationReques
         request_id=request_id,
         model=req.model,
         messages=tuple(_message(m, i) for i, m in enumerate(req.messages)),
-        sampling=SamplingOverrides(
-            temperature=req.temperature,
-            top_p=req.top_p,
-            top_k=req.top_k,
-            min_p=req.min_p,
-            presence_penalty=req.presence_penalty,
-            frequency_penalty=req.frequency_penalty,
-            repeat_penalty=req.repeat_penalty,
-            seed=req.seed,
-            max_tokens=max_tokens,
-            reasoning_effort=EFFORT[req.reasoning_effort] if req.reasoning_effort else None,
+        sampling=sampling_overrides(
+            req, max_tokens=max_tokens, reasoning_effort=EFFORT[req.reasoning_effort] if req.reasoning_effort else None
         ),
         preset=req.preset,
         stop=stop,

@@ -19,12 +19,13 @@ from pipelines.admission import Admission
 from pipelines.config import ModelConfig, Preset
 from pipelines.embedding_service import EmbeddingService
 from pipelines.events import EventBus
-from pipelines.formats import ChatTemplatePipeline, HarmonyPipeline
+from pipelines.formats import ChatTemplatePipeline, CompletionPipeline, HarmonyPipeline
 from pipelines.manager import ModelManager, ProviderFactory
 from pipelines.pipeline import GenerationPipeline, PipelineConfig
 from pipelines.providers.factory import DefaultProviders
 from pipelines.router import ModelRouter
-from pipelines.service import GenerationService, admission_events
+from pipelines.service import COMPLETION, GenerationService, admission_events
+from pipelines.tokenization import Tokenization
 
 __all__ = ["GenerationLimits", "Generations", "assemble"]
 
@@ -56,6 +57,7 @@ class Generations:
     service: GenerationService
     admission: Admission
     embeddings: EmbeddingService
+    tokenization: Tokenization
 
 
 def assemble(
@@ -67,6 +69,7 @@ def assemble(
     provider_factory: ProviderFactory | None = None,
     current_date: str | None = None,
 ) -> Generations:
+    models = list(models)
     bus = bus or EventBus()
     factory = provider_factory or DefaultProviders(cache_dir=Path(limits.cache_dir).expanduser(), bus=bus)
     manager = ModelManager(models, bus, factory, load_timeout=limits.load_timeout)
@@ -79,9 +82,19 @@ def assemble(
         "chat": ChatTemplatePipeline(config),
     }
     router = ModelRouter(manager, {fmt: type(p) for fmt, p in pipelines.items()})
+    # ...and a raw prompt (a legacy completion) the completion pipeline, whatever the format.
+    pipelines[COMPLETION] = CompletionPipeline(config)
     admission = Admission(queue_size=limits.queue_size, max_wait=limits.queue_max_wait, on_change=admission_events(bus))
     service = GenerationService(router, pipelines, admission, bus, timeout=limits.request_timeout)
     embeddings = EmbeddingService(router, admission)
+    # The tokenizer endpoints' default model (vLLM serves one): the first of the settings.
+    tokenization = Tokenization(router, pipelines, models[0].id if models else "")
     return Generations(
-        bus=bus, manager=manager, router=router, service=service, admission=admission, embeddings=embeddings
+        bus=bus,
+        manager=manager,
+        router=router,
+        service=service,
+        admission=admission,
+        embeddings=embeddings,
+        tokenization=tokenization,
     )

@@ -130,7 +130,7 @@ class Generation:
         stream = self._stream()
         try:
             async for delta in stream:
-                if bus.wants_chunks and delta.kind is not DeltaKind.FINISH:
+                if bus.wants_chunks and delta.kind is not DeltaKind.FINISH and delta.kind is not DeltaKind.PROMPT:
                     bus.emit(
                         GenerationChunk(
                             request_id=self.request_id,

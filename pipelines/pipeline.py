@@ -32,6 +32,7 @@ from pipelines.types import (
     MessageEvent,
     Output,
     Piece,
+    PromptToken,
     Report,
     StopReason,
     Text,
@@ -99,6 +100,8 @@ class PipelineContext:
     content: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
     logprobs: list[LogprobEntry] = field(default_factory=list)
+    prompt_echo: tuple[PromptToken, ...] = ()
+    """The prompt's tokens as the provider read them (`echo`)."""
     stop_reason: StopReason | None = None
     reported_usage: Usage | None = None
     """Counts a backend reported itself (an upstream's `usage`); they win over ours."""
@@ -143,8 +146,8 @@ class GenerationPipeline(abc.ABC):
         if prompt_tokens >= ctx_len:
             raise ContextLengthExceeded(
                 f"This model's maximum context length is {ctx_len} tokens, but the prompt is "
-                f"{prompt_tokens} tokens. Shorten the messages.",
-                param="messages",
+                f"{prompt_tokens} tokens. Shorten the {'prompt' if req.prompt is not None else 'messages'}.",
+                param="prompt" if req.prompt is not None else "messages",
             )
         params = DecodeParams(
             max_tokens=sampling.max_tokens,
@@ -159,6 +162,7 @@ class GenerationPipeline(abc.ABC):
             response_format=req.response_format,
             logprobs=req.logprobs,
             top_logprobs=req.top_logprobs,
+            echo=req.echo,
         )
         return PipelineContext(
             request=req,
@@ -247,6 +251,9 @@ class GenerationPipeline(abc.ABC):
                         ctx.stop_reason = item.stop
                     if item.cached_tokens is not None:
                         ctx.cached_tokens = item.cached_tokens
+                    if item.prompt:
+                        ctx.prompt_echo = item.prompt
+                        yield Delta(kind=DeltaKind.PROMPT, prompt=item.prompt, choice=ctx.index)
                     continue
                 else:
                     events = self._message(ctx, item)
@@ -333,6 +340,7 @@ class GenerationPipeline(abc.ABC):
             usage=usage,
             sampling=ctx.sampling,
             logprobs=tuple(ctx.logprobs),
+            prompt=ctx.prompt_echo,
             first_token_seconds=(first - ctx.started_at) if first is not None else None,
             decode_seconds=(end - first) if first is not None else 0.0,
             token_gaps=tuple(ctx.token_gaps),
@@ -351,7 +359,8 @@ class _Post:
     def __init__(self, ctx: PipelineContext) -> None:
         self.ctx = ctx
         self.stops = StopMatcher(ctx.request.stop)
-        self.echo = EchoStripper(_last_user_text(ctx.request)) if ctx.model.strip_echo else None
+        strip = ctx.model.strip_echo and ctx.request.prompt is None  # a completion has no user turn
+        self.echo = EchoStripper(_last_user_text(ctx.request)) if strip else None
 
     def events(self, events: list[MessageEvent]) -> list[Delta]:
         return self.deltas([d for d in map(self.ctx.channels.feed, events) if d is not None])

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from pipelines.sampling import SamplingSnapshot
-from pipelines.types import FinishReason, LogprobEntry, StopReason, ToolCall, Usage
+from pipelines.types import FinishReason, LogprobEntry, PromptToken, StopReason, ToolCall, Usage
 
 __all__ = ["PipelineResult", "combine_results"]
 
@@ -24,6 +24,9 @@ class PipelineResult(msgspec.Struct, frozen=True, kw_only=True):
     usage: Usage
     sampling: SamplingSnapshot
     logprobs: tuple[LogprobEntry, ...] = ()
+    prompt: tuple[PromptToken, ...] = ()
+    """The prompt's tokens as the model read them (`echo`); with `n` > 1 the choice that
+    read the prompt has them (the others took its cells)."""
     first_token_seconds: float | None = None
     decode_seconds: float = 0.0
     token_gaps: tuple[float, ...] = ()

@@ -22,7 +22,10 @@ if TYPE_CHECKING:
     from pipelines.manager import ModelEntry
     from pipelines.router import ModelRouter
 
-__all__ = ["Generation", "GenerationService", "Hop", "admission_events"]
+__all__ = ["COMPLETION", "Generation", "GenerationService", "Hop", "admission_events"]
+
+COMPLETION = "completion"
+"""The key of the pipeline that serves raw prompts (legacy completions) for every format."""
 
 
 class GenerationService:
@@ -114,7 +117,7 @@ class GenerationService:
                 f"The model '{entry.config.id}' is an embedding model: it serves /v1/embeddings only."
             )
         provider = await stack.enter_async_context(self._router.manager.using(entry))
-        pipeline = self._pipelines[entry.config.format]
+        pipeline = self._pipelines[COMPLETION if req.prompt is not None else entry.config.format]
         ctx = pipeline.prepare(req, provider, entry.config)
         self._bus.emit(
             ModelRouted(

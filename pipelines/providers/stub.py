@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING
 
 from pipelines.embedding import EmbeddingInput, EmbeddingRequest, Embeddings, normalized
 from pipelines.providers.base import CancelToken, DecodeParams, Prompt, Provider
+from pipelines.providers.stub_tokens import StubTokenizer, raw_prompt_bytes, stub_logprob, stub_prompt_tokens
 from pipelines.structured import minimal_instance
 from pipelines.structured.primitives import json_text
-from pipelines.types import Close, LogprobEntry, Open, Output, Piece, Text, Tool, TopLogprob
+from pipelines.types import Close, Open, Output, Piece, Report, Text, Tool
 
 if TYPE_CHECKING:
     from pipelines.config import ModelConfig
@@ -106,6 +107,8 @@ def _prompt_digest(prompt: Prompt, params: DecodeParams) -> bytes:
         h.update(prompt.text.encode())
     for m in prompt.messages:
         h.update(f"\x00{m.role}\x00{m.content}".encode())
+    if prompt.tokens is not None:
+        h.update(f"\x00tokens={list(prompt.tokens)}".encode())
     h.update(f"\x00seed={params.seed}".encode())
     return h.digest()
 
@@ -149,8 +152,14 @@ class StubProvider(Provider):
         # admission control protects, so it gets many slots.
         return max(self.config.slots, _STUB_SLOTS)
 
+    def tokenizer(self) -> StubTokenizer:
+        return StubTokenizer(self.context_length)
+
     def count_tokens(self, prompt: Prompt) -> int:
-        # The stub has no tokenizer: whitespace-separated words stand in for tokens.
+        raw = raw_prompt_bytes(prompt)
+        if raw is not None:
+            return len(raw)  # a completion's prompt: bytes, as the stub's tokenizer reads it
+        # The stub has no chat tokenizer: whitespace-separated words stand in for tokens.
         if prompt.text is not None:
             return len(prompt.text.split())
         return sum(len(m.content.split()) + 1 for m in prompt.messages)
@@ -185,8 +194,8 @@ class StubProvider(Provider):
             answer = _json_pieces(
                 minimal_instance(rf.schema or {}, _fill(seed)) if rf.schema else {"answer": _fill(seed)}
             )
-        if self.config.format != "harmony":
-            return [], answer, []
+        if self.config.format != "harmony" or prompt.raw:
+            return [], answer, []  # a raw completion is text whatever the format
         opened = _opened(prompt.text or "")
         call = _call(prompt, opened)
         if call is not None:
@@ -199,7 +208,7 @@ class StubProvider(Provider):
         return head, answer, [b"<|return|>"]
 
     async def generate(self, prompt: Prompt, params: DecodeParams, cancel: CancelToken) -> AsyncGenerator[Output, None]:
-        call = _chat_call(prompt) if self.config.format != "harmony" else None
+        call = _chat_call(prompt) if self.config.format != "harmony" and not prompt.raw else None
         if call is not None:
             # a chat-template stub's forced call: a message addressed to the function
             seed = _prompt_digest(prompt, params)
@@ -208,7 +217,10 @@ class StubProvider(Provider):
             yield Close()
             return
         head, answer, tail = self._pieces(prompt, params)
-        seed = _prompt_digest(prompt, params)
+        # what a piece's logprob is derived from: the prompt, then the pieces before it
+        context = raw_prompt_bytes(prompt) or _prompt_digest(prompt, params)
+        if params.echo:
+            yield Report(prompt=stub_prompt_tokens(context, logprobs=params.logprobs, top=params.top_logprobs))
         # Harmony framing does not spend the output cap: a tiny cap still yields words.
         budget = params.max_tokens
         for n, data in enumerate([*head, *answer, *tail], 1):
@@ -221,8 +233,9 @@ class StubProvider(Provider):
                 budget -= 1
             logprob = None
             if params.logprobs and len(head) < n <= len(head) + len(answer):
-                logprob = _logprob(data, seed, n, params.top_logprobs)
+                logprob = stub_logprob(context, data, params.top_logprobs)
             yield Piece(data=data, special=data in _SPECIAL, tokens=0 if framing else 1, logprob=logprob)
+            context += data
             if n % _YIELD_EVERY == 0:
                 # give the loop a turn now and then, so a long stub stream can be cancelled
                 await asyncio.sleep(0)
@@ -284,15 +297,3 @@ def _call(prompt: Prompt, opened: str) -> tuple[Tool, list[bytes]] | None:
 
 def _chat_call(prompt: Prompt) -> Tool | None:
     return _forced_tool(prompt) if prompt.text is None else None
-
-
-def _logprob(data: bytes, seed: bytes, index: int, top: int) -> LogprobEntry:
-    """A deterministic logprob for one answer piece, and `top` alternatives below it."""
-    digest = hashlib.sha256(seed + index.to_bytes(4, "big") + data).digest()
-    value = -round(digest[0] / 255 * 2.0, 4)
-    token = data.decode(errors="replace")
-    alternatives = [TopLogprob(token=token, logprob=value, bytes=list(data))]
-    for k in range(1, top):
-        word = _WORDS[(digest[k % len(digest)] + k) % len(_WORDS)]
-        alternatives.append(TopLogprob(token=word, logprob=round(value - k, 4), bytes=list(word.encode())))
-    return LogprobEntry(token=token, logprob=value, bytes=list(data), top_logprobs=alternatives[:top])

@@ -27,7 +27,7 @@ from pipelines.types import (
 )
 from pipelines.upstream.errors import UpstreamFailure
 
-__all__ = ["ChunkReader", "SSEDecoder", "chat_body"]
+__all__ = ["ChunkReader", "SSEDecoder", "StreamUsage", "chat_body", "logprob_entry", "sampling_body"]
 
 
 # -- the request ------------------------------------------------------------------
@@ -71,28 +71,8 @@ def chat_body(model: str, prompt: Prompt, params: DecodeParams) -> dict[str, Any
     `repetition_penalty`) are sent only
         when they differ from neutral. Tools, tool choice, stop and the reasoning effort come
         from the request the pipeline attached to the prompt."""
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": [_message(m) for m in prompt.messages],
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        "max_tokens": params.max_tokens,
-        "temperature": params.temperature,
-        "top_p": params.top_p,
-    }
-    if params.top_k:
-        body["top_k"] = params.top_k
-    if params.min_p:
-        body["min_p"] = params.min_p
-    if params.repeat_penalty != 1.0:
-        # llama.cpp's server reads the first name, vLLM the second; each ignores the other's
-        body["repeat_penalty"] = body["repetition_penalty"] = params.repeat_penalty
-    if params.presence_penalty:
-        body["presence_penalty"] = params.presence_penalty
-    if params.frequency_penalty:
-        body["frequency_penalty"] = params.frequency_penalty
-    if params.seed is not None:
-        body["seed"] = params.seed
+    body = sampling_body(model, params, prompt.request.stop if prompt.request is not None else ())
+    body["messages"] = [_message(m) for m in prompt.messages]
     if params.logprobs:
         body["logprobs"] = True
         if params.top_logprobs:
@@ -103,8 +83,6 @@ def chat_body(model: str, prompt: Prompt, params: DecodeParams) -> dict[str, Any
     req = prompt.request
     if req is None:
         return body
-    if req.stop:
-        body["stop"] = list(req.stop)
     if req.sampling.reasoning_effort is not None:
         body["reasoning_effort"] = req.sampling.reasoning_effort
     if req.tools:
@@ -127,6 +105,35 @@ def chat_body(model: str, prompt: Prompt, params: DecodeParams) -> dict[str, Any
         forced = req.forced_tool
         body["tool_choice"] = {"type": "function", "function": {"name": forced}} if forced else req.tool_choice
         body["parallel_tool_calls"] = req.parallel_tool_calls
+    return body
+
+
+def sampling_body(model: str, params: DecodeParams, stop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What the chat and completion bodies share: the model, streaming with usage, the
+    output cap, sampling and stop sequences."""
+    body: dict[str, Any] = {
+        "model": model,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": params.max_tokens,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+    }
+    if params.top_k:
+        body["top_k"] = params.top_k
+    if params.min_p:
+        body["min_p"] = params.min_p
+    if params.repeat_penalty != 1.0:
+        # llama.cpp's server reads the first name, vLLM the second; each ignores the other's
+        body["repeat_penalty"] = body["repetition_penalty"] = params.repeat_penalty
+    if params.presence_penalty:
+        body["presence_penalty"] = params.presence_penalty
+    if params.frequency_penalty:
+        body["frequency_penalty"] = params.frequency_penalty
+    if params.seed is not None:
+        body["seed"] = params.seed
+    if stop:
+        body["stop"] = list(stop)
     return body
 
 
@@ -210,7 +217,7 @@ class _PromptDetails(msgspec.Struct):
     cached_tokens: int | None = None
 
 
-class _Usage(msgspec.Struct):
+class StreamUsage(msgspec.Struct):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     completion_tokens_details: _Details | None = None
@@ -219,7 +226,7 @@ class _Usage(msgspec.Struct):
 
 class _Chunk(msgspec.Struct):
     choices: list[_Choice] | None = None
-    usage: _Usage | None = None
+    usage: StreamUsage | None = None
     error: Any = None
     """An in-band error event (`data: {"error": …}`), as this gateway itself sends mid-stream."""
 
@@ -236,15 +243,19 @@ _STOPS = {
 
 
 def _logprob(lp: _Logprob) -> LogprobEntry:
+    return logprob_entry(lp.token, lp.logprob, lp.bytes, [(t.token, t.logprob, t.bytes) for t in lp.top_logprobs or ()])
+
+
+def logprob_entry(
+    token: str, logprob: float, data: list[int] | None, top: list[tuple[str, float, list[int] | None]]
+) -> LogprobEntry:
+    """A token's logprob as an upstream sent it (bytes from the text where it sent none)."""
     return LogprobEntry(
-        token=lp.token,
-        logprob=lp.logprob,
-        bytes=lp.bytes if lp.bytes is not None else list(lp.token.encode()),
+        token=token,
+        logprob=logprob,
+        bytes=data if data is not None else list(token.encode()),
         top_logprobs=[
-            TopLogprob(
-                token=t.token, logprob=t.logprob, bytes=t.bytes if t.bytes is not None else list(t.token.encode())
-            )
-            for t in lp.top_logprobs or ()
+            TopLogprob(token=t, logprob=lp, bytes=b if b is not None else list(t.encode())) for t, lp, b in top
         ],
     )
 
@@ -261,6 +272,9 @@ class ChunkReader:
     Each piece of text counts as one token (content: one per logprob entry, when sent);
     the upstream's usage, when it sends one, replaces those counts."""
 
+    decoder: msgspec.json.Decoder[Any] = _CHUNK
+    """Decodes one event's data: an object with `choices`, `usage` and `error`."""
+
     def __init__(self, where: str) -> None:
         self.where = where
         self.stop: StopReason | None = None
@@ -276,7 +290,7 @@ class ChunkReader:
             self.done = True
             return []
         try:
-            chunk = _CHUNK.decode(data)
+            chunk = self.decoder.decode(data)
         except msgspec.DecodeError as exc:
             raise UpstreamFailure(
                 f"{self.where} sent a malformed stream event ({exc}): {data[:200]!r}",
@@ -301,13 +315,20 @@ class ChunkReader:
             )
         out: list[MessageEvent] = []
         for choice in chunk.choices or ():
-            if choice.index != 0:
-                continue  # we always ask for one choice
-            if choice.delta is not None:
-                self._delta_messages(choice.delta, choice.logprobs, out)
-            if choice.finish_reason:
-                self.stop = _STOPS.get(choice.finish_reason, StopReason.EOS)
+            if choice.index == 0:  # we always ask for one choice
+                self.choice(choice, out)
+                self.finish(choice.finish_reason)
         return out
+
+    def choice(self, choice: Any, out: list[MessageEvent]) -> None:
+        """Adds the messages of one choice of a chunk (`decoder`'s type) to `out`."""
+        if choice.delta is not None:
+            self._delta_messages(choice.delta, choice.logprobs, out)
+
+    def finish(self, reason: str | None) -> None:
+        """Notes an upstream's finish reason (None: not yet)."""
+        if reason:
+            self.stop = _STOPS.get(reason, StopReason.EOS)
 
     def _switch(self, to: str, opening: Open, out: list[MessageEvent]) -> None:
         if self._open != to:

@@ -63,7 +63,7 @@ def chat(**fields: Any) -> dict[str, Any]:
 
 
 def test_unknown_route_is_404(client: httpx.Client) -> None:
-    for path in ("/nope", "/v1/completions", "/v1/chat/completions/extra", "/v2/models"):
+    for path in ("/nope", "/v1/edits", "/v1/chat/completions/extra", "/v2/models"):
         err = error(client.get(path), 404)
         assert err["code"] == "not_found"
         assert path in err["message"]

@@ -24,6 +24,7 @@ def test_every_route_is_a_path_constant(app: Litestar) -> None:
     served = {route.path for route in app.routes}
     assert served == {
         paths.CHAT_COMPLETIONS,
+        paths.COMPLETIONS,
         paths.RESPONSES,
         paths.RESPONSE_ROUTE,
         paths.RESPONSE_INPUT_ITEMS_ROUTE,
@@ -37,6 +38,9 @@ def test_every_route_is_a_path_constant(app: Litestar) -> None:
         paths.READY,
         paths.METRICS,
         paths.OPENAPI,
+        paths.TOKENIZE,
+        paths.DETOKENIZE,
+        paths.TOKENIZER_INFO,
     }
     assert served <= constants
 

@@ -70,6 +70,7 @@ CHUNK = _validator(
     _CHAT_200["text/event-stream"].get("x-chunk-schema") or {"$ref": "#/components/schemas/ChatCompletionChunk"}
 )
 ENVELOPE = _validator({"$ref": "#/components/schemas/ErrorEnvelope"})
+COMPLETION = _validator({"$ref": "#/components/schemas/Completion"})
 _RESPONSES_SSE = RAW["paths"]["/v1/responses"]["post"]["responses"]["200"]["content"]["text/event-stream"]
 RESPONSE_EVENT = _validator(_RESPONSES_SSE["itemSchema"]["properties"]["data"]["contentSchema"])
 _LAST_EVENTS = {"response.completed", "response.incomplete", "response.failed"}
@@ -116,9 +117,11 @@ def check_envelope(status: int, content_type: str, content: bytes) -> None:
     assert set(body["error"]) == {"message", "type", "param", "code"}, body
 
 
-def check_event_stream(content: bytes, *, cut_short: bool = False) -> None:
-    """Every event a chunk or an error envelope; exactly one `[DONE]`, last. Schemathesis
-    reads the first 20 events of a stream only (`cut_short`): those must be right."""
+def check_event_stream(
+    content: bytes, *, cut_short: bool = False, chunk: jsonschema.protocols.Validator = CHUNK
+) -> None:
+    """Every event a chunk (`chunk`'s) or an error envelope; exactly one `[DONE]`, last.
+    Schemathesis reads the first 20 events of a stream only (`cut_short`): those must be right."""
     events = [block for block in content.decode("utf-8").split("\n\n") if block.strip()]
     assert events, content
     if not cut_short:
@@ -130,7 +133,7 @@ def check_event_stream(content: bytes, *, cut_short: bool = False) -> None:
         if "error" in data:
             ENVELOPE.validate(data)
         else:
-            CHUNK.validate(data)
+            chunk.validate(data)
     assert content.count(b"data: [DONE]") == (0 if cut_short else 1)
 
 
@@ -167,6 +170,8 @@ def test_the_gateway_keeps_its_documented_contract(case: Any, stub_gateway: Serv
         # also check every event against the chunk schema directly (stricter than itemSchema)
         if case.path == "/v1/responses":
             check_named_events(response.content, cut_short=response.stream_cut_short)
+        elif case.path == "/v1/completions":
+            check_event_stream(response.content, cut_short=response.stream_cut_short, chunk=COMPLETION)
         else:
             check_event_stream(response.content, cut_short=response.stream_cut_short)
     checks.append(response_schema_conformance)
@@ -203,4 +208,17 @@ def test_a_responses_stream_conforms_to_the_documented_event_schema(stub_gateway
     response = case.call(base_url=stub_gateway.base_url, timeout=15)
     assert response.status_code == 200 and not response.stream_cut_short
     check_named_events(response.content)
+    case.validate_response(response, checks=[response_schema_conformance])
+
+
+_COMPLETIONS = schema["/v1/completions"]["POST"]
+
+
+@pytest.mark.parametrize("model", ["stub-chat", "stub-harmony"])
+def test_a_completion_stream_conforms_to_the_documented_event_schema(stub_gateway: ServedGateway, model: str) -> None:
+    body = {"model": model, "prompt": "hi", "max_tokens": 3, "stream": True, "echo": True, "logprobs": 2}
+    case = _COMPLETIONS.Case(body={**body, "stream_options": {"include_usage": True}})
+    response = case.call(base_url=stub_gateway.base_url, timeout=15)
+    assert response.status_code == 200 and not response.stream_cut_short
+    check_event_stream(response.content, chunk=COMPLETION)
     case.validate_response(response, checks=[response_schema_conformance])

@@ -114,6 +114,7 @@ async def test_routed_carries_the_pipeline_and_capabilities(harness: Harness) ->
     ("kwargs", "error"),
     [
         ({"preset": "no-such-preset"}, InvalidRequest),
+        # a chat model whose template has no tools
         ({"tools": (Tool(name="f"),), "tool_choice": "auto"}, Unsupported),
     ],
 )

@@ -100,7 +100,8 @@ async def test_a_fallback_that_cannot_serve_the_request_is_skipped(
         + remote_model("c", (UP3,), tools=True)
     )
     h = make_harness(toml)
-    gen, _ = await h.run(h.request("a", tools=(Tool(name="f"),), tool_choice="auto"))  # this stub has no tools
+    # the stub's chat template has no tools
+    gen, _ = await h.run(h.request("a", tools=(Tool(name="f"),), tool_choice="auto"))
     assert gen.model_id == "c"
     assert [str(hop) for hop in gen.hops] == ["a->stub-chat:server_error", "stub-chat->c:unsupported"]
 

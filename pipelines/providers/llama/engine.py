@@ -27,6 +27,7 @@ import time
 from typing import TYPE_CHECKING
 
 from pipelines.errors import GenerationFailed, ModelUnavailable
+from pipelines.providers.llama.echo import echo_report, read_prompt_logprobs, wants_prompt_logprobs
 from pipelines.providers.llama.prefix import seat
 from pipelines.providers.llama.runtime import make_piece, new_context, runtime
 from pipelines.providers.llama.sampler import free_sampler
@@ -211,7 +212,10 @@ class Engine:
         llama_cpp = runtime()
         while self._waiting:
             group = self._waiting[0]
-            for seq in [seq for seq in group.members if seq.plan.max_new <= 0]:
+            # Nothing to generate: gone at once, but for a leader that echoes its prompt.
+            for seq in [
+                s for i, s in enumerate(group.members) if s.plan.max_new <= 0 and (i or not s.plan.params.echo)
+            ]:
                 self._leave(seq, DONE)  # the group's last one takes it out of `_waiting`
             if not group.members:
                 continue
@@ -230,7 +234,14 @@ class Engine:
             leader.followers = followers
 
     def _seat(self, seq: Seq, free: list[Slot]) -> Slot:
-        slot = seat(seq, free, self._slots, self._memory, self.stats)
+        if wants_prompt_logprobs(seq):
+            # Every prompt position's logits are wanted: none may come from a cached prefix.
+            slot = min(free, key=lambda s: s.used_at)
+            runtime().llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+            slot.tokens.clear()
+            seq.fed = seq.cached = 0
+        else:
+            slot = seat(seq, free, self._slots, self._memory, self.stats)
         self._take(seq, slot)
         return slot
 
@@ -277,17 +288,36 @@ class Engine:
             if take < _MIN_CHUNK and not last:
                 break  # a sliver of budget: the next step gives this prompt a proper chunk
             budget -= take
+            every = wants_prompt_logprobs(seq)
             for n, j in enumerate(range(seq.fed, seq.fed + take)):
-                # Only the prompt's last token needs logits: they give the first output.
-                self._put(n, prompt[j], j, slot.seq_id, last and j == len(prompt) - 1)
+                # Only the prompt's last token needs logits (they give the first output),
+                # unless the prompt's own logprobs were asked for.
+                self._put(n, prompt[j], j, slot.seq_id, every or (last and j == len(prompt) - 1))
             if not self._decode(take, [seq]):
                 continue
+            if every:
+                read_prompt_logprobs(seq, take, self._vocab, self._ctx, self._n_vocab)
             slot.tokens.extend(prompt[seq.fed : seq.fed + take])
             seq.fed += take
             self.stats.prompt_tokens += take
             if last:
-                seq.out = take - 1
-                self._sample(seq)
+                self._prompt_read(seq, take - 1)
+
+    def _prompt_read(self, seq: Seq, out: int) -> None:
+        """`seq` has read its prompt: it echoes it when asked (for its followers too, which
+        share it), then samples its first token from output `out` (or, with nothing to
+        generate, leaves)."""
+        if seq.plan.params.echo:
+            echo = echo_report(seq, self._vocab)
+            for reader in [seq, *seq.followers]:
+                self._outbox.send(reader, echo)
+        if seq.plan.max_new <= 0:
+            assert seq.slot is not None
+            self._outbox.send(seq, PromptStats(cached=seq.cached, evaluated=seq.fed - seq.cached, slot=seq.slot.seq_id))
+            self._leave(seq, DONE)
+            return
+        seq.out = out
+        self._sample(seq)
 
     def _put(self, n: int, token: int, position: int, seq_id: int, logits: bool) -> None:
         batch = self._batch

@@ -18,6 +18,7 @@ from pipelines.errors import ContextLengthExceeded, InvalidRequest
 from pipelines.providers.base import DecodeParams, Prompt
 from pipelines.providers.llama.grammar import gbnf_for
 from pipelines.providers.llama.runtime import runtime, token_text
+from pipelines.providers.vocab import check_token_ids
 from pipelines.types import Message
 
 __all__ = ["Plan", "PromptReader", "Tokenizer", "special_token_pattern", "tokenize_spans"]
@@ -85,6 +86,8 @@ class PromptReader:
 
     def _tokenize(self, prompt: Prompt) -> list[int]:
         tok = self.tok
+        if prompt.tokens is not None:
+            return self._known(prompt.tokens)  # token ids are read as they are: no BOS added
         if prompt.text is not None:
             # Harmony text writes its control tokens literally; `add_bos` defers to the
             # model's own add_bos flag.
@@ -103,6 +106,12 @@ class PromptReader:
         if len(tokens) >= 2 and tokens[0] == bos and tokens[1] == bos:
             tokens = tokens[1:]
         return tokens
+
+    def _known(self, tokens: tuple[int, ...]) -> list[int]:
+        """`tokens`, each checked to be in the vocabulary (a 400 naming the first that is not)."""
+        n_vocab = runtime().llama_vocab_n_tokens(runtime().llama_model_get_vocab(self.tok.model))
+        check_token_ids(tokens, n_vocab, param="prompt", vocabulary=f"{n_vocab} ids")
+        return list(tokens)
 
     def render_template(self, messages: tuple[Message, ...]) -> tuple[str, Spans]:
         """The chat template's text for `messages`, and the spans of their contents in it.

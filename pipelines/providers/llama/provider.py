@@ -28,6 +28,7 @@ from pipelines.providers.llama.prompt import Plan, PromptReader
 from pipelines.providers.llama.runtime import QuietLog
 from pipelines.providers.llama.sampler import build_sampler, free_sampler
 from pipelines.providers.llama.sequences import Done, EngineStats, PromptStats, Seq
+from pipelines.providers.llama.tokenizer import LlamaTokenizer
 from pipelines.providers.llama.weights import open_model
 from pipelines.types import Output, Report
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from llama_cpp._internals import LlamaModel
 
     from pipelines.config import LlamaModelConfig
+    from pipelines.tokenization import ModelTokenizer
 
 __all__ = ["LlamaProvider"]
 
@@ -104,6 +106,11 @@ class LlamaProvider(Provider):
 
     def foreseen_failure(self) -> LoadFailure | None:
         return missing_model_file(self.config, cache_dir=self.cache_dir)
+
+    def tokenizer(self) -> ModelTokenizer:
+        engine, prompts = self._loaded()
+        assert self._model is not None
+        return LlamaTokenizer(prompts, self._model.metadata(), engine.n_ctx_seq)
 
     def count_tokens(self, prompt: Prompt) -> int:
         """Prompt tokens exactly as `generate` will feed them; needs the model loaded."""

@@ -28,6 +28,7 @@ __all__ = [
     "make_piece",
     "new_context",
     "numpy",
+    "prompt_logprob",
     "runtime",
     "token_bytes",
     "token_text",
@@ -158,6 +159,14 @@ def make_piece(vocab: Any, token: int, ctx: Any, index: int, n_vocab: int, param
         logits = _logits(llama_cpp.llama_get_logits_ith(ctx, index), n_vocab)
         logprob = _logprob_entry(vocab, logits, token, data, params.top_logprobs)
     return Piece(data=data, special=llama_cpp.llama_vocab_is_control(vocab, token), logprob=logprob)
+
+
+def prompt_logprob(vocab: Any, ctx: Any, index: int, n_vocab: int, token: int, top: int) -> LogprobEntry:
+    """The logprob of prompt token `token` from output `index` of `ctx` (the logits of the
+    position before it), with the `top` most likely tokens there."""
+    llama_cpp = runtime()
+    logits = _logits(llama_cpp.llama_get_logits_ith(ctx, index), n_vocab)
+    return _logprob_entry(vocab, logits, token, token_bytes(vocab, token), top)
 
 
 def _logits(pointer: Any, n_vocab: int) -> npt.NDArray[np.float32]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from pipelines.providers.base import CancelToken
 from pipelines.providers.llama.prompt import Plan
-from pipelines.types import Piece
+from pipelines.types import LogprobEntry, Piece, Report
 
 __all__ = [
     "DONE",
@@ -54,7 +54,7 @@ class PromptStats:
         self.shared = shared
 
 
-Item = Piece | Done | PromptStats | BaseException
+Item = Piece | Report | Done | PromptStats | BaseException
 
 
 @dataclass(eq=False)
@@ -97,6 +97,9 @@ class Seq:
     """A leader's followers that wait for its prompt."""
     shared: bool = False
     """Its prompt was copied from its leader's cells."""
+    prompt_logprobs: list[LogprobEntry] = field(default_factory=list)
+    """With `echo` and `logprobs`: the logprob of each prompt token after the first, read
+    from every prompt position's logits as the prompt is evaluated."""
 
 
 @dataclass(eq=False)
