@@ -34,6 +34,7 @@ from pipelines.types import (
     Piece,
     PromptToken,
     Report,
+    ResponseFormat,
     StopReason,
     Text,
     Usage,
@@ -140,7 +141,7 @@ class GenerationPipeline(abc.ABC):
             passport_cap=model.max_output_tokens,
             gateway_cap=self.config.gateway_max_output_tokens,
         )
-        prompt = self.build_prompt(req, sampling)
+        prompt = self.build_prompt(req, sampling, provider)
         prompt_tokens = provider.count_tokens(prompt) or 0
         ctx_len = provider.context_length
         if prompt_tokens >= ctx_len:
@@ -159,7 +160,7 @@ class GenerationPipeline(abc.ABC):
             frequency_penalty=sampling.frequency_penalty,
             repeat_penalty=sampling.repeat_penalty,
             seed=sampling.seed,
-            response_format=req.response_format,
+            response_format=self.response_format(req, provider),
             logprobs=req.logprobs,
             top_logprobs=req.top_logprobs,
             echo=req.echo,
@@ -172,7 +173,7 @@ class GenerationPipeline(abc.ABC):
             sampling=sampling,
             params=params,
             prompt_tokens=prompt_tokens,
-            decoder=self.new_decoder(req),
+            decoder=self.new_decoder(req, provider),
             channels=_channels(req),
         )
 
@@ -193,7 +194,7 @@ class GenerationPipeline(abc.ABC):
                     sampling=ctx.sampling,
                     params=msgspec.structs.replace(ctx.params, seed=seed),
                     prompt_tokens=ctx.prompt_tokens,
-                    decoder=self.new_decoder(ctx.request),
+                    decoder=self.new_decoder(ctx.request, ctx.provider),
                     channels=_channels(ctx.request),
                     cancel=ctx.cancel,
                     index=i,
@@ -218,11 +219,16 @@ class GenerationPipeline(abc.ABC):
         if req.logprobs and not caps.get("logprobs"):
             raise Unsupported(f"Model '{req.model}' does not return logprobs.", param="logprobs")
 
-    @abc.abstractmethod
-    def build_prompt(self, req: GenerationRequest, sampling: SamplingSnapshot) -> Prompt: ...
+    def response_format(self, req: GenerationRequest, provider: Provider) -> ResponseFormat:
+        """What the output is held to (the request's `response_format`, unless the format
+        holds it to something else)."""
+        return req.response_format
 
     @abc.abstractmethod
-    def new_decoder(self, req: GenerationRequest) -> TokenDecoder:
+    def build_prompt(self, req: GenerationRequest, sampling: SamplingSnapshot, provider: Provider) -> Prompt: ...
+
+    @abc.abstractmethod
+    def new_decoder(self, req: GenerationRequest, provider: Provider) -> TokenDecoder:
         """A fresh token decoder for one choice of `req`."""
 
     def opening(self, req: GenerationRequest) -> list[Piece]:

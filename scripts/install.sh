@@ -132,3 +132,8 @@ if [ "$with_test" = 1 ]; then
     exit 1
   fi
 fi
+
+# The clients of the client-compatibility suite (tests/clients), each as its users install it.
+if [ "$with_test" = 1 ]; then
+  PYTHON="$PYTHON" bash scripts/install_clients.sh
+fi

@@ -8,9 +8,10 @@ import codecs
 from typing import TYPE_CHECKING
 
 from pipelines.errors import Unsupported
+from pipelines.formats.forced_calls import ForcedCallDecoder, call_format, forced_tools, with_tools_note
 from pipelines.pipeline import GenerationPipeline, TokenDecoder
 from pipelines.providers.base import Prompt, Provider
-from pipelines.types import GenerationRequest, MessageEvent, Open, Piece, StopReason, Text
+from pipelines.types import GenerationRequest, MessageEvent, Open, Piece, ResponseFormat, StopReason, Text
 
 if TYPE_CHECKING:
     from pipelines.sampling import SamplingSnapshot
@@ -59,15 +60,40 @@ class ChatTemplatePipeline(GenerationPipeline):
 
     def check_supported(self, req: GenerationRequest, provider: Provider) -> None:
         super().check_supported(req, provider)
-        if req.tools and req.tool_choice != "none" and not provider.capabilities.get("tool_calls"):
+        if not req.tools or req.tool_choice == "none" or provider.capabilities.get("tool_calls"):
+            return
+        if not provider.capabilities.get("json_schema"):
             raise Unsupported(
                 f"Model '{req.model}' does not support tool calling; send the request without `tools` "
                 "or with tool_choice 'none'.",
                 param="tools",
             )
+        if not self._forcing(req, provider):
+            raise Unsupported(
+                f"Model '{req.model}' has no tool syntax in its chat template: it can be made to call a "
+                "function (tool_choice 'required' or a named function), but not to choose between "
+                "calling and answering (tool_choice 'auto'). Send tool_choice 'required', a named "
+                "function, or 'none'.",
+                param="tool_choice",
+            )
 
-    def build_prompt(self, req: GenerationRequest, sampling: SamplingSnapshot) -> Prompt:
+    @staticmethod
+    def _forcing(req: GenerationRequest, provider: Provider) -> bool:
+        """The call is forced and held by a grammar here (not by the provider's own tools)."""
+        if req.tool_choice == "none":
+            return False
+        caps = provider.capabilities
+        return bool(forced_tools(req)) and not caps.get("tool_calls") and bool(caps.get("json_schema"))
+
+    def response_format(self, req: GenerationRequest, provider: Provider) -> ResponseFormat:
+        if self._forcing(req, provider):
+            return call_format(forced_tools(req))
+        return req.response_format
+
+    def build_prompt(self, req: GenerationRequest, sampling: SamplingSnapshot, provider: Provider) -> Prompt:
+        if self._forcing(req, provider):
+            return Prompt(messages=with_tools_note(req.messages, forced_tools(req)), request=req)
         return Prompt(messages=req.messages, request=req)
 
-    def new_decoder(self, req: GenerationRequest) -> TokenDecoder:
-        return TextDecoder()
+    def new_decoder(self, req: GenerationRequest, provider: Provider) -> TokenDecoder:
+        return ForcedCallDecoder() if self._forcing(req, provider) else TextDecoder()

@@ -50,7 +50,7 @@ class HarmonyPipeline(GenerationPipeline):
         super().check_supported(req, provider)
         self._forced_tool(req)
 
-    def build_prompt(self, req: GenerationRequest, sampling: SamplingSnapshot) -> Prompt:
+    def build_prompt(self, req: GenerationRequest, sampling: SamplingSnapshot, provider: Provider) -> Prompt:
         tools = req.tools if req.tool_choice != "none" else ()
         date = self.config.current_date or datetime.date.today().isoformat()
         rendered = render_prompt(
@@ -59,7 +59,7 @@ class HarmonyPipeline(GenerationPipeline):
         text = str(rendered) + "".join(p.data.decode() for p in self.opening(req))
         return Prompt(text=text, plain=rendered.plain, request=req)
 
-    def new_decoder(self, req: GenerationRequest) -> TokenDecoder:
+    def new_decoder(self, req: GenerationRequest, provider: Provider) -> TokenDecoder:
         return HarmonyDecoder()
 
     def opening(self, req: GenerationRequest) -> list[Piece]:
