@@ -35,7 +35,7 @@ class CompletionPipeline(GenerationPipeline):
                 param="echo",
             )
 
-    def build_prompt(self, req: GenerationRequest, sampling: SamplingSnapshot) -> Prompt:
+    def build_prompt(self, req: GenerationRequest, sampling: SamplingSnapshot, provider: Provider) -> Prompt:
         raw = req.prompt
         assert raw is not None, "a completion request carries its prompt"
         if isinstance(raw, str):
@@ -43,5 +43,5 @@ class CompletionPipeline(GenerationPipeline):
             return Prompt(text=raw, plain=((0, len(raw)),), raw=True, request=req)
         return Prompt(tokens=raw, raw=True, request=req)
 
-    def new_decoder(self, req: GenerationRequest) -> TokenDecoder:
+    def new_decoder(self, req: GenerationRequest, provider: Provider) -> TokenDecoder:
         return TextDecoder()

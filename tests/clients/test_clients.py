@@ -3,7 +3,8 @@ environment, against one served gateway (real SmolLM2 and Gemma 3, Harmony repla
 
 What each case needs of the gateway: JSON Schema bounds enforced by the grammar
 (structured outputs), `tool_choice` required/any with several tools on Harmony models,
-and the legacy /v1/completions (LlamaIndex's defaults)."""
+and forced calls on chat-template models. LlamaIndex (legacy completions) and lm-eval have
+their own tests (tests/e2e/test_llamaindex.py, test_lm_eval.py), in their own environments."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.clients import run_client
-from tests.support.configs import gemma, smollm2
+from tests.support.configs import smollm2
 from tests.support.served import ServedGateway, serve
 
 pytestmark = pytest.mark.slow
@@ -32,7 +33,6 @@ def _replay(model_id: str, name: str) -> str:
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedGateway]:
     config = (
         smollm2("smollm2")
-        + gemma("gemma")
         + _replay("replay-weather", "pick_city_tool.txt")
         + _replay("replay-output", "final_result.txt")
     )
@@ -63,14 +63,6 @@ def test_instructor_modes(gateway: ServedGateway, mode: str) -> None:
     user = result["user"]
     assert isinstance(user["name"], str)
     assert 0 <= user["age"] <= 150
-
-
-def test_llamaindex_openai_like_defaults_use_completions(gateway: ServedGateway) -> None:
-    result = run_client("llamaindex", "llamaindex_clients.py", "gemma", api_url=gateway.api_url)
-    assert result["text"].strip()
-    # temperature 0: the stream says what the non-stream call said
-    assert result["streamed"] == result["text"]
-    assert "/v1/completions" in gateway.log()
 
 
 @pytest.mark.parametrize("wire", ["chat", "responses"])

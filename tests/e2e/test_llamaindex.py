@@ -1,21 +1,17 @@
 """LlamaIndex's `OpenAILike` as its users make it (model, api_base, api_key: its defaults
 otherwise), which speaks legacy completions: `complete`, `stream_complete`, and `chat`
-turned into a completion prompt, against served gateways."""
+turned into a completion prompt, against served gateways. LlamaIndex runs in its own
+environment (.clients/llamaindex: it pins openai<3), as a program of tests/clients."""
 
 from __future__ import annotations
 
 import pytest
-from llama_index.core.llms import ChatMessage
-from llama_index.llms.openai_like import OpenAILike
 
+from tests.support.clients import run_client
 from tests.support.logs import events
 from tests.support.served import ServedGateway
 
 pytestmark = pytest.mark.slow
-
-
-def _llm(gw: ServedGateway, model: str) -> OpenAILike:
-    return OpenAILike(model=model, api_base=gw.api_url, api_key="unused")
 
 
 def _completions(gw: ServedGateway) -> int:
@@ -23,18 +19,17 @@ def _completions(gw: ServedGateway) -> int:
 
 
 def test_complete_stream_and_chat_go_through_completions(stub_gateway: ServedGateway) -> None:
-    llm = _llm(stub_gateway, "stub-chat")
-    assert not llm.metadata.is_chat_model  # the default: completions
     before = _completions(stub_gateway)
-    text = llm.complete("Once upon a time").text
-    assert text and len(text.split()) == 16  # OpenAI's default max_tokens for completions
-    assert "".join(r.delta or "" for r in llm.stream_complete("Once upon a time")) == text
-    reply = llm.chat([ChatMessage(role="system", content="Be brief."), ChatMessage(role="user", content="Hi")])
-    assert reply.message.content
-    assert _completions(stub_gateway) - before == 3
+    out = run_client("llamaindex", "llamaindex_clients.py", "stub-chat", api_url=stub_gateway.api_url)
+    assert out["is_chat_model"] is False  # the default: completions
+    assert out["text"] and len(out["text"].split()) == 16  # OpenAI's default max_tokens for completions
+    assert out["streamed"] == out["text"]
+    assert out["chat"]
+    assert _completions(stub_gateway) - before == 4
 
 
 def test_a_real_model_completes(default_gateway: ServedGateway) -> None:
-    llm = OpenAILike(model="smollm2-135m-instruct", api_base=default_gateway.api_url, api_key="unused", temperature=0)
-    text = llm.complete("The capital of France is").text
-    assert "Paris" in text
+    out = run_client(
+        "llamaindex", "llamaindex_clients.py", "smollm2-135m-instruct", "0", api_url=default_gateway.api_url
+    )
+    assert "Paris" in out["france"]

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import llama_cpp
 import pytest
 
 from tests.e2e.test_completions import _smol_path
+from tests.support.clients import client_command
 from tests.support.reference_logprobs import plain_prompt_logprobs
 from tests.support.served import REPO, ServedGateway
 
@@ -51,7 +51,7 @@ def test_lm_eval_scores_choices_as_llama_cpp_python_does(default_gateway: Served
         "OPENAI_API_KEY": "unused",
     }
     args = [
-        str(Path(sys.executable).parent / "lm_eval"),
+        str(client_command("lm_eval", "lm_eval")),
         "--model",
         "local-completions",
         "--model_args",

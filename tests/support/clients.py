@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CLIENTS", "PROGRAMS", "run_client"]
+__all__ = ["CLIENTS", "PROGRAMS", "client_command", "run_client"]
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENTS = REPO / ".clients"
@@ -24,6 +24,14 @@ def _interpreter(group: str) -> list[str]:
     if not python.exists():
         raise RuntimeError(f"{python} is missing: run `bash scripts/install.sh --test` (it installs the clients)")
     return [str(python)]
+
+
+def client_command(group: str, command: str) -> Path:
+    """A command installed in a client environment (`lm_eval` in `.clients/lm_eval`)."""
+    path = CLIENTS / group / "bin" / command
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing: run `bash scripts/install.sh --test` (it installs the clients)")
+    return path
 
 
 def run_client(group: str, program: str, *args: str, api_url: str, timeout: float = 300.0) -> dict[str, Any]:
