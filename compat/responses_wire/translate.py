@@ -32,6 +32,7 @@ from compat.responses_wire.objects import (
     TopLogprobOut,
 )
 from compat.responses_wire.request import (
+    AdditionalToolsItem,
     Content,
     CustomChoice,
     CustomTool,
@@ -52,6 +53,7 @@ from compat.responses_wire.request import (
     OutputText,
     ReasoningItem,
     ResponsesRequest,
+    ToolWire,
 )
 from compat.responses_wire.sealing import ReasoningSeal
 from compat.translate import EFFORT, internal_tool_choice, join_text_parts
@@ -70,6 +72,7 @@ __all__ = [
     "call_prefix",
     "custom_input",
     "finished",
+    "flat_name",
     "logprobs_out",
     "message_item",
     "new_item_id",
@@ -82,6 +85,7 @@ LOGPROBS = "message.output_text.logprobs"
 """The `include` value that asks for the answer's logprobs."""
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
 """The `include` value that asks for reasoning items sealed for the client to send back."""
+_FUNCTIONS = "functions"
 
 
 def _custom_parameters() -> dict[str, Any]:
@@ -115,6 +119,12 @@ class Translated(msgspec.Struct, frozen=True, kw_only=True):
     """Set when `include` asks for `reasoning.encrypted_content`: what seals it."""
     unopened_reasoning: int = 0
     """Reasoning items sent back whose `encrypted_content` did not open (another key)."""
+
+
+def flat_name(namespace: str | None, name: str) -> str:
+    """The name the model knows a function by: `NAMESPACE.NAME` in a namespace, except
+    Harmony's own `functions`, whose functions have their plain names."""
+    return f"{namespace}.{name}" if namespace and namespace != _FUNCTIONS else name
 
 
 def new_item_id(prefix: str) -> str:
@@ -169,11 +179,15 @@ class _Turns:
         elif isinstance(item, MessageItem) and item.role == "assistant":
             self._content.append(_text(item.content, f"{where}.content"))
         elif isinstance(item, FunctionCallItem):
-            name = f"{item.namespace}.{item.name}" if item.namespace else item.name
+            name = flat_name(item.namespace, item.name)
             self._calls.append(ToolCall(id=item.call_id, name=name, arguments=item.arguments))
         elif isinstance(item, CustomToolCallItem):
             arguments = msgspec.json.encode({"input": item.input}).decode()
-            self._calls.append(ToolCall(id=item.call_id, name=item.name, arguments=arguments))
+            self._calls.append(
+                ToolCall(id=item.call_id, name=flat_name(item.namespace, item.name), arguments=arguments)
+            )
+        elif isinstance(item, AdditionalToolsItem):
+            pass  # offered with the request's tools (`_Tools`)
         elif isinstance(item, ItemReference):
             raise Unsupported("item_reference needs stored items; this gateway stores none yet.", param=f"{where}.id")
         else:
@@ -195,27 +209,34 @@ class _Tools:
         self.ignored: list[str] = []
         self.namespaces: dict[str, tuple[str, str]] = {}
         self.custom: set[str] = set()
+        self._refuse_hosted = refuse_hosted
         for i, t in enumerate(req.tools or ()):
-            if isinstance(t, NamespaceTool):
-                if t.name == "functions":
-                    # Harmony's own namespace: its functions would be addressed twice over
-                    raise InvalidRequest("The namespace name 'functions' is reserved.", param=f"tools[{i}].name")
-                namespace = ToolNamespace(t.name, t.description)
-                for f in t.tools:
-                    flat = f"{t.name}.{f.name}"
-                    self.namespaces[flat] = (t.name, f.name)
-                    self._add(f, flat, namespace)
-            elif isinstance(t, FunctionTool | CustomTool):
-                self._add(t, t.name)
-            else:
-                kind = str(type(t).__struct_config__.tag)
-                if refuse_hosted:
-                    raise Unsupported(
-                        f"Tool type '{kind}' is a hosted tool this gateway cannot run (its setting "
-                        "hosted_tools = 'refuse'); send the request without it.",
-                        param=f"tools[{i}].type",
-                    )
-                self.ignored.append(kind)
+            self._offer(t, f"tools[{i}]")
+        for i, item in enumerate(req.input if not isinstance(req.input, str) else ()):
+            if isinstance(item, AdditionalToolsItem):
+                for j, t in enumerate(item.tools):
+                    self._offer(t, f"input[{i}].tools[{j}]")
+
+    def _offer(self, t: ToolWire, where: str) -> None:
+        if isinstance(t, NamespaceTool):
+            # Harmony's own `functions` namespace holds plain functions (named as they are);
+            # any other is a namespace of its own
+            namespace = ToolNamespace(t.name, t.description) if t.name != _FUNCTIONS else None
+            for f in t.tools:
+                flat = flat_name(t.name, f.name)
+                self.namespaces[flat] = (t.name, f.name)
+                self._add(f, flat, namespace)
+        elif isinstance(t, FunctionTool | CustomTool):
+            self._add(t, t.name)
+        else:
+            kind = str(type(t).__struct_config__.tag)
+            if self._refuse_hosted:
+                raise Unsupported(
+                    f"Tool type '{kind}' is a hosted tool this gateway cannot run (its setting "
+                    "hosted_tools = 'refuse'); send the request without it.",
+                    param=f"{where}.type",
+                )
+            self.ignored.append(kind)
 
     def _add(self, t: FunctionTool | CustomTool, name: str, namespace: ToolNamespace | None = None) -> None:
         if any(tool.name == name for tool in self.tools):
