@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
@@ -53,12 +53,12 @@ from compat.responses_wire.request import (
     OutputText,
     ReasoningItem,
     ResponsesRequest,
-    ToolWire,
 )
 from compat.responses_wire.sealing import ReasoningSeal
+from compat.responses_wire.tools import OfferedTools, flat_name
 from compat.translate import EFFORT, internal_tool_choice, join_text_parts
 from pipelines.errors import InvalidRequest, Unsupported
-from pipelines.types import GenerationRequest, Message, ResponseFormat, SamplingOverrides, Tool, ToolCall, ToolNamespace
+from pipelines.types import GenerationRequest, Message, ResponseFormat, SamplingOverrides, ToolCall
 
 if TYPE_CHECKING:
     from pipelines.result import PipelineResult
@@ -85,18 +85,6 @@ LOGPROBS = "message.output_text.logprobs"
 """The `include` value that asks for the answer's logprobs."""
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
 """The `include` value that asks for reasoning items sealed for the client to send back."""
-_FUNCTIONS = "functions"
-
-
-def _custom_parameters() -> dict[str, Any]:
-    """A `custom` (free-text) tool as the model sees it: a function of one string (a fresh
-    schema each time: the caller owns it)."""
-    return {
-        "type": "object",
-        "properties": {"input": {"type": "string", "description": "The tool's free-text input."}},
-        "required": ["input"],
-        "additionalProperties": False,
-    }
 
 
 class Translated(msgspec.Struct, frozen=True, kw_only=True):
@@ -119,12 +107,6 @@ class Translated(msgspec.Struct, frozen=True, kw_only=True):
     """Set when `include` asks for `reasoning.encrypted_content`: what seals it."""
     unopened_reasoning: int = 0
     """Reasoning items sent back whose `encrypted_content` did not open (another key)."""
-
-
-def flat_name(namespace: str | None, name: str) -> str:
-    """The name the model knows a function by: `NAMESPACE.NAME` in a namespace, except
-    Harmony's own `functions`, whose functions have their plain names."""
-    return f"{namespace}.{name}" if namespace and namespace != _FUNCTIONS else name
 
 
 def new_item_id(prefix: str) -> str:
@@ -187,7 +169,7 @@ class _Turns:
                 ToolCall(id=item.call_id, name=flat_name(item.namespace, item.name), arguments=arguments)
             )
         elif isinstance(item, AdditionalToolsItem):
-            pass  # offered with the request's tools (`_Tools`)
+            pass  # offered with the request's tools (`OfferedTools`)
         elif isinstance(item, ItemReference):
             raise Unsupported("item_reference needs stored items; this gateway stores none yet.", param=f"{where}.id")
         else:
@@ -199,53 +181,6 @@ class _Turns:
                 assert isinstance(item, FunctionCallOutputItem | CustomToolCallOutputItem)
                 output = _text(item.output, f"{where}.output")
                 self.messages.append(Message(role="tool", content=output, tool_call_id=item.call_id))
-
-
-class _Tools:
-    """The functions offered to the model, the hosted tools left out, the namespaced and the custom names."""
-
-    def __init__(self, req: ResponsesRequest, *, refuse_hosted: bool = False) -> None:
-        self.tools: list[Tool] = []
-        self.ignored: list[str] = []
-        self.namespaces: dict[str, tuple[str, str]] = {}
-        self.custom: set[str] = set()
-        self._refuse_hosted = refuse_hosted
-        for i, t in enumerate(req.tools or ()):
-            self._offer(t, f"tools[{i}]")
-        for i, item in enumerate(req.input if not isinstance(req.input, str) else ()):
-            if isinstance(item, AdditionalToolsItem):
-                for j, t in enumerate(item.tools):
-                    self._offer(t, f"input[{i}].tools[{j}]")
-
-    def _offer(self, t: ToolWire, where: str) -> None:
-        if isinstance(t, NamespaceTool):
-            # Harmony's own `functions` namespace holds plain functions (named as they are);
-            # any other is a namespace of its own
-            namespace = ToolNamespace(t.name, t.description) if t.name != _FUNCTIONS else None
-            for f in t.tools:
-                flat = flat_name(t.name, f.name)
-                self.namespaces[flat] = (t.name, f.name)
-                self._add(f, flat, namespace)
-        elif isinstance(t, FunctionTool | CustomTool):
-            self._add(t, t.name)
-        else:
-            kind = str(type(t).__struct_config__.tag)
-            if self._refuse_hosted:
-                raise Unsupported(
-                    f"Tool type '{kind}' is a hosted tool this gateway cannot run (its setting "
-                    "hosted_tools = 'refuse'); send the request without it.",
-                    param=f"{where}.type",
-                )
-            self.ignored.append(kind)
-
-    def _add(self, t: FunctionTool | CustomTool, name: str, namespace: ToolNamespace | None = None) -> None:
-        if any(tool.name == name for tool in self.tools):
-            raise InvalidRequest(f"Two tools are named '{name}'.", param="tools")
-        parameters: dict[str, Any] | None = t.parameters if isinstance(t, FunctionTool) else _custom_parameters()
-        if isinstance(t, CustomTool):
-            self.custom.add(name)
-        strict = t.strict if isinstance(t, FunctionTool) else None
-        self.tools.append(Tool(name, t.description, parameters, strict, namespace))
 
 
 def _response_format(req: ResponsesRequest) -> ResponseFormat:
@@ -282,7 +217,7 @@ def to_internal(
     Hosted tools are left out (`ignored_tools`), or refused with a 400 naming the first.
     `seal` opens reasoning sent back sealed, and seals the answer's when `include` asks."""
     _refuse_state(req)
-    offered = _Tools(req, refuse_hosted=hosted == "refuse")
+    offered = OfferedTools(req, refuse_hosted=hosted == "refuse")
     tools = tuple(offered.tools)
     choice = req.tool_choice
     if isinstance(choice, CustomChoice | FunctionChoice):
