@@ -1,7 +1,7 @@
 """The Responses wire (`POST /v1/responses`): its request (`request.py`), the objects and
 events it answers with (`objects.py`), translation to and from the internal types
-(`translate.py`), the stream encoder (`stream.py`) and the seal of reasoning that
-clients keep (`sealing.py`)."""
+(`translate.py`, the tools offered in `tools.py`), the stream encoder (`stream.py`) and the
+seal of reasoning that clients keep (`sealing.py`)."""
 
 from __future__ import annotations
 

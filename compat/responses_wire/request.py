@@ -16,6 +16,7 @@ from compat.requests import HUGE_TOKEN_LIMIT
 
 __all__ = [
     "HOSTED_TOOLS",
+    "AdditionalToolsItem",
     "CustomChoice",
     "CustomTool",
     "CustomToolCallItem",
@@ -136,11 +137,21 @@ class CustomToolCallItem(_Wire, tag="custom_tool_call", tag_field="type"):
     name: str
     input: str
     id: str | None = None
+    namespace: str | None = None
 
 
 class CustomToolCallOutputItem(_Wire, tag="custom_tool_call_output", tag_field="type"):
     call_id: str
     output: Content
+    id: str | None = None
+
+
+class AdditionalToolsItem(_Wire, tag="additional_tools", tag_field="type"):
+    """Tools made available from this point of the input on (Codex sends its whole toolset
+    so for some models): offered to the model with the request's `tools`."""
+
+    role: Literal["developer"]
+    tools: list[ToolWire]
     id: str | None = None
 
 
@@ -157,6 +168,7 @@ InputItem = (
     | ReasoningItem
     | CustomToolCallItem
     | CustomToolCallOutputItem
+    | AdditionalToolsItem
     | ItemReference
 )
 
@@ -234,6 +246,11 @@ class _Mcp(HostedTool, tag="mcp", tag_field="type"):
     pass
 
 
+class _ToolSearch(HostedTool, tag="tool_search", tag_field="type"):
+    """Loading deferred tools by search (Codex sends it for the models it knows): whether
+    OpenAI runs it or the client does, it needs a protocol of its own, so it is left out."""
+
+
 _Hosted = (
     _WebSearch
     | _WebSearchPreview
@@ -245,6 +262,7 @@ _Hosted = (
     | _ComputerUsePreview
     | _ImageGeneration
     | _Mcp
+    | _ToolSearch
 )
 HOSTED_TOOLS: tuple[str, ...] = tuple(str(t.__struct_config__.tag) for t in get_args(_Hosted))
 """The `type`s of the hosted tools, left out of the prompt (and named in a header)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
@@ -32,6 +32,7 @@ from compat.responses_wire.objects import (
     TopLogprobOut,
 )
 from compat.responses_wire.request import (
+    AdditionalToolsItem,
     Content,
     CustomChoice,
     CustomTool,
@@ -54,10 +55,11 @@ from compat.responses_wire.request import (
     ResponsesRequest,
 )
 from compat.responses_wire.sealing import ReasoningSeal
+from compat.responses_wire.tools import OfferedTools, flat_name
 from compat.translate import EFFORT, internal_tool_choice, join_text_parts
 from pipelines.errors import InvalidRequest, Unsupported
 from pipelines.structured import check_schema
-from pipelines.types import GenerationRequest, Message, ResponseFormat, SamplingOverrides, Tool, ToolCall, ToolNamespace
+from pipelines.types import GenerationRequest, Message, ResponseFormat, SamplingOverrides, ToolCall
 
 if TYPE_CHECKING:
     from pipelines.result import PipelineResult
@@ -71,6 +73,7 @@ __all__ = [
     "call_prefix",
     "custom_input",
     "finished",
+    "flat_name",
     "logprobs_out",
     "message_item",
     "new_item_id",
@@ -83,17 +86,6 @@ LOGPROBS = "message.output_text.logprobs"
 """The `include` value that asks for the answer's logprobs."""
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
 """The `include` value that asks for reasoning items sealed for the client to send back."""
-
-
-def _custom_parameters() -> dict[str, Any]:
-    """A `custom` (free-text) tool as the model sees it: a function of one string (a fresh
-    schema each time: the caller owns it)."""
-    return {
-        "type": "object",
-        "properties": {"input": {"type": "string", "description": "The tool's free-text input."}},
-        "required": ["input"],
-        "additionalProperties": False,
-    }
 
 
 class Translated(msgspec.Struct, frozen=True, kw_only=True):
@@ -170,11 +162,15 @@ class _Turns:
         elif isinstance(item, MessageItem) and item.role == "assistant":
             self._content.append(_text(item.content, f"{where}.content"))
         elif isinstance(item, FunctionCallItem):
-            name = f"{item.namespace}.{item.name}" if item.namespace else item.name
+            name = flat_name(item.namespace, item.name)
             self._calls.append(ToolCall(id=item.call_id, name=name, arguments=item.arguments))
         elif isinstance(item, CustomToolCallItem):
             arguments = msgspec.json.encode({"input": item.input}).decode()
-            self._calls.append(ToolCall(id=item.call_id, name=item.name, arguments=arguments))
+            self._calls.append(
+                ToolCall(id=item.call_id, name=flat_name(item.namespace, item.name), arguments=arguments)
+            )
+        elif isinstance(item, AdditionalToolsItem):
+            pass  # offered with the request's tools (`OfferedTools`)
         elif isinstance(item, ItemReference):
             raise Unsupported("item_reference needs stored items; this gateway stores none yet.", param=f"{where}.id")
         else:
@@ -186,48 +182,6 @@ class _Turns:
                 assert isinstance(item, FunctionCallOutputItem | CustomToolCallOutputItem)
                 output = _text(item.output, f"{where}.output")
                 self.messages.append(Message(role="tool", content=output, tool_call_id=item.call_id))
-
-
-class _Tools:
-    """The functions offered to the model, the hosted tools left out, the namespaced and the custom names."""
-
-    def __init__(self, req: ResponsesRequest, *, refuse_hosted: bool = False) -> None:
-        self.tools: list[Tool] = []
-        self.ignored: list[str] = []
-        self.namespaces: dict[str, tuple[str, str]] = {}
-        self.custom: set[str] = set()
-        for i, t in enumerate(req.tools or ()):
-            if isinstance(t, NamespaceTool):
-                if t.name == "functions":
-                    # Harmony's own namespace: its functions would be addressed twice over
-                    raise InvalidRequest("The namespace name 'functions' is reserved.", param=f"tools[{i}].name")
-                namespace = ToolNamespace(t.name, t.description)
-                for j, f in enumerate(t.tools):
-                    flat = f"{t.name}.{f.name}"
-                    self.namespaces[flat] = (t.name, f.name)
-                    self._add(f, flat, f"tools[{i}].tools[{j}].parameters", namespace)
-            elif isinstance(t, FunctionTool | CustomTool):
-                self._add(t, t.name, f"tools[{i}].parameters")
-            else:
-                kind = str(type(t).__struct_config__.tag)
-                if refuse_hosted:
-                    raise Unsupported(
-                        f"Tool type '{kind}' is a hosted tool this gateway cannot run (its setting "
-                        "hosted_tools = 'refuse'); send the request without it.",
-                        param=f"tools[{i}].type",
-                    )
-                self.ignored.append(kind)
-
-    def _add(self, t: FunctionTool | CustomTool, name: str, where: str, namespace: ToolNamespace | None = None) -> None:
-        if any(tool.name == name for tool in self.tools):
-            raise InvalidRequest(f"Two tools are named '{name}'.", param="tools")
-        parameters: dict[str, Any] | None = t.parameters if isinstance(t, FunctionTool) else _custom_parameters()
-        if isinstance(t, CustomTool):
-            self.custom.add(name)
-        strict = t.strict if isinstance(t, FunctionTool) else None
-        if isinstance(t, FunctionTool) and t.parameters is not None:
-            check_schema(t.parameters, param=where)
-        self.tools.append(Tool(name, t.description, parameters, strict, namespace))
 
 
 def _response_format(req: ResponsesRequest) -> ResponseFormat:
@@ -263,7 +217,7 @@ def to_internal(
     `history`: the stored conversation `previous_response_id` stands for, before `input`.
     `seal` opens reasoning sent back sealed, and seals the answer's when `include` asks."""
     _refuse_state(req)
-    offered = _Tools(req, refuse_hosted=hosted == "refuse")
+    offered = OfferedTools(req, refuse_hosted=hosted == "refuse")
     tools = tuple(offered.tools)
     choice = req.tool_choice
     if isinstance(choice, CustomChoice | FunctionChoice):

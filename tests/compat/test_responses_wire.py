@@ -100,10 +100,47 @@ def test_tools_functions_namespaces_custom_and_hosted() -> None:
     assert [tool.name for tool in t.template.tools] == ["shell", "agents", "apply_patch"]  # hosted not echoed
 
 
-def test_the_namespace_functions_is_reserved() -> None:
-    ns = {"type": "namespace", "name": "functions", "description": "", "tools": [{"type": "function", "name": "f"}]}
-    exc = refusal(tools=[{"type": "function", "name": "g"}, ns])
-    assert exc.status == 400 and exc.param == "tools[1].name"
+def test_the_namespace_functions_is_harmonys_own_and_tools_may_come_in_the_input() -> None:
+    """What Codex sends for some models: its tools in an `additional_tools` input item,
+    plain ones in a namespace named `functions`, and a `tool_search` tool."""
+    functions = {
+        "type": "namespace",
+        "name": "functions",
+        "description": "",
+        "tools": [{"type": "function", "name": "f"}],
+    }
+    clock = {
+        "type": "namespace",
+        "name": "clock",
+        "description": "Time.",
+        "tools": [{"type": "function", "name": "sleep"}],
+    }
+    search = {"type": "tool_search", "execution": "client", "parameters": {"type": "object"}}
+    t = translated(
+        tools=[{"type": "function", "name": "g"}, search],
+        input=[
+            {"type": "additional_tools", "role": "developer", "tools": [functions, clock, {"type": "web_search"}]},
+            {"role": "user", "content": "hi"},
+            {"type": "function_call", "call_id": "c", "name": "f", "namespace": "functions", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c", "output": "ok"},
+        ],
+    )
+    assert [(x.name, x.namespace) for x in t.request.tools] == [
+        ("g", None),
+        ("f", None),
+        ("clock.sleep", ToolNamespace("clock", "Time.")),
+    ]
+    assert t.ignored_tools == ("tool_search", "web_search")
+    assert t.namespaces == {"f": ("functions", "f"), "clock.sleep": ("clock", "sleep")}
+    assert t.request.messages[0] == Message(role="user", content="hi")  # the tools item is no turn
+    assert t.request.messages[1].tool_calls == (ToolCall("c", "f", "{}"),)
+    out = response(t, content="", tool_calls=(ToolCall("call_2", "f", "{}"),), finish_reason="tool_calls")
+    assert (out["output"][-1]["name"], out["output"][-1]["namespace"]) == ("f", "functions")
+    # a plain function and one of `functions` are the same name twice
+    exc = refusal(tools=[{"type": "function", "name": "f"}, functions])
+    assert exc.status == 400 and exc.param == "tools"
+    exc = refusal(input=[{"type": "additional_tools", "role": "developer", "tools": [{"type": "shell_of_mystery"}]}])
+    assert exc.param == "input[0].tools[0].type"
 
 
 def test_a_namespaced_call_sent_back_is_the_flat_name() -> None:

@@ -47,6 +47,16 @@ provider = "replay"
 context_length = 65536
 replay_file = "{harmony / "codex_call.txt"}"
 replay_after_tools = ["{harmony / "codex_answer.txt"}"]
+
+# a model id Codex has in its catalogue: it then sends apply_patch as a `custom` tool
+[[models]]
+id = "gpt-5.5"
+role = "primary"
+format = "harmony"
+provider = "replay"
+context_length = 65536
+replay_file = "{harmony / "codex_patch.txt"}"
+replay_after_tools = ["{harmony / "codex_patched.txt"}"]
 """
 
 
@@ -71,7 +81,9 @@ def _codex() -> str:
     return found
 
 
-def run_codex(tmp: Path, base_url: str, model: str, prompt: str) -> tuple[list[dict[str, Any]], str]:
+def run_codex(
+    tmp: Path, base_url: str, model: str, prompt: str, sandbox: str = "read-only"
+) -> tuple[list[dict[str, Any]], str]:
     """`codex exec --json` in a fresh CODEX_HOME and work folder: its events and its last message."""
     home, work = tmp / "codex-home", tmp / "work"
     home.mkdir()
@@ -87,7 +99,7 @@ def run_codex(tmp: Path, base_url: str, model: str, prompt: str) -> tuple[list[d
     )
     last = tmp / "last-message.txt"
     env = {**os.environ, "CODEX_HOME": str(home), "MIA_CODEX_TEST_KEY": "unused", "NO_COLOR": "1"}
-    args = [_codex(), "exec", "--json", "--skip-git-repo-check", "--sandbox", "read-only", "-o", str(last), prompt]
+    args = [_codex(), "exec", "--json", "--skip-git-repo-check", "--sandbox", sandbox, "-o", str(last), prompt]
     done = subprocess.run(
         args, cwd=work, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240
     )
@@ -111,6 +123,25 @@ def test_codexs_captured_request_is_served_as_sent(gateway: ServedGateway) -> No
     final = check_stream(sent)
     assert final["status"] == "completed" and final["store"] is False
     assert [t["name"] for t in final["tools"]] == [t["name"] for t in body["tools"] if t["type"] != "web_search"]
+
+
+@pytest.mark.parametrize(
+    ("captured", "ignored"),
+    [("exec-request-0.171.0-gpt-5.5.json", "tool_search,web_search"), ("exec-request-0.171.0-gpt-6-luna.json", None)],
+)
+def test_codexs_requests_for_the_models_it_knows_are_served(
+    gateway: ServedGateway, captured: str, ignored: str | None
+) -> None:
+    """For models in its catalogue Codex sends other toolsets: `custom` apply_patch (a lark
+    grammar) and `tool_search` (gpt-5.5), or every tool in an `additional_tools` input item,
+    namespaces `functions`, `clock`, `collaboration` (gpt-6-luna)."""
+    body = json.loads((DATA / "codex" / captured).read_bytes())
+    body["model"] = "codex-stub"
+    with httpx.stream("POST", f"{gateway.api_url}/responses", json=body, timeout=120) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers.get("x-mia-ignored-tools") == ignored
+        final = check_stream(events(r.read()))
+    assert final["status"] == "completed"
 
 
 def test_codexs_captured_follow_up_is_served_as_sent(gateway: ServedGateway) -> None:
@@ -161,3 +192,27 @@ def test_codex_runs_the_models_shell_call_and_gets_the_answer(
     [reasoning] = [item for item in follow_up["input"] if item.get("type") == "reasoning"]
     assert reasoning["encrypted_content"].startswith("mia1.")
     assert last.strip() == "The command ran and printed its line."
+
+
+def test_codex_applies_the_patch_a_model_sends_to_its_custom_tool(
+    gateway: ServedGateway, proxy: RecordingProxy, tmp_path: Path
+) -> None:
+    """apply_patch is a `custom` (free-text) tool: the model sees a function of one string,
+    and Codex gets a `custom_tool_call` whose input is the patch, which it applies."""
+    before = len(proxy.bodies)
+    events_, last = run_codex(tmp_path, proxy.base_url, "gpt-5.5", "Write greeting.txt.", sandbox="workspace-write")
+    first, follow_up = (json.loads(b) for b in proxy.bodies[before:])
+    assert {"type": "custom", "name": "apply_patch"}.items() <= next(
+        t for t in first["tools"] if t.get("name") == "apply_patch"
+    ).items()
+    assert (tmp_path / "work" / "greeting.txt").read_text() == "hello from the gateway\n"
+    call, output = follow_up["input"][-2:]
+    assert call["type"] == "custom_tool_call" and call["input"].startswith(
+        "*** Begin Patch\n*** Add File: greeting.txt"
+    )
+    assert output["type"] == "custom_tool_call_output" and "greeting.txt" in output["output"]
+    assert [e["item"]["type"] for e in events_ if e.get("type") == "item.completed"][-2:] == [
+        "file_change",
+        "agent_message",
+    ]
+    assert last.strip() == "I wrote greeting.txt."
