@@ -145,7 +145,7 @@ class CustomToolCallOutputItem(_Wire, tag="custom_tool_call_output", tag_field="
 
 
 class ItemReference(_Wire, tag="item_reference", tag_field="type"):
-    """A stored item by id: refused while nothing is stored."""
+    """A stored item by id: refused (send the item itself)."""
 
     id: str
 
@@ -295,7 +295,7 @@ class ResponsesRequest(_Wire):
     input: str | list[InputItem]
     background: bool | None = None
     conversation: str | dict[str, Any] | None = None
-    """Refused while nothing is stored."""
+    """Refused: responses chain by `previous_response_id` here."""
     include: list[str] | None = None
     instructions: str | None = None
     max_output_tokens: Annotated[int, Meta(ge=1, le=HUGE_TOKEN_LIMIT)] | None = None
