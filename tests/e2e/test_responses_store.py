@@ -44,6 +44,9 @@ def test_a_response_is_stored_and_read_back(client: openai.OpenAI) -> None:
     again = client.responses.retrieve(out.id)
     assert again.model_dump() == out.model_dump()  # the very object the client was given
     assert again.metadata == {"k": "v"} and [i.type for i in again.output] == ["reasoning", "message"]
+    with pytest.raises(openai.BadRequestError) as exc:  # replaying a response's events: not built
+        client.responses.retrieve(out.id, stream=True)
+    assert exc.value.param == "stream"
     scrape = httpx.get(f"{client.base_url}".removesuffix("/v1/") + "/metrics", timeout=10).text
     timed = {line.split()[0] for line in scrape.splitlines() if line.startswith("mia_storage_operation_seconds_count")}
     assert {
