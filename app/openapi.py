@@ -247,11 +247,14 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
             paths.RESPONSE: {
                 "get": {
                     "operationId": "getResponse",
-                    "summary": "A stored response.",
-                    "parameters": [_RESPONSE_ID],
+                    "summary": "A stored response (`stream=true`, replaying its events, is a 400).",
+                    "parameters": [
+                        _RESPONSE_ID,
+                        {"name": "stream", "in": "query", "required": False, "schema": {"type": "boolean"}},
+                    ],
                     "responses": {
                         "200": {"description": "OK", "content": {"application/json": {"schema": resp}}},
-                        **_errors(401, 404, 503),
+                        **_errors(400, 401, 404, 503),
                     },
                 },
                 "delete": {

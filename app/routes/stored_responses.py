@@ -18,7 +18,7 @@ from app import paths
 from app.background import decode_response
 from app.gateway import Gateway
 from compat.responses_store import ResponseDeleted, ResponseNotFound, page, page_query
-from pipelines.errors import InvalidRequest
+from pipelines.errors import InvalidRequest, Unsupported
 
 __all__ = ["cancel_response", "delete_response", "list_input_items", "retrieve_response"]
 
@@ -26,7 +26,12 @@ _JSON = "application/json"
 
 
 @get(paths.RESPONSE_ROUTE, operation_id="getResponse", include_in_schema=False)
-async def retrieve_response(response_id: FromPath[str], gateway: NamedDependency[Gateway]) -> ASGIResponse:
+async def retrieve_response(
+    request: Request[Any, Any, Any], response_id: FromPath[str], gateway: NamedDependency[Gateway]
+) -> ASGIResponse:
+    if request.query_params.get("stream", "false").lower() not in ("false", "0"):
+        # OpenAI replays a background response's events; this gateway keeps none
+        raise Unsupported("Streaming a stored response is not supported; GET it without stream.", param="stream")
     stored = await gateway.store.get(response_id)
     if stored is None:
         raise ResponseNotFound(response_id)

@@ -156,7 +156,7 @@ class AdditionalToolsItem(_Wire, tag="additional_tools", tag_field="type"):
 
 
 class ItemReference(_Wire, tag="item_reference", tag_field="type"):
-    """A stored item by id: refused while nothing is stored."""
+    """A stored item by id: refused (send the item itself)."""
 
     id: str
 
@@ -313,7 +313,7 @@ class ResponsesRequest(_Wire):
     input: str | list[InputItem]
     background: bool | None = None
     conversation: str | dict[str, Any] | None = None
-    """Refused while nothing is stored."""
+    """Refused: responses chain by `previous_response_id` here."""
     include: list[str] | None = None
     instructions: str | None = None
     max_output_tokens: Annotated[int, Meta(ge=1, le=HUGE_TOKEN_LIMIT)] | None = None

@@ -172,7 +172,7 @@ class _Turns:
         elif isinstance(item, AdditionalToolsItem):
             pass  # offered with the request's tools (`OfferedTools`)
         elif isinstance(item, ItemReference):
-            raise Unsupported("item_reference needs stored items; this gateway stores none yet.", param=f"{where}.id")
+            raise Unsupported("item_reference is not supported; send the item itself.", param=f"{where}.id")
         else:
             self.flush()
             if isinstance(item, MessageItem):
@@ -199,7 +199,9 @@ def _response_format(req: ResponsesRequest) -> ResponseFormat:
 def _refuse_state(req: ResponsesRequest) -> None:
     """What needs a store or a runner the gateway has not got: refused, never pretended."""
     if req.conversation is not None:
-        raise Unsupported("conversations are not supported yet (nothing is stored).", param="conversation")
+        raise Unsupported(
+            "conversations are not supported; chain responses with previous_response_id.", param="conversation"
+        )
     if req.prompt is not None:
         raise Unsupported("stored prompt templates are not supported.", param="prompt")
 

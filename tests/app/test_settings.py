@@ -280,3 +280,31 @@ def test_hosted_tools_is_ignore_or_refuse(tmp_path: Path) -> None:
     message, path = error_of(tmp_path, '[server]\nhosted_tools = "drop"\n')
     assert str(path) in message and "server.hosted_tools" in message
     assert load_settings(write(tmp_path, '[server]\nhosted_tools = "refuse"\n'), env={}).server.hosted_tools == "refuse"
+
+
+# --- [storage] ------------------------------------------------------------------------
+
+
+def test_storage_defaults_to_sqlite_in_the_data_folder_and_env_overrides_it(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, MINIMAL), env={})
+    assert (
+        not s.storage.postgres and s.storage.sqlite_path == Path.home() / ".local/share/mia-gateway/responses.sqlite3"
+    )
+    assert s.storage.retention_days == 30 and s.storage.sqlite_synchronous == "full"
+    env = {"MIA_STORAGE_URL": "postgresql://mia@db/mia", "MIA_STORAGE_RETENTION_DAYS": "0.5"}
+    s = load_settings(write(tmp_path, MINIMAL + "\n[storage]\nmax_bytes = 1000\n"), env=env)
+    assert s.storage.postgres and s.storage.retention_days == 0.5 and s.storage.max_bytes == 1000
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "says"),
+    [
+        ('[storage]\nurl = "mysql://db/x"\n', {}, "invalid setting 'storage.url': 'mysql:' is not postgresql://"),
+        ("[storage]\nretention_days = 0\n", {}, "invalid setting 'storage.retention_days'"),
+        ("[storage]\nfolder = 1\n", {}, "invalid setting 'storage.folder': unknown key"),
+        ("", {"MIA_STORAGE_TIMEOUT": "soon"}, "environment: invalid value for MIA_STORAGE_TIMEOUT"),
+    ],
+)
+def test_storage_mistakes_are_named(tmp_path: Path, text: str, env: dict[str, str], says: str) -> None:
+    message, _ = error_of(tmp_path, MINIMAL + text, env)
+    assert says in message, message

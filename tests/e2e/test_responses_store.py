@@ -5,6 +5,7 @@ retrieve and continue). PostgreSQL shared by two gateways: test_responses_postgr
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Callable
@@ -44,6 +45,9 @@ def test_a_response_is_stored_and_read_back(client: openai.OpenAI) -> None:
     again = client.responses.retrieve(out.id)
     assert again.model_dump() == out.model_dump()  # the very object the client was given
     assert again.metadata == {"k": "v"} and [i.type for i in again.output] == ["reasoning", "message"]
+    with pytest.raises(openai.BadRequestError) as exc:  # replaying a response's events: not built
+        client.responses.retrieve(out.id, stream=True)
+    assert exc.value.param == "stream"
     scrape = httpx.get(f"{client.base_url}".removesuffix("/v1/") + "/metrics", timeout=10).text
     timed = {line.split()[0] for line in scrape.splitlines() if line.startswith("mia_storage_operation_seconds_count")}
     assert {
@@ -330,3 +334,34 @@ def test_an_sqlite_store_that_cannot_be_opened_is_a_503_until_it_can(tmp_path: P
         out = c.responses.create(model="stub-chat", input="Hi")
         assert c.responses.retrieve(out.id).id == out.id
         assert "Traceback" not in gw.log()
+
+
+def test_a_harmony_tool_chain_round_trips_through_the_store(tmp_path: Path) -> None:
+    """gpt-oss transcripts replayed (tests/data/harmony/): reasoning and a function call
+    stored, then continued by the call's output alone, and the model's answer comes back
+    (that the stored items make the same prompt as the conversation sent whole is
+    `test_a_three_turn_chain_is_the_conversation_sent_whole`, on the Harmony stub)."""
+    data = Path(__file__).resolve().parents[1] / "data" / "harmony"
+    models = "".join(
+        f'[[models]]\nid = "{name}"\nrole = "primary"\nformat = "harmony"\nprovider = "replay"\n'
+        f'replay_file = "{data / (file + ".txt")}"\n\n'
+        for name, file in (("call", "tool_call"), ("answer", "after_tool"))
+    )
+    weather: list[Any] = [
+        {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}
+    ]
+    with serve(models, tmp_path) as gw:
+        c = openai.OpenAI(base_url=gw.api_url, api_key="unused", max_retries=0)
+        first = c.responses.create(model="call", input="Weather in Zürich?", tools=weather)
+        reasoning, call = first.output
+        assert reasoning.type == "reasoning" and call.type == "function_call"
+        assert json.loads(call.arguments) == {"location": "Zürich", "unit": "celsius"}
+        second = c.responses.create(
+            model="answer",
+            tools=weather,
+            previous_response_id=first.id,
+            input=[{"type": "function_call_output", "call_id": call.call_id, "output": '{"celsius": 18}'}],
+        )
+        assert second.status == "completed" and second.output_text == "It is 18 °C in Zürich right now."
+        [given] = c.responses.input_items.list(second.id).data
+        assert given.type == "function_call_output" and given.call_id == call.call_id  # type: ignore[union-attr]
