@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import openai
 import pytest
+from pydantic import BaseModel, Field
 
 from tests.support.clients import run_client
 from tests.support.configs import smollm2
@@ -71,3 +73,21 @@ def test_vercel_ai_sdk_generate_object_with_an_int(gateway: ServedGateway, wire:
     obj = result["object"]
     assert isinstance(obj["name"], str)
     assert isinstance(obj["age"], int) and 0 <= obj["age"] <= 150
+
+
+class _Person(BaseModel):
+    name: str = Field(max_length=40)
+    age: int = Field(ge=0, le=150)
+
+
+def test_openai_sdk_parse_with_bounds(gateway: ServedGateway) -> None:
+    client = openai.OpenAI(base_url=gateway.api_url, api_key="unused", max_retries=0)
+    completion = client.chat.completions.parse(
+        model="smollm2",
+        messages=[{"role": "user", "content": "Extract the person: Alice is 31 years old."}],
+        response_format=_Person,
+        temperature=0,
+    )
+    person = completion.choices[0].message.parsed
+    assert isinstance(person, _Person)
+    assert 0 <= person.age <= 150
