@@ -117,7 +117,13 @@ class LlamaProvider(Provider):
     async def load(self) -> None:
         if self._engine is not None:
             return
-        model, engine, prompts = await asyncio.to_thread(self._load_blocking)
+        try:
+            model, engine, prompts = await asyncio.to_thread(self._load_blocking)
+        except BaseException:
+            # llama.cpp keeps only a raw pointer to the quiet log's callback: left installed
+            # by a provider that is then dropped, the next log line calls freed memory.
+            self._quiet.remove()
+            raise
         self._model, self._engine, self._prompts = model, engine, prompts
 
     def _model_file(self) -> Path:
