@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import InvalidRequest, ModelUnavailable
 from pipelines.events import EventBus, PromptProcessed
+from pipelines.harmony.vocab import harmony_vocab
 from pipelines.model_files import ChecksumCache, missing_model_file, resolve_model_path
 from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Prompt, Provider
 from pipelines.providers.llama.engine import PROMPT_CHUNK, Engine
+from pipelines.providers.llama.harmony import check_vocabulary
 from pipelines.providers.llama.placement import model_params, placement
 from pipelines.providers.llama.prompt import Plan, PromptReader
 from pipelines.providers.llama.runtime import QuietLog, runtime
@@ -150,6 +152,11 @@ class LlamaProvider(Provider):
         except Exception as exc:
             raise LoadFailure("load_error", f"{type(exc).__name__}: {exc}") from exc
         try:
+            harmony = None
+            if self.config.format == "harmony":
+                harmony = harmony_vocab()
+                check_vocabulary(model.model, harmony)
+            prompts = PromptReader(model, model.metadata(), harmony)
             engine = Engine(
                 model,
                 name=self.config.id,
@@ -162,7 +169,6 @@ class LlamaProvider(Provider):
         except BaseException:
             model.close()
             raise
-        prompts = PromptReader(model, model.metadata())
         self.model_path = path
         self._placement = placement(self.config, model)
         return model, engine, prompts
