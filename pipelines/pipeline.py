@@ -137,7 +137,7 @@ class GenerationPipeline(abc.ABC):
             passport_cap=model.max_output_tokens,
             gateway_cap=self.config.gateway_max_output_tokens,
         )
-        prompt = self.build_prompt(req, sampling)
+        prompt = self.build_prompt(req, sampling, provider)
         prompt_tokens = provider.count_tokens(prompt) or 0
         ctx_len = provider.context_length
         if prompt_tokens >= ctx_len:
@@ -215,13 +215,13 @@ class GenerationPipeline(abc.ABC):
             raise Unsupported(f"Model '{req.model}' does not return logprobs.", param="logprobs")
 
     @abc.abstractmethod
-    def build_prompt(self, req: GenerationRequest, sampling: SamplingSnapshot) -> Prompt: ...
+    def build_prompt(self, req: GenerationRequest, sampling: SamplingSnapshot, provider: Provider) -> Prompt: ...
 
     @abc.abstractmethod
     def new_decoder(self, req: GenerationRequest) -> TokenDecoder:
         """A fresh token decoder for one choice of `req`."""
 
-    def opening(self, req: GenerationRequest) -> list[Piece]:
+    def opening(self, prompt: Prompt) -> list[Piece]:
         """Pieces the prompt already holds of the answer (a call it opened): the decoder
         reads them before the model's own."""
         return []
@@ -233,7 +233,7 @@ class GenerationPipeline(abc.ABC):
         if not ctx.started_at:
             ctx.started_at = time.perf_counter()
         post = _Post(ctx)
-        for piece in self.opening(ctx.request):
+        for piece in self.opening(ctx.prompt):
             for delta in post.events(ctx.decoder.feed(piece)):
                 yield delta
         try:

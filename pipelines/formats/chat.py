@@ -66,7 +66,7 @@ class ChatTemplatePipeline(GenerationPipeline):
                 param="tools",
             )
 
-    def build_prompt(self, req: GenerationRequest, sampling: SamplingSnapshot) -> Prompt:
+    def build_prompt(self, req: GenerationRequest, sampling: SamplingSnapshot, provider: Provider) -> Prompt:
         return Prompt(messages=req.messages, request=req)
 
     def new_decoder(self, req: GenerationRequest) -> TokenDecoder:

@@ -46,6 +46,12 @@ class ReplayProvider(Provider):
         super().__init__(config)
         self._pieces: list[Piece] | None = None
 
+    @property
+    def capabilities(self) -> dict[str, bool]:
+        # A replay answers every request with its script: it takes a response format
+        # (the script is what it is), as it takes tools.
+        return {**super().capabilities, "json_schema": True}
+
     def foreseen_failure(self) -> LoadFailure | None:
         path = self.config.replay_file
         if not Path(path).is_file():

@@ -19,6 +19,7 @@ from pipelines.errors import ContextLengthExceeded, InvalidRequest
 from pipelines.harmony.vocab import HarmonyVocab
 from pipelines.providers.base import DecodeParams, Prompt
 from pipelines.providers.llama.grammar import gbnf_for
+from pipelines.providers.llama.harmony import harmony_gbnf
 from pipelines.providers.llama.runtime import runtime, token_text
 from pipelines.types import Message
 
@@ -75,7 +76,7 @@ class PromptReader:
         """Grammar, tokens and context checks: everything that can fail before decode work.
 
         `n_ctx` is the context one generation has (one slot's share)."""
-        gbnf = gbnf_for(params.response_format)
+        gbnf = harmony_gbnf(prompt, params) if self._harmony is not None else gbnf_for(params.response_format)
         tokens = self.tokens(prompt)
         if not tokens:
             raise InvalidRequest("the prompt is empty", param="messages")

@@ -69,7 +69,7 @@ class LlamaProvider(Provider):
 
     @property
     def capabilities(self) -> dict[str, bool]:
-        return {**super().capabilities, "json_schema": True, "logprobs": True}
+        return {**super().capabilities, "json_schema": True, "logprobs": True, "constrained_decoding": True}
 
     @property
     def threads(self) -> int:
