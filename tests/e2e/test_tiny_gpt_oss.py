@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime
 import json
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 import openai
 import pytest
@@ -189,3 +191,77 @@ def test_prompt_counts_openai_harmonys_ids(client: openai.OpenAI, reference_toke
         internal, tools=_tools(), reasoning_effort="low", current_date=datetime.date.today().isoformat()
     )
     assert _count(client, wire, tools=TOOLS) == len(expected)
+
+
+HOSTILE: list[Any] = [
+    {},
+    {"type": "number"},
+    {"enum": []},
+    {"anyOf": []},
+    {"$ref": "#/nowhere"},
+    {"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+    {"type": "object", "properties": {"n": {"$ref": "#"}}},
+    {"properties": {"x": True}},
+    {"type": ["string", "null"]},
+    {"const": 'x"\\\u0001'},
+    {"enum": [{"a": 1}, [1, 2], None, "<|end|>", "<|return|>", '"]']},
+    {"type": "object", "properties": {'a b"\\\n\u0000<|call|>': {"type": "string", "maxLength": 2}}},
+    {"type": "string", "minLength": 5, "maxLength": 2},
+    {"type": "array", "minItems": 3, "maxItems": 1},
+    {"type": "string", "pattern": "^[$"},
+    {"type": "string", "pattern": "^a{2,1}$"},
+    {"type": "string", "pattern": "^\\p{L}+$"},
+    {"type": "string", "format": "date-time"},
+    {"oneOf": [{"type": "integer"}, {"type": "boolean"}]},
+    {"allOf": [{"type": "object"}, {"required": ["a"]}]},
+    {"prefixItems": [{"type": "integer"}], "items": False},
+    {"type": "object", "additionalProperties": {"type": "integer"}},
+    {"type": "bogus"},
+    {
+        "type": "object",
+        "properties": {"deep": {"type": "array", "items": {"type": "array", "items": {"type": "array"}}}},
+    },
+]
+
+
+def _random_schema(rng: random.Random, depth: int = 0) -> Any:
+    kind = rng.choice(["string", "integer", "number", "boolean", "null", "object", "array", "enum", "any"])
+    if kind == "enum":
+        return {"enum": rng.sample(["a", "<|channel|>", '"', "\\", 1, None, True, "é"], rng.randint(1, 4))}
+    if kind == "any":
+        return rng.choice([{}, True, {"anyOf": [{"type": "string"}, {"type": "integer"}]}])
+    if kind == "object" and depth < 3:
+        names = rng.sample(["a", "b c", "<|end|>", 'q"', "ü", "x-y"], rng.randint(0, 3))
+        props = {n: _random_schema(rng, depth + 1) for n in names}
+        return {"type": "object", "properties": props, "required": names[: rng.randint(0, len(names))]}
+    if kind == "array" and depth < 3:
+        return {"type": "array", "items": _random_schema(rng, depth + 1), "maxItems": rng.randint(0, 3)}
+    if kind == "string":
+        return {"type": "string", "maxLength": rng.randint(0, 6)}
+    return {"type": kind if kind not in ("object", "array") else "boolean"}
+
+
+def test_hostile_schemas_and_tool_lists_are_answered_or_refused(gateway: ServedGateway) -> None:
+    # Every schema reaches llama.cpp as part of a Harmony grammar (a strict tool's arguments,
+    # or the final message of a response format): none may crash the gateway, every refusal
+    # is a 400 in OpenAI's envelope.
+    rng = random.Random(14)
+    schemas = [*HOSTILE, *(_random_schema(rng) for _ in range(24))]
+    statuses = []
+    with httpx.Client(base_url=gateway.api_url, timeout=60.0) as http:
+        for i, schema in enumerate(schemas):
+            tool = {"type": "function", "function": {"name": f"f{i}", "parameters": schema, "strict": True}}
+            bodies = [
+                {"tools": [tool, TOOLS[0]], "tool_choice": "required"},
+                {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}},
+            ]
+            for extra in bodies:
+                body = {"model": MODEL, "messages": [{"role": "user", "content": "go"}], "max_tokens": 2, **extra}
+                response = http.post("/chat/completions", json=body)
+                statuses.append(response.status_code)
+                assert response.status_code in (200, 400), response.text
+                if response.status_code == 400:
+                    error = response.json()["error"]
+                    assert error["type"] == "invalid_request_error" and error["message"]
+        assert http.get(gateway.base_url + "/health").status_code == 200
+    assert 200 in statuses and 400 in statuses

@@ -114,7 +114,8 @@ def _arguments(tool: Tool) -> str:
         try:
             return _required(gbnf_for(schema))
         except InvalidRequest as exc:
-            raise InvalidRequest(f"function '{tool.name}': {exc.message}", param="tools") from None
+            message = f"function '{tool.name}': {exc.message}"
+            raise InvalidRequest(message, param="tools", code=exc.code or "invalid_value") from None
     return _required(gbnf_for(_JSON_OBJECT))
 
 
