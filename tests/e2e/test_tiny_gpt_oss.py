@@ -138,6 +138,19 @@ def test_response_format_gives_a_schema_valid_final_message(client: openai.OpenA
     jsonschema.validate(json.loads(choice.message.content or ""), VERDICT)
 
 
+def test_json_object_holds_the_final_message_to_json(client: openai.OpenAI) -> None:
+    # Random weights open a JSON string and rarely close it: what shows here is that the
+    # final message is JSON from its first character (any JSON object, no schema).
+    out = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Answer in JSON."}],
+        response_format={"type": "json_object"},
+        temperature=0.0,
+        max_tokens=8,
+    )
+    assert (out.choices[0].message.content or "").startswith("{")
+
+
 def _count(client: openai.OpenAI, messages: list[dict[str, Any]], **kw: Any) -> int:
     out = client.chat.completions.create(
         model=MODEL,
