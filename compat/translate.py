@@ -147,7 +147,13 @@ def _response_format(req: ChatCompletionRequest) -> ResponseFormat:
                 "response_format json_schema needs a 'schema'.", param="response_format.json_schema.schema"
             )
         check_schema(spec.schema, param="response_format.json_schema.schema")
-        return ResponseFormat(type="json_schema", schema=spec.schema, name=spec.name, strict=bool(spec.strict))
+        return ResponseFormat(
+            type="json_schema",
+            schema=spec.schema,
+            name=spec.name,
+            strict=bool(spec.strict),
+            description=spec.description,
+        )
     return ResponseFormat()
 
 

@@ -231,7 +231,7 @@ class GenerationPipeline(abc.ABC):
     def new_decoder(self, req: GenerationRequest, provider: Provider) -> TokenDecoder:
         """A fresh token decoder for one choice of `req`."""
 
-    def opening(self, req: GenerationRequest) -> list[Piece]:
+    def opening(self, prompt: Prompt) -> list[Piece]:
         """Pieces the prompt already holds of the answer (a call it opened): the decoder
         reads them before the model's own."""
         return []
@@ -243,7 +243,7 @@ class GenerationPipeline(abc.ABC):
         if not ctx.started_at:
             ctx.started_at = time.perf_counter()
         post = _Post(ctx)
-        for piece in self.opening(ctx.request):
+        for piece in self.opening(ctx.prompt):
             for delta in post.events(ctx.decoder.feed(piece)):
                 yield delta
         try:

@@ -90,6 +90,7 @@ class ResponseFormat(msgspec.Struct, frozen=True):
     schema: dict[str, Any] | None = None
     name: str | None = None
     strict: bool = False
+    description: str | None = None
 
 
 class SamplingOverrides(msgspec.Struct, frozen=True, omit_defaults=True):

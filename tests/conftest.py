@@ -10,8 +10,9 @@ import pytest
 from tests.support.configs import STUB_MODELS
 from tests.support.served import ServedGateway, serve
 
-# openai-harmony as the reference renderer, for the Harmony tests of every layer
-pytest_plugins = ["tests.support.harmony_reference"]
+# openai-harmony as the reference renderer, for the Harmony tests of every layer; the tiny
+# gpt-oss GGUF, for the real llama.cpp path of Harmony models
+pytest_plugins = ["tests.support.harmony_reference", "tests.support.tiny_gpt_oss"]
 
 
 @pytest.fixture(scope="session")

@@ -192,7 +192,9 @@ def _response_format(req: ResponsesRequest) -> ResponseFormat:
         if fmt.schema is None:
             raise InvalidRequest("text.format json_schema needs a 'schema'.", param="text.format.schema")
         check_schema(fmt.schema, param="text.format.schema")
-        return ResponseFormat(type="json_schema", schema=fmt.schema, name=fmt.name, strict=bool(fmt.strict))
+        return ResponseFormat(
+            type="json_schema", schema=fmt.schema, name=fmt.name, strict=bool(fmt.strict), description=fmt.description
+        )
     return ResponseFormat()
 
 

@@ -12,7 +12,12 @@ vLLM's gpt-oss path would build from the same request:
 - user turns; assistant turns as `analysis` (reasoning), `commentary` (the preamble of a
   turn that calls tools, addressed to no one), `final` (the answer of a turn that does
   not), and one `commentary to=functions.NAME <|constrain|>json` message per tool call;
-- tool results authored by `functions.NAME`, addressed to the assistant.
+- tool results authored by `functions.NAME`, addressed to the assistant;
+- a JSON schema response format as the developer message's last section, `# Response
+  Formats` (the layout of openai-harmony's format guide, docs/format.md "Structured output",
+  which its renderer leaves to the caller; vLLM writes it the same way): `## NAME`, the
+  description as a `//` comment, the schema as compact JSON. A `json_object` format has no
+  schema to show; as on OpenAI, the client's messages ask for JSON.
 
 Like openai-harmony, analysis messages that precede the conversation's first final answer
 are dropped when the last assistant message is a final answer.
@@ -33,7 +38,7 @@ import msgspec
 from pipelines.errors import InvalidRequest
 from pipelines.harmony import tokens as tk
 from pipelines.harmony.schema_ts import namespace_section, tool_lines
-from pipelines.types import Message, Tool
+from pipelines.types import Message, ResponseFormat, Tool
 
 __all__ = ["DEFAULT_MODEL_IDENTITY", "REASONING_EFFORTS", "RenderedPrompt", "render_prompt", "tool_address"]
 
@@ -74,6 +79,7 @@ def render_prompt(
     current_date: str | None = None,
     knowledge_cutoff: str = "2024-06",
     model_identity: str = DEFAULT_MODEL_IDENTITY,
+    response_format: ResponseFormat | None = None,
 ) -> RenderedPrompt:
     """The full prompt, ending with `<|start|>assistant` for the model to continue.
 
@@ -91,8 +97,9 @@ def render_prompt(
     )
     turns = [_Turn("system", system)]
     instructions = [m.content for m in messages if m.role in ("system", "developer") and m.content]
-    if instructions or tools:
-        turns.append(_Turn("developer", _developer_text("\n\n".join(instructions), tools)))
+    schema = response_format if response_format is not None and response_format.type == "json_schema" else None
+    if instructions or tools or schema:
+        turns.append(_Turn("developer", _developer_text("\n\n".join(instructions), tools, schema)))
     turns.extend(_conversation_turns(messages, tools))
     parts: list[str] = []
     spans: list[tuple[int, int]] = []
@@ -121,7 +128,7 @@ def _system_text(
     return "\n\n".join(["\n".join(top), f"Reasoning: {reasoning_effort}", channels])
 
 
-def _developer_text(instructions: str, tools: Sequence[Tool]) -> str:
+def _developer_text(instructions: str, tools: Sequence[Tool], schema: ResponseFormat | None) -> str:
     sections: list[str] = []
     if instructions:
         sections += ["# Instructions", instructions]
@@ -134,6 +141,10 @@ def _developer_text(instructions: str, tools: Sequence[Tool]) -> str:
             groups.setdefault(name, (description, []))[1].append(tool_lines(local, tool.description, tool.parameters))
         rendered = [namespace_section(name, desc, functions) for name, (desc, functions) in sorted(groups.items())]
         sections.append("# Tools\n\n" + "\n\n".join(rendered))
+    if schema is not None:
+        comment = "".join(f"// {line}\n" for line in (schema.description or "").splitlines())
+        body = msgspec.json.encode(schema.schema).decode()
+        sections.append(f"# Response Formats\n\n## {schema.name or 'response'}\n\n{comment}{body}")
     return "\n\n".join(sections)
 
 

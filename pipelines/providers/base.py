@@ -10,13 +10,24 @@ import msgspec
 
 from pipelines.embedding import EmbeddingRequest, Embeddings
 from pipelines.errors import CancelReason, UnsupportedModel
-from pipelines.types import GenerationRequest, Message, Output, ResponseFormat
+from pipelines.types import GenerationRequest, Message, Output, ResponseFormat, Tool
 
 if TYPE_CHECKING:
     from pipelines.config import ModelConfig
     from pipelines.tokenization import ModelTokenizer
 
-__all__ = ["CancelToken", "DecodeParams", "LoadFailure", "Prompt", "Provider", "Source"]
+__all__ = ["CancelToken", "DecodeParams", "LoadFailure", "OpenedCall", "Prompt", "Provider", "Source"]
+
+
+class OpenedCall(msgspec.Struct, frozen=True):
+    """A Harmony prompt that ends inside the tool call the model is to make (tool_choice).
+
+    `named`: the prompt names `tools[0]` and opens its arguments (after `<|message|>`);
+    otherwise it ends right after `to=functions.` and the model names one of `tools`.
+    A provider that constrains decoding holds the rest of the call to them."""
+
+    tools: tuple[Tool, ...]
+    named: bool
 
 
 class Prompt(msgspec.Struct, frozen=True):
@@ -36,6 +47,8 @@ class Prompt(msgspec.Struct, frozen=True):
     request: GenerationRequest | None = None
     """The request the prompt was built from, for providers that pass it on whole
     (an upstream needs its tools, tool choice, stop and response format)."""
+    call: OpenedCall | None = None
+    """Harmony: the call the prompt opened for the model to finish."""
 
 
 class DecodeParams(msgspec.Struct, frozen=True):

@@ -68,6 +68,12 @@ class ReplayProvider(Provider):
     def _files(self) -> list[str]:
         return [self.config.replay_file, *self.config.replay_after_tools]
 
+    @property
+    def capabilities(self) -> dict[str, bool]:
+        # A replay answers every request with its script: it takes a response format
+        # (the script is what it is), as it takes tools.
+        return {**super().capabilities, "json_schema": True}
+
     def foreseen_failure(self) -> LoadFailure | None:
         for path in self._files():
             if not Path(path).is_file():

@@ -203,3 +203,25 @@ def test_tool_round_trip_is_accepted(client: openai.OpenAI) -> None:
     body = info.value.body
     assert isinstance(body, dict) and body["param"] == "messages", body
     assert "call_unknown" in body["message"] and "answers no earlier tool call" in body["message"], body
+
+
+def test_required_with_several_tools_replays_the_script(client: openai.OpenAI) -> None:
+    # What pydantic-ai and LangChain's tool_choice="any" send: a replay answers with its script.
+    clock = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+    out = client.chat.completions.create(
+        model="replay-tool-call",
+        messages=[{"role": "user", "content": "Weather in Zürich?"}],
+        tools=[WEATHER_TOOL, clock],  # type: ignore[list-item]
+        tool_choice="required",
+    )
+    [call] = out.choices[0].message.tool_calls or []
+    assert call.function.name == "get_weather" and out.choices[0].finish_reason == "tool_calls"
+
+
+def test_response_format_replays_the_script(client: openai.OpenAI) -> None:
+    out = client.chat.completions.create(
+        model="replay-reasoning-final",
+        messages=[{"role": "user", "content": "hi"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "greeting", "schema": {"type": "object"}}},
+    )
+    assert out.choices[0].message.content == "你好！Nice to meet you 😀 — how can I help?"

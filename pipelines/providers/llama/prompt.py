@@ -1,9 +1,10 @@
 """From a `Prompt` to the tokens a generation reads, checked before any decode work.
 
-Harmony prompts arrive as text with their control tokens written literally; chat prompts
-as messages, rendered with the model's own chat template. Either way, only the text around
-the clients' messages is read for special tokens: a `<|im_end|>` typed into a message stays
-text and cannot end a turn.
+Harmony prompts arrive as text with their control tokens written literally, and are turned
+into ids by `pipelines.harmony.vocab` (see there why not by llama.cpp); chat prompts as
+messages, rendered with the model's own chat template. Either way, only the text around the
+clients' messages is read for special tokens: a `<|im_end|>` typed into a message stays text
+and cannot end a turn.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import Any, Protocol
 import msgspec
 
 from pipelines.errors import ContextLengthExceeded, InvalidRequest
+from pipelines.harmony.vocab import HarmonyVocab
 from pipelines.providers.base import DecodeParams, Prompt
 from pipelines.providers.llama.grammar import gbnf_for
+from pipelines.providers.llama.harmony import harmony_gbnf
 from pipelines.providers.llama.runtime import runtime, token_text
 from pipelines.providers.vocab import check_token_ids
 from pipelines.types import Message
@@ -49,10 +52,12 @@ class Tokenizer(Protocol):
 class PromptReader:
     """A loaded model's chat template and special tokens, and the prompt it read last.
 
-    Built on the loading thread: reading every token's attributes takes ~15 ms."""
+    Built on the loading thread: reading every token's attributes takes ~15 ms. `harmony`
+    is the vocabulary of a Harmony model (gpt-oss), checked to be the model's."""
 
-    def __init__(self, tok: Tokenizer, metadata: dict[str, str]) -> None:
+    def __init__(self, tok: Tokenizer, metadata: dict[str, str], harmony: HarmonyVocab | None = None) -> None:
         self.tok = tok
+        self._harmony = harmony
         self._formatter = _chat_formatter(metadata, tok.model)
         self._specials = special_token_pattern(tok.model)
         self._last: tuple[Prompt, list[int]] | None = None
@@ -72,7 +77,7 @@ class PromptReader:
         """Grammar, tokens and context checks: everything that can fail before decode work.
 
         `n_ctx` is the context one generation has (one slot's share)."""
-        gbnf = gbnf_for(params.response_format)
+        gbnf = harmony_gbnf(prompt, params) if self._harmony is not None else gbnf_for(params.response_format)
         tokens = self.tokens(prompt)
         if not tokens:
             raise InvalidRequest("the prompt is empty", param="messages")
@@ -88,6 +93,10 @@ class PromptReader:
         tok = self.tok
         if prompt.tokens is not None:
             return self._known(prompt.tokens)  # token ids are read as they are: no BOS added
+        if prompt.text is not None and self._harmony is not None:
+            # openai-harmony's ids exactly (no BOS: gpt-oss prompts have none); a raw
+            # completion's text is all plain, so it stays text here too
+            return self._harmony.encode_prompt(prompt.text, prompt.plain)
         if prompt.text is not None:
             # Harmony text writes its control tokens literally; `add_bos` defers to the
             # model's own add_bos flag.

@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import InvalidRequest, ModelUnavailable
 from pipelines.events import EventBus, PromptProcessed
+from pipelines.harmony.vocab import harmony_vocab
 from pipelines.model_files import missing_model_file
 from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Prompt, Provider
 from pipelines.providers.llama.engine import PROMPT_CHUNK, Engine
+from pipelines.providers.llama.harmony import check_vocabulary
 from pipelines.providers.llama.placement import placement
 from pipelines.providers.llama.prompt import Plan, PromptReader
 from pipelines.providers.llama.runtime import QuietLog
@@ -74,7 +76,7 @@ class LlamaProvider(Provider):
 
     @property
     def capabilities(self) -> dict[str, bool]:
-        return {**super().capabilities, "json_schema": True, "logprobs": True}
+        return {**super().capabilities, "json_schema": True, "logprobs": True, "constrained_decoding": True}
 
     @property
     def threads(self) -> int:
@@ -129,12 +131,23 @@ class LlamaProvider(Provider):
     async def load(self) -> None:
         if self._engine is not None:
             return
-        model, engine, prompts = await asyncio.to_thread(self._load_blocking)
+        try:
+            model, engine, prompts = await asyncio.to_thread(self._load_blocking)
+        except BaseException:
+            # llama.cpp keeps only a raw pointer to the quiet log's callback: left installed
+            # by a provider that is then dropped, the next log line calls freed memory.
+            self._quiet.remove()
+            raise
         self._model, self._engine, self._prompts = model, engine, prompts
 
     def _load_blocking(self) -> tuple[LlamaModel, Engine, PromptReader]:
         model, path = open_model(self.config, cache_dir=self.cache_dir, quiet=self._quiet)
         try:
+            harmony = None
+            if self.config.format == "harmony":
+                harmony = harmony_vocab()
+                check_vocabulary(model.model, harmony)
+            prompts = PromptReader(model, model.metadata(), harmony)
             engine = self._engine_type(
                 model,
                 name=self.config.id,
@@ -147,7 +160,6 @@ class LlamaProvider(Provider):
         except BaseException:
             model.close()
             raise
-        prompts = PromptReader(model, model.metadata())
         self.model_path = path
         self._placement = placement(self.config, model)
         return model, engine, prompts

@@ -14,6 +14,7 @@ import os
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from pipelines.harmony.tokens import SPECIAL_TOKENS
 from pipelines.providers.base import DecodeParams, LoadFailure
 from pipelines.types import LogprobEntry, Piece, TopLogprob
 
@@ -43,6 +44,10 @@ prompt was split between decode calls: a prompt read partly from a cached prefix
 logits up to 1.0 apart from a fresh read on SmolLM2, and greedy output changed (docs/performance.md).
 Without it, cached prefixes, chunked prompts and batched sequences all reproduce a fresh
 single-sequence run exactly on SmolLM2."""
+
+_HARMONY_MARKERS = frozenset(t.encode() for t in SPECIAL_TOKENS)
+"""llama.cpp gives gpt-oss's `<|channel|>`, `<|message|>`, `<|start|>`, `<|constrain|>` and
+`<|end|>` the user-defined attribute, not the control one: they are special all the same."""
 
 _SUBMODULES = ("llama_cpp._internals", "llama_cpp._logger", "llama_cpp.llama_chat_format", "llama_cpp.llama_grammar")
 
@@ -158,7 +163,11 @@ def make_piece(vocab: Any, token: int, ctx: Any, index: int, n_vocab: int, param
     if params.logprobs:
         logits = _logits(llama_cpp.llama_get_logits_ith(ctx, index), n_vocab)
         logprob = _logprob_entry(vocab, logits, token, data, params.top_logprobs)
-    return Piece(data=data, special=llama_cpp.llama_vocab_is_control(vocab, token), logprob=logprob)
+    special = bool(llama_cpp.llama_vocab_is_control(vocab, token)) or (
+        data in _HARMONY_MARKERS
+        and bool(llama_cpp.llama_vocab_get_attr(vocab, token) & llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED)
+    )
+    return Piece(data=data, special=special, logprob=logprob)
 
 
 def prompt_logprob(vocab: Any, ctx: Any, index: int, n_vocab: int, token: int, top: int) -> LogprobEntry:
