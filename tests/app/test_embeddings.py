@@ -172,3 +172,30 @@ async def test_an_embedding_model_without_its_file_is_served_by_the_stub(make_ap
     async with asgi(h) as client:
         card = (await client.get("/v1/models/gone")).json()
     assert card["stub"] is True and "does not exist" in card["stub_reason"]
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status"),
+    [
+        (b'{"model": "stub-embed", "input": [[[1]]]}', "application/json", 400),
+        (b'{"model": "stub-embed", "input": [99999999999999999999999]}', "application/json", 400),
+        (b'{"model": "stub-embed", "input": [1.5]}', "application/json", 400),
+        (b'{"model": "stub-embed", "input": [NaN]}', "application/json", 400),
+        (b'{"model": "stub-embed", "input": "x", "dimensions": 0}', "application/json", 400),
+        (b'{"model": "stub-embed", "input": "x", "encoding_format": "int8"}', "application/json", 400),
+        (b'{"model": "stub-embed", "input": "x", "dimensions": 1e400}', "application/json", 400),
+        (b'{"model": 5, "input": "x"}', "application/json", 400),
+        (b'{"input": "x"}', "application/json", 400),
+        (b'{"model": "stub-embed", "input": "\xff"}', "application/json", 400),
+        (b"[" * 100_000, "application/json", 400),
+        (b'{"model": "stub-embed", "input": "x"}', "text/plain", 415),
+    ],
+)
+async def test_hostile_bodies_are_4xx_in_the_envelope(
+    make_app_harness: HarnessFactory, content: bytes, content_type: str, status: int
+) -> None:
+    async with asgi(make_app_harness()) as client:
+        r = await client.post("/v1/embeddings", content=content, headers={"content-type": content_type})
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["code"]
