@@ -81,7 +81,7 @@ def assemble(
     router = ModelRouter(manager, {fmt: type(p) for fmt, p in pipelines.items()})
     admission = Admission(queue_size=limits.queue_size, max_wait=limits.queue_max_wait, on_change=admission_events(bus))
     service = GenerationService(router, pipelines, admission, bus, timeout=limits.request_timeout)
-    embeddings = EmbeddingService(router, admission)
+    embeddings = EmbeddingService(router, admission, bus)
     return Generations(
         bus=bus, manager=manager, router=router, service=service, admission=admission, embeddings=embeddings
     )
