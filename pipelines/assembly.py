@@ -86,7 +86,7 @@ def assemble(
     pipelines[COMPLETION] = CompletionPipeline(config)
     admission = Admission(queue_size=limits.queue_size, max_wait=limits.queue_max_wait, on_change=admission_events(bus))
     service = GenerationService(router, pipelines, admission, bus, timeout=limits.request_timeout)
-    embeddings = EmbeddingService(router, admission)
+    embeddings = EmbeddingService(router, admission, bus)
     # The tokenizer endpoints' default model (vLLM serves one): the first of the settings.
     tokenization = Tokenization(router, pipelines, models[0].id if models else "")
     return Generations(

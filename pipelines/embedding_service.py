@@ -7,10 +7,12 @@ not apply: a vector from another model lives in another space, so it is no subst
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from pipelines.embedding import EmbeddingRequest, EmbeddingResult, check_dimensions, shaped
 from pipelines.errors import UnsupportedModel
+from pipelines.events import EmbeddingsCreated, EventBus
 
 if TYPE_CHECKING:
     from pipelines.admission import Admission
@@ -22,9 +24,10 @@ __all__ = ["EmbeddingService"]
 class EmbeddingService:
     """Serves `/v1/embeddings` for the models of a router."""
 
-    def __init__(self, router: ModelRouter, admission: Admission) -> None:
+    def __init__(self, router: ModelRouter, admission: Admission, bus: EventBus) -> None:
         self._router = router
         self._admission = admission
+        self._bus = bus
 
     async def embed(self, req: EmbeddingRequest) -> EmbeddingResult:
         entry = self._router.entry(req.model)
@@ -39,6 +42,18 @@ class EmbeddingService:
                 check_dimensions(req.dimensions, length, matryoshka=config.matryoshka, model_id=config.id)
             gate = self._admission.gate(config.id, provider.admission_slots())
             async with gate.admit():
+                started = time.perf_counter()
                 out = await provider.embed(req)
+                seconds = time.perf_counter() - started
+        self._bus.emit(
+            EmbeddingsCreated(
+                request_id=req.request_id,
+                model_id=config.id,
+                inputs=len(req.inputs),
+                prompt_tokens=out.prompt_tokens,
+                stub=provider.stub,
+                seconds=seconds,
+            )
+        )
         vectors = shaped(out.vectors, req.dimensions) if length is not None else out.vectors
         return EmbeddingResult(model_id=config.id, vectors=vectors, prompt_tokens=out.prompt_tokens, stub=provider.stub)

@@ -18,6 +18,7 @@ import msgspec
 __all__ = [
     "AdmissionChanged",
     "ConnectionsChanged",
+    "EmbeddingsCreated",
     "Event",
     "EventBus",
     "FallbackTriggered",
@@ -154,6 +155,18 @@ class ConnectionsChanged(Event, frozen=True, kw_only=True):
     """An HTTP connection opened or closed; `open` is how many are open now."""
 
     open: int
+
+
+class EmbeddingsCreated(Event, frozen=True, kw_only=True):
+    """An embeddings request answered: how many inputs, the tokens read, and how long
+    the model took (from admission to the vectors)."""
+
+    request_id: str
+    model_id: str
+    inputs: int
+    prompt_tokens: int
+    stub: bool
+    seconds: float
 
 
 class ToolsIgnored(Event, frozen=True, kw_only=True):

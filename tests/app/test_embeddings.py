@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from app.metrics import install_metrics
+from pipelines.events import EmbeddingsCreated
 from tests.support.app_client import asgi
 from tests.support.configs import STUB_MODELS
 from tests.support.harness import Harness
@@ -172,3 +174,47 @@ async def test_an_embedding_model_without_its_file_is_served_by_the_stub(make_ap
     async with asgi(h) as client:
         card = (await client.get("/v1/models/gone")).json()
     assert card["stub"] is True and "does not exist" in card["stub_reason"]
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status"),
+    [
+        (b'{"model": "stub-embed", "input": [[[1]]]}', "application/json", 400),
+        (b'{"model": "stub-embed", "input": [99999999999999999999999]}', "application/json", 400),
+        (b'{"model": "stub-embed", "input": [1.5]}', "application/json", 400),
+        (b'{"model": "stub-embed", "input": [NaN]}', "application/json", 400),
+        (b'{"model": "stub-embed", "input": "x", "dimensions": 0}', "application/json", 400),
+        (b'{"model": "stub-embed", "input": "x", "encoding_format": "int8"}', "application/json", 400),
+        (b'{"model": "stub-embed", "input": "x", "dimensions": 1e400}', "application/json", 400),
+        (b'{"model": 5, "input": "x"}', "application/json", 400),
+        (b'{"input": "x"}', "application/json", 400),
+        (b'{"model": "stub-embed", "input": "\xff"}', "application/json", 400),
+        (b"[" * 100_000, "application/json", 400),
+        (b'{"model": "stub-embed", "input": "x"}', "text/plain", 415),
+    ],
+)
+async def test_hostile_bodies_are_4xx_in_the_envelope(
+    make_app_harness: HarnessFactory, content: bytes, content_type: str, status: int
+) -> None:
+    async with asgi(make_app_harness()) as client:
+        r = await client.post("/v1/embeddings", content=content, headers={"content-type": content_type})
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["code"]
+
+
+async def test_embeddings_are_counted_and_logged_as_one_event(make_app_harness: HarnessFactory) -> None:
+    h = make_app_harness()
+    install_metrics(h.gateway.registry, h.gateway.bus, h.gateway.settings.models)
+    await post(h, {"model": "stub-embed", "input": ["a b", "c"]})
+    await post(h, {"model": "stub-embed", "input": [[1, 2, 3]]})
+    await post(h, {"model": "stub-chat", "input": "refused"})
+    [first, second] = [e for e in h.events if isinstance(e, EmbeddingsCreated)]
+    assert (first.model_id, first.inputs, first.prompt_tokens, first.stub) == ("stub-embed", 2, 3, True)
+    assert (second.inputs, second.prompt_tokens) == (1, 3) and first.seconds >= 0
+    sample = h.gateway.registry.get_sample_value
+    labels = {"model": "stub-embed", "stub": "true"}
+    assert sample("mia_embedding_inputs_total", labels) == 3
+    assert sample("mia_prompt_tokens_total", labels) == 6
+    assert sample("mia_requests_total", {"endpoint": "/v1/embeddings", "status": "200"}) == 2
+    assert sample("mia_requests_total", {"endpoint": "/v1/embeddings", "status": "400"}) == 1

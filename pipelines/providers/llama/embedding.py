@@ -70,10 +70,13 @@ class Embedder:
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
         self._lock = threading.Lock()
+        self._closed = False
 
     def close(self) -> None:
+        """Frees the context once the call under way (if any) is done; later calls get 503."""
         llama_cpp = runtime()
         with self._lock:
+            self._closed = True
             llama_cpp.llama_batch_free(self._batch)
             llama_cpp.llama_free(self._ctx)
 
@@ -100,15 +103,21 @@ class Embedder:
         return tokens
 
     def embed(self, inputs: tuple[EmbeddingInput, ...]) -> Embeddings:
-        every = [self.tokens(i, item) for i, item in enumerate(inputs)]
         vectors: list[list[float]] = []
         with self._lock:
+            # under the lock: a request that was waiting for it while the model unloaded
+            # (gateway shutdown) must not touch the freed context or model
+            if self._closed:
+                raise ModelUnavailable("The model unloaded; try again.")
+            every = [self.tokens(i, item) for i, item in enumerate(inputs)]
             group: list[list[int]] = []
+            size = 0
             for tokens in every:
-                if group and (len(group) == _SEQUENCES or sum(map(len, group)) + len(tokens) > self._n_batch):
+                if group and (len(group) == _SEQUENCES or size + len(tokens) > self._n_batch):
                     vectors += self._read(group)
-                    group = []
+                    group, size = [], 0
                 group.append(tokens)
+                size += len(tokens)
             vectors += self._read(group)
         return Embeddings(vectors=vectors, prompt_tokens=sum(map(len, every)))
 

@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 
 from pipelines.embedding import EmbeddingRequest
-from pipelines.errors import ContextLengthExceeded, InvalidRequest, UnsupportedModel
+from pipelines.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable, UnsupportedModel
 from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Prompt
 from pipelines.providers.factory import DefaultProviders
 from pipelines.providers.llama import LlamaEmbeddingProvider
@@ -147,3 +147,14 @@ async def test_a_gguf_that_names_no_pooling_is_a_load_failure(tmp_path: Path) ->
     with pytest.raises(LoadFailure) as err:
         await p.load()
     assert err.value.reason == "load_error" and "no pooling" in err.value.detail
+
+
+async def test_a_call_that_outlives_its_model_is_a_503_not_a_crash(tmp_path: Path) -> None:
+    # at shutdown the model unloads without waiting for callers: one still queued for the
+    # context must find it closed, not freed memory
+    p = LlamaEmbeddingProvider(minilm_config(), cache_dir=tmp_path)
+    await p.load()
+    embedder = p._loaded()
+    await p.unload()
+    with pytest.raises(ModelUnavailable):
+        embedder.embed(("too late",))

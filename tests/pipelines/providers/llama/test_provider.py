@@ -166,9 +166,10 @@ def test_openmp_threads_spin_briefly_unless_the_environment_says(
         f"""
         import os
         from pathlib import Path
-        from pipelines.providers.llama import LlamaProvider
+        from pipelines.providers.llama.runtime import QuietLog
+        from pipelines.providers.llama.weights import open_model
         from tests.support.configs import smollm2_config
-        LlamaProvider(smollm2_config(), cache_dir=Path({str(tmp_path)!r}))._model_file()
+        open_model(smollm2_config(), cache_dir=Path({str(tmp_path)!r}), quiet=QuietLog())
         print(os.environ["GOMP_SPINCOUNT"])
         """
     )
