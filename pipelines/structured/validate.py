@@ -9,6 +9,7 @@ checker (date, email, ipv4, uuid, ...; without optional packages not date-time o
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -55,7 +56,12 @@ def _pattern_properties(
 
 
 def _validator_class(schema: Any) -> Any:
-    base = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    return _extended(jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator))
+
+
+@functools.lru_cache(maxsize=8)
+def _extended(base: Any) -> Any:
+    """`base` with our own pattern matching (made once per draft: a class per request cost ms)."""
     return jsonschema.validators.extend(base, {"pattern": _pattern, "patternProperties": _pattern_properties})
 
 

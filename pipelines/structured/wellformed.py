@@ -27,6 +27,8 @@ MAX_COUNT = 2000
 """Largest `{m,n}` count (llama.cpp writes repetitions out as copies)."""
 
 _NAME = re.compile(r"[a-zA-Z0-9-]+")
+_LITERAL = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
+_BAD_ESCAPE = re.compile(r"\\(?!x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[trn\\\"\[\]])")
 _SPACE = re.compile(r"(?:[ \t]|#[^\r\n]*)*")
 _SPACE_NEWLINES = re.compile(r"(?:[ \t\r\n]|#[^\r\n]*)*")
 _WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
@@ -116,12 +118,14 @@ class _Parser:
         while True:
             ch = self.peek()
             if ch == '"':
-                self.at += 1
-                while self.peek() != '"':
-                    if not self.peek():
-                        raise self.fail("unterminated literal")
-                    self.char()
-                self.at += 1
+                found = _LITERAL.match(self.text, self.at)
+                if found is None:
+                    raise self.fail("unterminated literal")
+                bad = _BAD_ESCAPE.search(found.group(1))
+                if bad is not None:
+                    self.at += 1 + bad.start()
+                    self.char()  # raises, saying which escape is wrong
+                self.at = found.end()
                 items.append(_Item("t"))
             elif ch == "[":
                 self.at += 1
