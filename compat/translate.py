@@ -144,7 +144,9 @@ def _response_format(req: ChatCompletionRequest) -> ResponseFormat:
         spec = rf.json_schema
         if spec.schema is None:
             raise InvalidRequest(
-                "response_format json_schema needs a 'schema'.", param="response_format.json_schema.schema"
+                "response_format json_schema needs a 'schema'.",
+                param="response_format.json_schema.schema",
+                code="missing_required_parameter",
             )
         check_schema(spec.schema, param="response_format.json_schema.schema")
         return ResponseFormat(

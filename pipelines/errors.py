@@ -3,7 +3,7 @@
 attributes; `compat/errors.py` reads them, in one place, to build OpenAI's envelope.
 
 GatewayError                    status   code                        retry_reason
-├── InvalidRequest              400      (none, or per instance)     -
+├── InvalidRequest              400      invalid_value, or per inst. -
 │   ├── Unsupported             400      unsupported_parameter       -
 │   ├── UnsupportedModel        400      unsupported_model           -   (an embedding model for chat, or back)
 │   └── ContextLengthExceeded   400      context_length_exceeded     -
@@ -84,6 +84,8 @@ class GatewayError(Exception):
 
 class InvalidRequest(GatewayError):
     status = 400
+    code: str | None = "invalid_value"
+    """Every 400 carries a code (OpenAI's for a bad value, unless the instance names a closer one)."""
 
 
 class Unsupported(InvalidRequest):

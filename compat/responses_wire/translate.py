@@ -190,7 +190,11 @@ def _response_format(req: ResponsesRequest) -> ResponseFormat:
         return ResponseFormat(type="json_object")
     if isinstance(fmt, FormatJsonSchema):
         if fmt.schema is None:
-            raise InvalidRequest("text.format json_schema needs a 'schema'.", param="text.format.schema")
+            raise InvalidRequest(
+                "text.format json_schema needs a 'schema'.",
+                param="text.format.schema",
+                code="missing_required_parameter",
+            )
         check_schema(fmt.schema, param="text.format.schema")
         return ResponseFormat(
             type="json_schema", schema=fmt.schema, name=fmt.name, strict=bool(fmt.strict), description=fmt.description

@@ -46,7 +46,8 @@ class Prompt(msgspec.Struct, frozen=True):
     it on its `/completions`."""
     request: GenerationRequest | None = None
     """The request the prompt was built from, for providers that pass it on whole
-    (an upstream needs its tools, tool choice, stop and response format)."""
+    (an upstream needs its tools, tool choice, stop and response format; the stub answers
+    a forced tool choice with a call to one of its tools)."""
     call: OpenedCall | None = None
     """Harmony: the call the prompt opened for the model to finish."""
 

@@ -76,8 +76,9 @@ def schema_rules(schema: Any, root: str = "root", *, param: str | None = None) -
     return schema_conversion(schema, root, param=param).rules
 
 
-def check_schema(schema: Any, *, param: str) -> None:
-    """Raises a 400 naming `param` unless `schema` is a JSON Schema the gateway can hold output to."""
+def check_schema(schema: Any, *, param: str) -> Conversion:
+    """Raises a 400 naming `param` unless `schema` is a JSON Schema the gateway can hold
+    output to; returns its grammar."""
     if not isinstance(schema, dict | bool):
         raise InvalidRequest("Invalid JSON schema: a schema is an object.", param=param, code=INVALID_SCHEMA)
     problem = _shape_problem(schema)
@@ -85,4 +86,4 @@ def check_schema(schema: Any, *, param: str) -> None:
         invalid = metaschema_problem(schema)
         if invalid is not None:
             raise InvalidRequest(f"Invalid JSON schema: {invalid}.", param=param, code=INVALID_SCHEMA)
-    schema_conversion(schema, param=param)
+    return schema_conversion(schema, param=param)

@@ -169,8 +169,13 @@ class _Converter:
 
     def literals(self, schema: dict[str, Any], hint: str) -> str | None:
         values = [schema["const"]] if "const" in schema else list(schema["enum"])
-        rest = {k: v for k, v in schema.items() if k not in ("const", "enum")}
-        texts = list(dict.fromkeys(json_text(v) for v in values if not rest or self.fits(v, rest)))
+        rest = {k: v for k, v in schema.items() if k not in ("const", "enum") and k not in ANNOTATIONS}
+        if set(rest) <= {"type"}:  # the common case, told without a validator per value
+            types = schema_type(rest)
+            values = [v for v in values if types is None or any(_is_type(v, t) for t in types)]
+        else:
+            values = [v for v in values if self.fits(v, rest)]
+        texts = list(dict.fromkeys(json_text(v) for v in values))
         if not texts:
             return None
         return self.rules.add(hint, f"({self.trie(texts, hint)}) {self.prim('ws')}")
@@ -366,6 +371,15 @@ class _Converter:
             return ""
         tail = repeat(f"({comma} {item})", max(0, low - 1), None if high is None else high - 1)
         return f"{item} {tail}" if low >= 1 else f"({item} {tail})?"
+
+
+def _is_type(value: Any, kind: str) -> bool:
+    if kind == "integer":
+        return isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer()
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    kinds = {"string": str, "boolean": bool, "null": type(None), "object": dict, "array": list}
+    return kind in kinds and isinstance(value, kinds[kind])
 
 
 def convert(schema: Any, root: str = "root", *, fits: Callable[[Any, Any], bool] | None = None) -> Conversion:

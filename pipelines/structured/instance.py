@@ -22,6 +22,11 @@ from pipelines.structured.validate import fits, root_validator
 __all__ = ["minimal_instance"]
 
 _MAX_DEPTH = 24
+_MAX_CANDIDATES = 32
+"""Most candidates tried for one subschema (an `anyOf` of thousands is not walked whole)."""
+_MAX_SIZE = 1000
+"""Longest string, most items or properties an instance gets: a larger minimum is left
+unmet (the stub's answer is then reported invalid) rather than built."""
 _PREFERENCE = ("object", "string", "integer", "number", "boolean", "array", "null")
 
 
@@ -47,11 +52,15 @@ class _Maker:
             return None
         if not isinstance(schema, dict):
             return None
-        candidates = list(self.candidates(schema, depth))
-        for candidate in candidates:
+        first: Any = None
+        for n, candidate in enumerate(self.candidates(schema, depth)):
             if self.valid(candidate, schema):
                 return candidate
-        return candidates[0] if candidates else None
+            if n == 0:
+                first = candidate
+            if n >= _MAX_CANDIDATES:
+                break
+        return first
 
     def candidates(self, schema: dict[str, Any], depth: int) -> Any:
         if "const" in schema:
@@ -111,7 +120,7 @@ class _Maker:
             yield high - 0.5
 
     def strings(self, schema: dict[str, Any]) -> Any:
-        low, high = count(schema.get("minLength")), limit(schema.get("maxLength"))
+        low, high = min(count(schema.get("minLength")), _MAX_SIZE), limit(schema.get("maxLength"))
         pattern = schema.get("pattern")
         if isinstance(pattern, str):
             try:
@@ -131,7 +140,7 @@ class _Maker:
         items = schema.get("items", True)
         if isinstance(items, list):
             prefix, items = items, schema.get("additionalItems", True)
-        low = count(schema.get("minItems"))
+        low = min(count(schema.get("minItems")), _MAX_SIZE)
         out = [self.value(s, depth + 1) for s in (prefix if isinstance(prefix, list) else [])][: max(low, 0) or None]
         if isinstance(prefix, list) and len(out) < len(prefix) and low <= len(out):
             out = out[:low]
@@ -150,7 +159,7 @@ class _Maker:
         for name in [*(n for n in properties if n in required), *(n for n in required if n not in properties)]:
             sub = properties.get(name, extra if isinstance(extra, dict) else {})
             out[name] = self.value(sub, depth + 1)
-        least = count(schema.get("minProperties"))
+        least = min(count(schema.get("minProperties")), _MAX_SIZE)
         for name, sub in properties.items():
             if len(out) >= least:
                 break

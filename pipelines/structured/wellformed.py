@@ -14,6 +14,7 @@ and it bounds size, nesting and repetition counts so a grammar cannot exhaust me
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
@@ -25,6 +26,11 @@ MAX_NESTING = 64
 MAX_COUNT = 2000
 """Largest `{m,n}` count (llama.cpp writes repetitions out as copies)."""
 
+_NAME = re.compile(r"[a-zA-Z0-9-]+")
+_LITERAL = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
+_BAD_ESCAPE = re.compile(r"\\(?!x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[trn\\\"\[\]])")
+_SPACE = re.compile(r"(?:[ \t]|#[^\r\n]*)*")
+_SPACE_NEWLINES = re.compile(r"(?:[ \t\r\n]|#[^\r\n]*)*")
 _WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
 _HEX = frozenset("0123456789abcdefABCDEF")
 _ESCAPES = {"t", "r", "n", "\\", '"', "[", "]"}
@@ -62,23 +68,15 @@ class _Parser:
         return self.text[i] if i < len(self.text) else ""
 
     def space(self, newlines: bool) -> None:
-        while True:
-            ch = self.peek()
-            if ch in (" ", "\t") or (newlines and ch in ("\r", "\n")):
-                self.at += 1
-            elif ch == "#":
-                while self.peek() not in ("", "\r", "\n"):
-                    self.at += 1
-            else:
-                return
+        pattern = _SPACE_NEWLINES if newlines else _SPACE
+        self.at = pattern.match(self.text, self.at).end()  # type: ignore[union-attr]
 
     def name(self) -> str:
-        start = self.at
-        while self.peek() in _WORD and self.peek():
-            self.at += 1
-        if self.at == start:
+        found = _NAME.match(self.text, self.at)
+        if found is None:
             raise self.fail("expecting a name")
-        return self.text[start : self.at]
+        self.at = found.end()
+        return found.group()
 
     def grammar(self) -> None:
         self.space(True)
@@ -120,12 +118,14 @@ class _Parser:
         while True:
             ch = self.peek()
             if ch == '"':
-                self.at += 1
-                while self.peek() != '"':
-                    if not self.peek():
-                        raise self.fail("unterminated literal")
-                    self.char()
-                self.at += 1
+                found = _LITERAL.match(self.text, self.at)
+                if found is None:
+                    raise self.fail("unterminated literal")
+                bad = _BAD_ESCAPE.search(found.group(1))
+                if bad is not None:
+                    self.at += 1 + bad.start()
+                    self.char()  # raises, saying which escape is wrong
+                self.at = found.end()
                 items.append(_Item("t"))
             elif ch == "[":
                 self.at += 1

@@ -63,8 +63,8 @@ def after(seconds: str, ms: str) -> dict[str, str]:
 
 # (error, status, type, code, headers, retry_reason)
 TABLE: list[tuple[GatewayError, int, str, str | None, dict[str, str], str | None]] = [
-    (InvalidRequest("bad", param="messages"), 400, INVALID, None, {}, None),
-    (InvalidRequest("bad", code="invalid_value"), 400, INVALID, "invalid_value", {}, None),
+    (InvalidRequest("bad", param="messages"), 400, INVALID, "invalid_value", {}, None),
+    (InvalidRequest("bad", code="missing_required_parameter"), 400, INVALID, "missing_required_parameter", {}, None),
     (Unsupported("no"), 400, INVALID, "unsupported_parameter", {}, None),
     (UnsupportedModel("not this model"), 400, INVALID, "unsupported_model", {}, None),
     (ContextLengthExceeded("long"), 400, INVALID, "context_length_exceeded", {}, None),

@@ -321,3 +321,28 @@ def test_logprobs_have_openai_shape(client: openai.OpenAI, stream: bool) -> None
         assert e.logprob <= 0 and len(e.top_logprobs) == 3
         assert e.bytes == list(e.token.encode())
         assert e.top_logprobs[0].logprob >= e.top_logprobs[-1].logprob
+
+
+def test_a_keyword_the_grammar_cannot_enforce_is_validated_and_reported(
+    client: openai.OpenAI, default_gateway: ServedGateway
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 99, "multipleOf": 5}},
+        "required": ["n"],
+        "additionalProperties": False,
+    }
+    out = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=[{"role": "user", "content": "Pick a number as JSON."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "n", "schema": schema}},
+        temperature=0,
+        max_tokens=40,
+    )
+    value = json.loads(out.choices[0].message.content or "")
+    outcome = "valid" if value["n"] % 5 == 0 else "invalid"
+    # the log line says what the check found and which keyword only it held the output to
+    lines = [json.loads(line) for line in default_gateway.log().splitlines() if '"StructuredOutputChecked"' in line]
+    assert lines[-1]["outcome"] == outcome and lines[-1]["unenforced"] == ["multipleOf"]
+    metrics = httpx.get(f"{default_gateway.base_url}/metrics").text
+    assert 'mia_structured_output_unenforced_total{keyword="multipleOf",model="smollm2-135m-instruct"}' in metrics

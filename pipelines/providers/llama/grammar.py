@@ -41,7 +41,9 @@ def gbnf_for(response_format: ResponseFormat) -> str | None:
         gbnf = json_object_rules()
     elif response_format.type == "json_schema":
         if response_format.schema is None:
-            raise InvalidRequest("response_format json_schema needs a schema", param=SCHEMA_PARAM)
+            raise InvalidRequest(
+                "response_format json_schema needs a schema", param=SCHEMA_PARAM, code="missing_required_parameter"
+            )
         gbnf = schema_rules(response_format.schema, param=SCHEMA_PARAM)
     else:
         return None
