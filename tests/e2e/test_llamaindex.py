@@ -1,21 +1,34 @@
-"""LlamaIndex's `OpenAILike` as its users make it (model, api_base, api_key: its defaults
-otherwise), which speaks legacy completions: `complete`, `stream_complete`, and `chat`
-turned into a completion prompt, against served gateways."""
+"""LlamaIndex's `OpenAILike` with its defaults, which speaks legacy completions: `complete`,
+`stream_complete`, and `chat` turned into a completion prompt, against served gateways.
+LlamaIndex needs openai < 3, so its client runs in a virtual environment of its own
+(tests/e2e/clients/llamaindex_client.py; scripts/install.sh --test makes it)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
 import pytest
-from llama_index.core.llms import ChatMessage
-from llama_index.llms.openai_like import OpenAILike
 
 from tests.support.logs import events
-from tests.support.served import ServedGateway
+from tests.support.served import REPO, ServedGateway
 
 pytestmark = pytest.mark.slow
 
+PYTHON = REPO / ".venv" / "clients" / "llamaindex" / "bin" / "python"
+CLIENT = Path(__file__).parent / "clients" / "llamaindex_client.py"
 
-def _llm(gw: ServedGateway, model: str) -> OpenAILike:
-    return OpenAILike(model=model, api_base=gw.api_url, api_key="unused")
+
+def _run(gw: ServedGateway, model: str) -> dict[str, Any]:
+    assert PYTHON.exists(), "LlamaIndex's environment is missing: run `bash scripts/install.sh --test`"
+    run = subprocess.run(
+        [str(PYTHON), str(CLIENT), gw.api_url, model], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
+    return result
 
 
 def _completions(gw: ServedGateway) -> int:
@@ -23,18 +36,14 @@ def _completions(gw: ServedGateway) -> int:
 
 
 def test_complete_stream_and_chat_go_through_completions(stub_gateway: ServedGateway) -> None:
-    llm = _llm(stub_gateway, "stub-chat")
-    assert not llm.metadata.is_chat_model  # the default: completions
     before = _completions(stub_gateway)
-    text = llm.complete("Once upon a time").text
-    assert text and len(text.split()) == 16  # OpenAI's default max_tokens for completions
-    assert "".join(r.delta or "" for r in llm.stream_complete("Once upon a time")) == text
-    reply = llm.chat([ChatMessage(role="system", content="Be brief."), ChatMessage(role="user", content="Hi")])
-    assert reply.message.content
-    assert _completions(stub_gateway) - before == 3
+    out = _run(stub_gateway, "stub-chat")
+    assert out["is_chat_model"] is False  # the default: completions
+    assert out["complete"] and len(out["complete"].split()) == 16  # OpenAI's default max_tokens
+    assert out["stream_complete"] == out["complete"]
+    assert out["chat"]
+    assert _completions(stub_gateway) - before == 4
 
 
 def test_a_real_model_completes(default_gateway: ServedGateway) -> None:
-    llm = OpenAILike(model="smollm2-135m-instruct", api_base=default_gateway.api_url, api_key="unused", temperature=0)
-    text = llm.complete("The capital of France is").text
-    assert "Paris" in text
+    assert "Paris" in _run(default_gateway, "smollm2-135m-instruct")["greedy"]
