@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from pipelines.service import Generation
     from pipelines.types import Delta, GenerationRequest
 
-__all__ = ["EventEncoder", "collect", "event_stream", "generation_headers", "read_request", "start"]
+__all__ = ["EventEncoder", "collect", "event_stream", "events", "generation_headers", "read_request", "start"]
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -125,7 +125,9 @@ def generation_headers(gen: Generation) -> dict[str, str]:
     return headers
 
 
-async def _events(gen: Generation, enc: EventEncoder, commit: Commit | None) -> AsyncIterator[bytes]:
+async def events(gen: Generation, enc: EventEncoder, commit: Commit | None = None) -> AsyncIterator[bytes]:
+    """The generation's events by the wire's encoder, ending in `done` (after the final
+    events, or a failure told in band). `commit`: see `event_stream`."""
     yield enc.first()
     try:
         async for delta in gen.deltas():
@@ -156,14 +158,21 @@ async def _events(gen: Generation, enc: EventEncoder, commit: Commit | None) -> 
 
 
 def event_stream(
-    gen: Generation, enc: EventEncoder, headers: dict[str, str], commit: Commit | None = None
+    gen: Generation,
+    enc: EventEncoder,
+    headers: dict[str, str],
+    commit: Commit | None = None,
+    *,
+    chunks: AsyncIterator[bytes] | None = None,
 ) -> ASGIResponse:
-    """The generation as server-sent events, by the wire's encoder. `commit`, if any, runs
-    once the final event is encoded and before it is sent (a stored response is committed
-    before the client hears it completed); if it fails, the stream ends in that error."""
+    """The generation as server-sent events, by the wire's encoder (or `chunks`: a stream
+    that goes on to further generations after `gen`, each of which it closes itself).
+    `commit`, if any, runs once the final event is encoded and before it is sent (a stored
+    response is committed before the client hears it completed); if it fails, the stream
+    ends in that error."""
     return _SSE(
         generation=gen,
-        iterator=_events(gen, enc, commit),
+        iterator=chunks if chunks is not None else events(gen, enc, commit),
         media_type="text/event-stream",
         headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
     )

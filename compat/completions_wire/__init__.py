@@ -4,7 +4,7 @@ streamed (`encode.py`)."""
 
 from __future__ import annotations
 
-from compat.completions_wire.encode import CompletionStreamEncoder, to_completion
+from compat.completions_wire.encode import DONE, CompletionStreamEncoder, to_completion, total_usage
 from compat.completions_wire.objects import Completion
 from compat.completions_wire.request import (
     CompletionRequest,
@@ -14,6 +14,7 @@ from compat.completions_wire.request import (
 )
 
 __all__ = [
+    "DONE",
     "Completion",
     "CompletionRequest",
     "CompletionStreamEncoder",
@@ -21,4 +22,5 @@ __all__ = [
     "prompts_of",
     "to_completion",
     "to_internal",
+    "total_usage",
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import codecs
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import msgspec
 
@@ -17,7 +17,10 @@ from compat.translate import usage_wire
 from pipelines.result import PipelineResult
 from pipelines.types import Delta, DeltaKind, LogprobEntry, PromptToken, RawPrompt, Usage
 
-__all__ = ["CompletionStreamEncoder", "LegacyLogprobs", "echo_text", "to_completion"]
+__all__ = ["DONE", "CompletionStreamEncoder", "LegacyLogprobs", "echo_text", "to_completion", "total_usage"]
+
+DONE = b"data: [DONE]\n\n"
+"""The stream's last event."""
 
 _FLOOR = -9999.0
 """What a logprob of minus infinity is written as (JSON has no infinity; OpenAI's value)."""
@@ -114,17 +117,27 @@ def to_completion(
         for i, (prompt, result) in enumerate(answers)
         for c in result.all_choices
     ]
-    usage = Usage(
-        prompt_tokens=sum(r.usage.prompt_tokens for _, r in answers),
-        completion_tokens=sum(r.usage.completion_tokens for _, r in answers),
-        cached_tokens=sum(r.usage.cached_tokens for _, r in answers),
-    )
+    usage = total_usage(r.usage for _, r in answers)
     return Completion(id=completion_id, created=created, model=model, choices=choices, usage=usage_wire(usage))
 
 
+def total_usage(usages: Iterable[Usage]) -> Usage:
+    """The usage of several prompts' completions together."""
+    usages = list(usages)
+    return Usage(
+        prompt_tokens=sum(u.prompt_tokens for u in usages),
+        completion_tokens=sum(u.completion_tokens for u in usages),
+        cached_tokens=sum(u.cached_tokens for u in usages),
+    )
+
+
 class CompletionStreamEncoder:
-    """One completion's stream as SSE `data:` lines: the echoed prompt first (once the model
-    has read it), then text as it comes, each choice's end, and usage when asked for."""
+    """One prompt's completion as SSE `data:` lines: the echoed prompt first (once the model
+    has read it), then text as it comes, each choice's end, and usage when asked for.
+
+    A request with several prompts streams them one after another, an encoder each: `base`
+    numbers its choices after the earlier prompts', and only the `last` one ends the stream
+    (`[DONE]`) and tells the usage, `carried` (the earlier prompts') included."""
 
     def __init__(
         self,
@@ -137,6 +150,9 @@ class CompletionStreamEncoder:
         logprobs: bool = False,
         choices: int = 1,
         include_usage: bool = False,
+        base: int = 0,
+        last: bool = True,
+        carried: Usage | None = None,
     ) -> None:
         self._id = completion_id
         self._model = model
@@ -147,9 +163,14 @@ class CompletionStreamEncoder:
         self._legacy = [LegacyLogprobs() for _ in range(choices)]
         self._echoed = [not echo] * choices
         self._finished: set[int] = set()
+        self._base = base
+        self._last = last
+        self._carried = carried
         self._encoder = msgspec.json.Encoder()
 
     def _chunk(self, choices: list[CompletionChoice], usage: Usage | None = None) -> bytes:
+        for choice in choices:
+            choice.index += self._base
         chunk = Completion(
             id=self._id,
             created=self._created,
@@ -200,14 +221,15 @@ class CompletionStreamEncoder:
             for c in result.all_choices
             if c.index not in self._finished
         )
-        if self._include_usage:
-            out += self._chunk([], usage=result.usage)
+        if self._include_usage and self._last:
+            usage = total_usage([self._carried, result.usage]) if self._carried is not None else result.usage
+            out += self._chunk([], usage=usage)
         return out
 
-    def failure(self, error: WireError) -> bytes:
+    @staticmethod
+    def failure(error: WireError) -> bytes:
         """A failure after the 200: told in band, as the envelope OpenAI sends."""
         return b"data: " + error.encode() + b"\n\n"
 
-    @staticmethod
-    def done() -> bytes:
-        return b"data: [DONE]\n\n"
+    def done(self) -> bytes:
+        return DONE if self._last else b""

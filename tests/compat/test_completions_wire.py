@@ -159,3 +159,21 @@ def test_stream_echoes_a_text_prompt_without_a_report() -> None:
     enc = CompletionStreamEncoder(completion_id="c", model="m", prompt="AB", echo=True)
     out = enc.delta(Delta(kind=DeltaKind.CONTENT, text="x")) + enc.delta(Delta(kind=DeltaKind.CONTENT, text="y"))
     assert [e["choices"][0]["text"] for e in _events(out)] == ["AB", "x", "y"]  # type: ignore[index]
+
+
+def test_a_later_prompts_stream_numbers_its_choices_after_the_earlier_and_ends_it() -> None:
+    earlier = Usage(prompt_tokens=5, completion_tokens=7, cached_tokens=1)
+    first = CompletionStreamEncoder(
+        completion_id="c", model="m", prompt="AB", choices=2, last=False, include_usage=True
+    )
+    out = first.delta(Delta(kind=DeltaKind.CONTENT, text="x", choice=1)) + first.final(_result("x")) + first.done()
+    assert b"[DONE]" not in out and all(e["usage"] is None for e in _events(out))
+    assert [c["index"] for e in _events(out) for c in e["choices"]] == [1, 0]  # type: ignore[index]
+    last = CompletionStreamEncoder(
+        completion_id="c", model="m", prompt="AB", choices=2, base=2, carried=earlier, include_usage=True
+    )
+    out = last.delta(Delta(kind=DeltaKind.CONTENT, text="y", choice=1)) + last.final(_result("y")) + last.done()
+    events = _events(out)
+    assert [c["index"] for e in events for c in e["choices"]] == [3, 2]  # type: ignore[index]
+    assert events[-1]["usage"]["prompt_tokens"] == 7 and events[-1]["usage"]["completion_tokens"] == 8  # type: ignore[index]
+    assert out.endswith(b"data: [DONE]\n\n")

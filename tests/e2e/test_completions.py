@@ -4,6 +4,7 @@ gateways: the stub (deterministic text and logprobs) and the embedded default's 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,6 +101,38 @@ def test_stub_prompts_as_lists_and_token_ids(stub: openai.OpenAI) -> None:
     assert lists.usage is not None and lists.usage.prompt_tokens == 4
 
 
+def test_several_prompts_stream_one_after_another(stub: openai.OpenAI) -> None:
+    kwargs = {"model": "stub-chat", "prompt": ["Hi", "Yo", "Hey"], "n": 2, "max_tokens": 3, "logprobs": 0, "echo": True}
+    whole = stub.completions.create(**kwargs)  # type: ignore[call-overload]
+    stream = stub.completions.create(stream=True, stream_options={"include_usage": True}, **kwargs)  # type: ignore[call-overload]
+    chunks = list(stream)
+    texts: dict[int, str] = {}
+    finished = []
+    for c in chunks:
+        for choice in c.choices:
+            texts[choice.index] = texts.get(choice.index, "") + choice.text
+            if choice.finish_reason:
+                finished.append(choice.index)
+    assert texts == {c.index: c.text for c in whole.choices} and len(texts) == 6
+    assert sorted(finished) == list(range(6))
+    assert chunks[-1].usage == whole.usage  # once, for all the prompts
+    assert [c for c in chunks if c.usage is not None] == [chunks[-1]]
+
+
+def test_a_later_prompt_that_fails_ends_the_stream_in_band(stub_gateway: ServedGateway) -> None:
+    body = {"model": "stub-chat", "prompt": [[72, 105], [300]], "max_tokens": 2, "stream": True}
+    r = httpx.post(f"{stub_gateway.api_url}/completions", json=body, timeout=30)
+    assert r.status_code == 200
+    events = [line.removeprefix("data: ") for line in r.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]" and events.count("[DONE]") == 1
+    error = json.loads(events[-2])["error"]
+    assert error["code"] == "invalid_value"
+    assert {json.loads(e)["choices"][0]["index"] for e in events[:-2]} == {0}  # the first prompt's answer
+    # not streamed: the request's answer is that 400
+    r = httpx.post(f"{stub_gateway.api_url}/completions", json={**body, "stream": False}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_value"
+
+
 def test_stub_harmony_model_completes_raw_text(stub: openai.OpenAI) -> None:
     out = stub.completions.create(model="stub-harmony", prompt="<|start|>user<|message|>hi<|end|>", max_tokens=4)
     text = out.choices[0].text
@@ -119,6 +152,7 @@ def test_stub_harmony_model_completes_raw_text(stub: openai.OpenAI) -> None:
         ({"prompt": [[1], []]}, "prompt[1]", "invalid_value"),
         ({"prompt": [1, 300]}, "prompt[1]", "invalid_value"),
         ({"stream_options": {"include_usage": True}}, "stream_options", "invalid_value"),
+        ({"prompt": ["a", [1]]}, "prompt", "invalid_value"),
         ({"max_tokens": -1}, "max_tokens", "invalid_value"),
     ],
 )
