@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,11 +114,23 @@ def served(
         yield proc
 
 
-def gateway_command(config: Path, port: int) -> list[str]:
-    """`mia-gateway serve` of `config` on loopback, JSON log lines."""
+def gateway_command(config: Path, port: int, extra: Sequence[str] = ()) -> list[str]:
+    """`mia-gateway serve` of `config` on loopback, JSON log lines (and `extra` arguments)."""
     script = Path(PYTHON).parent / "mia-gateway"
     head = [str(script)] if script.exists() else [PYTHON, "-m", "app.cli"]
-    return [*head, "serve", "--config", str(config), "--host", HOST, "--port", str(port), "--log-format", "json"]
+    return [
+        *head,
+        "serve",
+        "--config",
+        str(config),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--log-format",
+        "json",
+        *extra,
+    ]
 
 
 @dataclass(frozen=True)
@@ -137,8 +149,11 @@ class ServedGateway:
 
 
 @contextlib.contextmanager
-def serve_gateway(config: Path, log: Path, *, timeout: float = 120.0) -> Iterator[ServedGateway]:
+def serve_gateway(
+    config: Path, log: Path, *, timeout: float = 120.0, extra: Sequence[str] = ()
+) -> Iterator[ServedGateway]:
     """A gateway serving `config` on a free port, ready (`/ready` answers 200) until the end."""
     port = free_port()
-    with served(gateway_command(config, port), log, f"http://{HOST}:{port}/ready", timeout=timeout) as proc:
+    command = gateway_command(config, port, extra)
+    with served(command, log, f"http://{HOST}:{port}/ready", timeout=timeout) as proc:
         yield ServedGateway(proc, port, log)

@@ -41,10 +41,12 @@ def wrk(url: str, script: Path, seconds: int) -> dict[str, Any]:
         return float(m.group(1)) * _UNITS[m.group(2)] if m else None
 
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {
         "rps": float(rps.group(1)) if rps else None,
+        "requests": int(total.group(1)) if total else None,
         "p50_ms": latency("50"),
         "p99_ms": latency("99"),
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,

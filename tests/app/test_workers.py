@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.workers import bind_listener
 from tests.support.configs import smollm2
 from tests.support.served import ServedGateway, _console_script, serve
 
@@ -170,3 +172,18 @@ def test_workers_below_one_is_refused(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "--workers must be at least 1" in proc.stderr
+
+
+def test_the_shared_listener_is_tcp_so_asyncio_sets_nodelay_on_its_connections() -> None:
+    # asyncio sets TCP_NODELAY only where the socket's proto is TCP, and accepted sockets
+    # take the listener's: with proto 0 a response's second write waited for a delayed ACK.
+    sock = bind_listener("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+        with socket.create_connection(sock.getsockname()) as client:
+            accepted, _ = sock.accept()
+            with accepted:
+                assert accepted.proto == socket.IPPROTO_TCP
+            assert client
+    finally:
+        sock.close()
