@@ -104,13 +104,28 @@ def new_context(
     return ctx
 
 
+@functools.cache
+def _ignoring_log() -> Any:
+    """The do-nothing log callback, made once per process and never freed: llama.cpp keeps
+    only a raw pointer to its hook, and a callback owned by a provider that was dropped
+    while installed (a failed load, a test's provider never unloaded) was freed under it:
+    the next log line of any model load segfaulted the process."""
+    llama_cpp = runtime()
+
+    @llama_cpp.llama_log_callback
+    def _ignore(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        return None
+
+    return _ignore
+
+
 class QuietLog:
     """Keeps llama.cpp's log quiet while a model is loaded.
 
     llama.cpp prints model-loading chatter (and Gemma's SWA notice) to stderr even with
     verbose=False. The log hook is process-wide and C keeps only a raw pointer, so the
-    callback must stay referenced while it is installed: it lives on this object, and
-    `remove` puts llama-cpp-python's own (module-lived) one back."""
+    callback is one that lives as long as the process (`_ignoring_log`); `remove` puts
+    llama-cpp-python's own (module-lived) one back."""
 
     __slots__ = ("_callback",)
 
@@ -118,14 +133,9 @@ class QuietLog:
         self._callback: Any = None
 
     def install(self) -> None:
-        llama_cpp = runtime()
-
-        @llama_cpp.llama_log_callback
-        def _ignore(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-            return None
-
-        self._callback = _ignore
-        llama_cpp.llama_log_set(_ignore, ctypes.c_void_p(0))
+        callback = _ignoring_log()
+        self._callback = callback
+        runtime().llama_log_set(callback, ctypes.c_void_p(0))
 
     def remove(self) -> None:
         if self._callback is None:
