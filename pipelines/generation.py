@@ -11,16 +11,9 @@ from typing import TYPE_CHECKING
 
 from pipelines.choices import merged_choices
 from pipelines.errors import Cancelled, CancelReason, GenerationFailed, UpstreamError
-from pipelines.events import (
-    EventBus,
-    GenerationCancelled,
-    GenerationChunk,
-    GenerationCompleted,
-    GenerationStarted,
-    StructuredOutputChecked,
-)
+from pipelines.events import EventBus, GenerationCancelled, GenerationChunk, GenerationCompleted, GenerationStarted
 from pipelines.result import PipelineResult, combine_results
-from pipelines.structured.outcome import output_checks
+from pipelines.structured.outcome import checked_outputs
 from pipelines.types import Delta, DeltaKind, Output
 from pipelines.upstream import UpstreamFailure
 
@@ -202,20 +195,8 @@ class Generation:
                 token_gaps=self.result.token_gaps,
             )
         )
-        for check in output_checks(self.ctx.request, self.result):
-            self._bus.emit(
-                StructuredOutputChecked(
-                    request_id=self.request_id,
-                    model_id=self.model_id,
-                    stub=self.ctx.stub,
-                    target=check.target,
-                    outcome=check.verdict.outcome,
-                    choice=check.choice,
-                    tool=check.tool,
-                    errors=list(check.verdict.errors),
-                    unenforced=list(check.unenforced),
-                )
-            )
+        for event in checked_outputs(self.ctx.request, self.result, model_id=self.model_id, stub=self.ctx.stub):
+            self._bus.emit(event)
 
     def _cancelled(self, reason: CancelReason) -> None:
         self._bus.emit(

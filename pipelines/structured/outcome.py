@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from pipelines.errors import InvalidRequest
+from pipelines.events import StructuredOutputChecked
 from pipelines.structured.check import schema_conversion
 from pipelines.structured.validate import Verdict, validate_text
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from pipelines.result import PipelineResult
     from pipelines.types import GenerationRequest
 
-__all__ = ["Check", "output_checks"]
+__all__ = ["Check", "checked_outputs", "output_checks"]
 
 
 class Check(msgspec.Struct, frozen=True):
@@ -57,3 +58,23 @@ def output_checks(request: GenerationRequest, result: PipelineResult) -> list[Ch
             verdict = validate_text(call.arguments, schema, truncated=choice.finish_reason == "length")
             checks.append(Check("tool_arguments", choice.index, verdict, tool=call.name))
     return checks
+
+
+def checked_outputs(
+    request: GenerationRequest, result: PipelineResult, *, model_id: str, stub: bool
+) -> list[StructuredOutputChecked]:
+    """The events of `output_checks`, for a generation that completed on `model_id`."""
+    return [
+        StructuredOutputChecked(
+            request_id=request.request_id,
+            model_id=model_id,
+            stub=stub,
+            target=check.target,
+            outcome=check.verdict.outcome,
+            choice=check.choice,
+            tool=check.tool,
+            errors=list(check.verdict.errors),
+            unenforced=list(check.unenforced),
+        )
+        for check in output_checks(request, result)
+    ]

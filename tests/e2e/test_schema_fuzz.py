@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow
 
 STUB_REQUESTS = 1200
 LLAMA_REQUESTS = 200
+RESPONSES_REQUESTS = 300
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +130,29 @@ def test_llama_cpp_takes_hundreds_of_schemas_without_a_crash(gateway: ServedGate
     assert outcomes["200"] > LLAMA_REQUESTS // 3, outcomes
     assert gateway.proc.poll() is None
     assert "Segmentation" not in Path(gateway.log_path).read_text(errors="replace")
+
+
+def test_the_responses_wire_takes_the_same_schemas(gateway: ServedGateway) -> None:
+    fuzzer, rng = SchemaFuzzer(23), random.Random(23)
+    outcomes: Counter[str] = Counter()
+    with httpx.Client(base_url=gateway.base_url, timeout=120.0) as client:
+        for _ in range(RESPONSES_REQUESTS):
+            schema = fuzzer.schema() if rng.random() < 0.8 else fuzzer.hostile()
+            body: dict[str, Any] = {"model": rng.choice(["stub-chat", "stub-harmony"]), "input": "Answer in JSON."}
+            if rng.random() < 0.6:
+                body["text"] = {"format": {"type": "json_schema", "name": "out", "schema": schema}}
+            else:
+                body["tools"] = [{"type": "function", "name": "f", "parameters": schema}]
+                body["tool_choice"] = rng.choice(["auto", "required", {"type": "function", "name": "f"}])
+            try:
+                content = json.dumps(body).encode()
+            except (ValueError, RecursionError):
+                continue
+            response = client.post("/v1/responses", content=content, headers={"content-type": "application/json"})
+            if response.status_code == 200:
+                outcomes["200"] += 1
+                continue
+            assert response.status_code == 400, (response.status_code, response.text[:500])
+            assert response.json()["error"]["code"], response.text[:500]
+            outcomes[response.json()["error"]["code"]] += 1
+    assert outcomes["200"] > RESPONSES_REQUESTS // 3, outcomes
