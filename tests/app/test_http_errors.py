@@ -349,8 +349,13 @@ def test_tool_choice_required_without_tools(client: httpx.Client) -> None:
 
 
 def test_tools_on_a_chat_model_without_tool_support(client: httpx.Client) -> None:
+    # its template has no tool syntax: a forced call can be served, a choice cannot
     tools = [{"type": "function", "function": {"name": "f"}}]
-    assert error(post(client, chat(tools=tools)), 400)["param"] == "tools"
+    err = error(post(client, chat(tools=tools)), 400)
+    assert err["param"] == "tool_choice" and "'required'" in err["message"]
+    forced = post(client, chat(tools=tools, tool_choice="required"))
+    assert forced.status_code == 200, forced.text
+    assert forced.json()["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "f"
 
 
 def test_logit_bias_is_unsupported(client: httpx.Client) -> None:
