@@ -12,7 +12,6 @@ COPY pyproject.toml README.md ./
 COPY app ./app
 COPY compat ./compat
 COPY pipelines ./pipelines
-COPY mia_models ./mia_models
 ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF"
 RUN pip wheel --no-cache-dir --wheel-dir /wheels 'llama-cpp-python==0.3.36' \
     && pip wheel --no-cache-dir --wheel-dir /wheels --find-links /wheels '.[models]' \

@@ -1,5 +1,5 @@
 """A reference for all-MiniLM-L6-v2's sentence embeddings, independent of llama.cpp and of
-the gateway's converter (mia_models/minilm_l6_v2.py): the package's own tokenizer.json run
+the gateway's converter (pipelines/assembled/minilm_l6_v2.py): the package's own tokenizer.json run
 by Hugging Face's `tokenizers` (what sentence-transformers tokenizes with), the package's
 safetensors read by `safetensors`, and BERT's forward pass written out in numpy (float64),
 then sentence-transformers' modules: mean pooling and L2 normalisation."""
@@ -16,7 +16,7 @@ import numpy as np
 from safetensors.numpy import load as load_safetensors
 from tokenizers import Tokenizer
 
-from mia_models.minilm_l6_v2 import package_zip
+from pipelines.assembled.minilm_l6_v2 import package_zip
 
 __all__ = ["MiniLM", "minilm"]
 

