@@ -147,8 +147,8 @@ class GenerationPipeline(abc.ABC):
         if prompt_tokens >= ctx_len:
             raise ContextLengthExceeded(
                 f"This model's maximum context length is {ctx_len} tokens, but the prompt is "
-                f"{prompt_tokens} tokens. Shorten the {'prompt' if req.prompt is not None else 'messages'}.",
-                param="prompt" if req.prompt is not None else "messages",
+                f"{prompt_tokens} tokens. Shorten the {req.prompt_param}.",
+                param=req.prompt_param,
             )
         params = DecodeParams(
             max_tokens=sampling.max_tokens,

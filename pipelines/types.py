@@ -132,6 +132,14 @@ class GenerationRequest(msgspec.Struct, frozen=True):
     echo: bool = False
     """The prompt is part of the answer (a completion's `echo`): the provider reports the
     prompt's tokens (`Report.prompt`), with their logprobs when `logprobs` is set."""
+    messages_param: str = "messages"
+    """The request field the messages came from, for errors about them (`input` on the
+    Responses wire)."""
+
+    @property
+    def prompt_param(self) -> str:
+        """The request field an error about the whole prompt names."""
+        return "prompt" if self.prompt is not None else self.messages_param
 
     @property
     def forced_tool(self) -> str | None:

@@ -265,6 +265,7 @@ def to_internal(
         response_format=_response_format(req),
         logprobs=logprobs,
         top_logprobs=(req.top_logprobs or 0) if logprobs else 0,
+        messages_param="input",
     )
     return Translated(
         request=request,

@@ -1,4 +1,5 @@
-"""The Responses route under settings of its own: hosted tools refused instead of left out."""
+"""The Responses route under settings of its own (hosted tools refused instead of left out),
+and the refusals it names in its own fields."""
 
 from __future__ import annotations
 
@@ -34,3 +35,22 @@ async def test_by_default_they_are_left_out_and_the_request_is_served(make_app_h
     assert r.headers["x-mia-ignored-tools"] == "web_search"
     [ignored] = [e for e in h.events if type(e).__name__ == "ToolsIgnored"]
     assert ignored.tools == ["web_search"] and ignored.request_id == r.headers["x-request-id"]
+
+
+async def test_a_prompt_past_the_context_names_input_on_the_responses_wire(
+    make_app_harness: Callable[..., Harness],
+) -> None:
+    # the chat wire names `messages`; the same refusal here names the field the client sent
+    h = make_app_harness(STUB_MODELS)
+    long_input = "word " * 5000  # the stub counts words; its context is 2,048
+    async with asgi(h) as client:
+        chat = await client.post(
+            "/v1/chat/completions", json={"model": "stub-chat", "messages": [{"role": "user", "content": long_input}]}
+        )
+        responses = await client.post("/v1/responses", json={"model": "stub-chat", "input": long_input})
+    assert chat.status_code == responses.status_code == 400, (chat.text, responses.text)
+    assert (chat.json()["error"]["code"], chat.json()["error"]["param"]) == ("context_length_exceeded", "messages")
+    assert (responses.json()["error"]["code"], responses.json()["error"]["param"]) == (
+        "context_length_exceeded",
+        "input",
+    )

@@ -79,12 +79,13 @@ class PromptReader:
         `n_ctx` is the context one generation has (one slot's share)."""
         gbnf = harmony_gbnf(prompt, params) if self._harmony is not None else gbnf_for(params.response_format)
         tokens = self.tokens(prompt)
+        param = prompt.request.prompt_param if prompt.request is not None else "messages"
         if not tokens:
-            raise InvalidRequest("the prompt is empty", param="messages")
+            raise InvalidRequest("the prompt is empty", param=param)
         if len(tokens) + 1 > n_ctx:
             raise ContextLengthExceeded(
                 f"This model's maximum context length is {n_ctx} tokens; the prompt has {len(tokens)} tokens.",
-                param="messages",
+                param=param,
             )
         # Clamp so prompt + output never overflow the context: the cap ends the output.
         return Plan(tokens=tokens, max_new=min(params.max_tokens, n_ctx - len(tokens)), gbnf=gbnf, params=params)
