@@ -65,6 +65,7 @@ __all__ = [
     "StreamEncoder",
     "internal_tool_choice",
     "join_text_parts",
+    "json_schema_format",
     "sampling_overrides",
     "to_completion",
     "to_internal",
@@ -142,21 +143,32 @@ def _response_format(req: ChatCompletionRequest) -> ResponseFormat:
         return ResponseFormat(type="json_object")
     if isinstance(rf, JsonSchemaFormat):
         spec = rf.json_schema
-        if spec.schema is None:
-            raise InvalidRequest(
-                "response_format json_schema needs a 'schema'.",
-                param="response_format.json_schema.schema",
-                code="missing_required_parameter",
-            )
-        check_schema(spec.schema, param="response_format.json_schema.schema")
-        return ResponseFormat(
-            type="json_schema",
-            schema=spec.schema,
+        return json_schema_format(
+            spec.schema,
             name=spec.name,
-            strict=bool(spec.strict),
+            strict=spec.strict,
             description=spec.description,
+            field="response_format",
+            param="response_format.json_schema.schema",
         )
     return ResponseFormat()
+
+
+def json_schema_format(
+    schema: dict[str, Any] | None,
+    *,
+    name: str | None,
+    strict: bool | None,
+    description: str | None,
+    field: str,
+    param: str,
+) -> ResponseFormat:
+    """A `json_schema` format as either wire sends it (`field` names the wire's own field):
+    a missing schema is a 400 naming `param`, a schema that is not JSON Schema another."""
+    if schema is None:
+        raise InvalidRequest(f"{field} json_schema needs a 'schema'.", param=param, code="missing_required_parameter")
+    check_schema(schema, param=param)
+    return ResponseFormat(type="json_schema", schema=schema, name=name, strict=bool(strict), description=description)
 
 
 def _parameters(schema: dict[str, Any] | None, i: int) -> dict[str, Any] | None:

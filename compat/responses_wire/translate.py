@@ -56,9 +56,8 @@ from compat.responses_wire.request import (
 )
 from compat.responses_wire.sealing import ReasoningSeal
 from compat.responses_wire.tools import OfferedTools, flat_name
-from compat.translate import EFFORT, internal_tool_choice, join_text_parts
+from compat.translate import EFFORT, internal_tool_choice, join_text_parts, json_schema_format
 from pipelines.errors import InvalidRequest, Unsupported
-from pipelines.structured import check_schema
 from pipelines.types import GenerationRequest, Message, ResponseFormat, SamplingOverrides, ToolCall
 
 if TYPE_CHECKING:
@@ -189,15 +188,13 @@ def _response_format(req: ResponsesRequest) -> ResponseFormat:
     if isinstance(fmt, FormatJsonObject):
         return ResponseFormat(type="json_object")
     if isinstance(fmt, FormatJsonSchema):
-        if fmt.schema is None:
-            raise InvalidRequest(
-                "text.format json_schema needs a 'schema'.",
-                param="text.format.schema",
-                code="missing_required_parameter",
-            )
-        check_schema(fmt.schema, param="text.format.schema")
-        return ResponseFormat(
-            type="json_schema", schema=fmt.schema, name=fmt.name, strict=bool(fmt.strict), description=fmt.description
+        return json_schema_format(
+            fmt.schema,
+            name=fmt.name,
+            strict=fmt.strict,
+            description=fmt.description,
+            field="text.format",
+            param="text.format.schema",
         )
     return ResponseFormat()
 
