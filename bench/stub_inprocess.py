@@ -5,7 +5,7 @@ no sockets, no server, beside a bare Litestar handler called the same way.
 
 Prints microseconds per non-stream request for: the bare handler (bench/bare_app.py), the
 gateway's Litestar app alone, with its ASGI middleware, with metrics, and with the event
-log at INFO (JSON, to /dev/null) -- each step adds one layer, so the differences say what
+log at INFO (text, the default format, to /dev/null) -- each step adds one layer, so the differences say what
 each costs. Best of three rounds of `--requests` each, after a warm-up; one process per
 variant. Compare differences and ratios, not absolutes (the machines are shared).
 """
@@ -67,7 +67,7 @@ def _app(variant: str, tmp: Path) -> tuple[Any, Any]:
 
     config = tmp / "stub.toml"
     config.write_text(STUB_SETTINGS)
-    lines = configure_logging("info" if variant == "log" else "warning", "json")
+    lines = configure_logging("info" if variant == "log" else "warning", "text")  # the default format
     lines.setStream(open(os.devnull, "w"))  # noqa: SIM115 (lives as long as the process)
     gateway = build_gateway(load_settings(str(config)))
     if variant in ("metrics", "log"):

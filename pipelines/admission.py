@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 from pipelines.errors import ModelUnavailable, QueueFull, ShuttingDown
 
-__all__ = ["Admission", "AdmissionGate"]
+__all__ = ["Admission", "AdmissionGate", "Admitted"]
 
 
 class _Waiter:
@@ -63,9 +63,13 @@ class AdmissionGate:
     def _unavailable(self) -> ShuttingDown:
         return ShuttingDown(self._closed or "")
 
-    @contextlib.asynccontextmanager
-    async def admit(self, weight: int = 1) -> AsyncIterator[None]:
-        """Holds `weight` slots (at most all of them) while the block runs."""
+    def admit(self, weight: int = 1) -> Admitted:
+        """Holds `weight` slots (at most all of them) while the block runs:
+        `async with gate.admit(n)`."""
+        return Admitted(self, weight)
+
+    async def _acquire(self, weight: int) -> int:
+        """Waits for `weight` slots (at most all of them) and takes them; returns how many it took."""
         if self._closed is not None:
             raise self._unavailable()
         weight = max(1, min(weight, self.slots))
@@ -106,11 +110,7 @@ class AdmissionGate:
                 raise
             weight = waiter.weight
         self._on_change()
-        try:
-            yield
-        finally:
-            self._release(weight)
-            self._on_change()
+        return weight
 
     def _release(self, weight: int) -> None:
         self.running -= weight
@@ -133,6 +133,25 @@ class AdmissionGate:
             head.future.set_result(None)
             woke = True
         return woke
+
+
+class Admitted:
+    """`AdmissionGate.admit`: slots held while the block runs. A class rather than a
+    generator-based context manager: it is entered on every request."""
+
+    __slots__ = ("_gate", "_weight")
+
+    def __init__(self, gate: AdmissionGate, weight: int) -> None:
+        self._gate = gate
+        self._weight = weight
+
+    async def __aenter__(self) -> None:
+        self._weight = await self._gate._acquire(self._weight)
+
+    async def __aexit__(self, *exc: object) -> None:
+        gate = self._gate
+        gate._release(self._weight)
+        gate._on_change()
 
 
 class Admission:

@@ -13,7 +13,6 @@ model that cannot serve the request at all (a 400 of ours, e.g. no logprobs) is 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -23,6 +22,7 @@ import msgspec
 
 from pipelines.errors import GatewayError, InvalidRequest
 from pipelines.events import EventBus, FallbackTriggered
+from pipelines.holds import Holds
 from pipelines.upstream import UpstreamFailure
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ __all__ = ["Admit", "FallbackChain", "Hop"]
 
 _log = logging.getLogger(__name__)
 
-Admit = Callable[["GenerationRequest", "ModelEntry", contextlib.AsyncExitStack], Awaitable["Attempt"]]
+Admit = Callable[["GenerationRequest", "ModelEntry", Holds], Awaitable["Attempt"]]
 """Loads, prepares and admits a request on a model; what it holds goes on the stack."""
 
 
@@ -85,7 +85,7 @@ class FallbackChain:
                 self._hop(entry.config.id)
             # Every attempt prepares and admits afresh (its stack is what the generation
             # then owns): moving to another upstream gives the slot back and queues again.
-            stack = contextlib.AsyncExitStack()
+            stack = Holds()
             try:
                 attempt = await self._admit(self._req, entry, stack)
             except GatewayError as exc:
@@ -113,7 +113,7 @@ class FallbackChain:
         assert self._last_error is not None  # the model asked for failed, or we would have raised
         raise self._last_error
 
-    async def _first_piece(self, attempt: Attempt, way: Source, stack: contextlib.AsyncExitStack) -> Attempt | None:
+    async def _first_piece(self, attempt: Attempt, way: Source, stack: Holds) -> Attempt | None:
         """`attempt` with its output primed by its first piece, or None when it failed
         before it with a retryable error."""
         ctx = attempt.ctx
@@ -137,7 +137,7 @@ class FallbackChain:
             await stack.aclose()
             raise
         # the stream is closed with the attempt, even if never read further
-        stack.push_async_callback(gen.aclose)
+        stack.push(gen.aclose)
         # time to first token counts from when the serving attempt's request went out
         ctx.started_at = started
         attempt.output = _primed(first, gen)

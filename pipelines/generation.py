@@ -4,7 +4,6 @@ per delta, then exactly one `GenerationCompleted` or `GenerationCancelled`."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -19,6 +18,7 @@ from pipelines.upstream import UpstreamFailure
 
 if TYPE_CHECKING:
     from pipelines.fallback import FallbackChain, Hop
+    from pipelines.holds import Holds
     from pipelines.pipeline import GenerationPipeline, PipelineContext
 
 __all__ = ["Attempt", "Generation"]
@@ -30,7 +30,7 @@ class Attempt:
 
     ctx: PipelineContext
     pipeline: GenerationPipeline
-    stack: contextlib.AsyncExitStack
+    stack: Holds
     """What the attempt holds (the model in use, its admission slot, its stream)."""
     queue_seconds: float
     output: AsyncGenerator[Output, None] | None = None

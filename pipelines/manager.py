@@ -4,10 +4,9 @@ models, unloads idle ones. `ModelLoaded` always precedes any generation of a mod
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,7 +16,7 @@ from pipelines.events import EventBus, ModelLoaded, ModelLoadFailed, ModelUnload
 from pipelines.providers.base import LoadFailure, Provider
 from pipelines.providers.stub import StubProvider
 
-__all__ = ["ModelEntry", "ModelManager", "ModelStatus", "ProviderFactory"]
+__all__ = ["InUse", "ModelEntry", "ModelManager", "ModelStatus", "ProviderFactory"]
 
 ModelStatus = Literal["unloaded", "loading", "loaded"]
 
@@ -203,19 +202,10 @@ class ModelManager:
 
     # -- use --------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def using(self, entry: ModelEntry) -> AsyncIterator[Provider]:
-        """Marks the entry busy so that switching waits for its generation to end."""
-        provider = await self.ensure_loaded(entry)
-        entry.in_use += 1
-        entry.idle.clear()
-        try:
-            yield provider
-        finally:
-            entry.in_use -= 1
-            entry.last_used = time.monotonic()
-            if entry.in_use == 0:
-                entry.idle.set()
+    def using(self, entry: ModelEntry) -> InUse:
+        """Marks the entry busy so that switching waits for its generation to end:
+        `async with manager.using(entry) as provider`."""
+        return InUse(self, entry)
 
     async def unload_idle(self, now: float | None = None) -> list[str]:
         """Unloads loaded real models idle past their keep-alive; returns their ids."""
@@ -230,3 +220,28 @@ class ModelManager:
                     await self._unload(entry, "idle")
                 done.append(entry.config.id)
         return done
+
+
+class InUse:
+    """`ModelManager.using`: the entry's provider, loaded, held busy while the block runs.
+    A class rather than a generator-based context manager: it is entered on every request."""
+
+    __slots__ = ("_entry", "_manager")
+
+    def __init__(self, manager: ModelManager, entry: ModelEntry) -> None:
+        self._manager = manager
+        self._entry = entry
+
+    async def __aenter__(self) -> Provider:
+        entry = self._entry
+        provider = await self._manager.ensure_loaded(entry)
+        entry.in_use += 1
+        entry.idle.clear()
+        return provider
+
+    async def __aexit__(self, *exc: object) -> None:
+        entry = self._entry
+        entry.in_use -= 1
+        entry.last_used = time.monotonic()
+        if entry.in_use == 0:
+            entry.idle.set()

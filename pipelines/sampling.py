@@ -50,7 +50,7 @@ class SamplingSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     cap_source: CapSource
 
     def as_dict(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in self.__struct_fields__}
+        return msgspec.structs.asdict(self)
 
 
 def merge_sampling(

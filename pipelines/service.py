@@ -5,7 +5,6 @@ model with upstreams or fallbacks are `pipelines/fallback.py`."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -14,6 +13,7 @@ from pipelines.errors import CancelReason, UnsupportedModel
 from pipelines.events import AdmissionChanged, EventBus, ModelRouted
 from pipelines.fallback import FallbackChain, Hop
 from pipelines.generation import Attempt, Generation
+from pipelines.holds import Holds
 from pipelines.pipeline import GenerationPipeline
 from pipelines.types import GenerationRequest
 
@@ -71,7 +71,7 @@ class GenerationService:
         # Several choices are not retried along a chain: each would need its own first piece.
         if entry.config.chained and req.n == 1:
             return await self._start_chain(req, entry)
-        stack = contextlib.AsyncExitStack()
+        stack = Holds()
         try:
             attempt = await self._admit(req, entry, stack)
         except BaseException:
@@ -109,14 +109,14 @@ class GenerationService:
                 chain.append(fallback)
         return chain
 
-    async def _admit(self, req: GenerationRequest, entry: ModelEntry, stack: contextlib.AsyncExitStack) -> Attempt:
+    async def _admit(self, req: GenerationRequest, entry: ModelEntry, stack: Holds) -> Attempt:
         """Loads, prepares and admits on `entry`'s model; what it holds goes on `stack`."""
         if entry.config.embedding:
             # before loading: an embedding model is never loaded for a request it cannot serve
             raise UnsupportedModel(
                 f"The model '{entry.config.id}' is an embedding model: it serves /v1/embeddings only."
             )
-        provider = await stack.enter_async_context(self._router.manager.using(entry))
+        provider = await stack.enter(self._router.manager.using(entry))
         pipeline = self._pipelines[COMPLETION if req.prompt is not None else entry.config.format]
         ctx = pipeline.prepare(req, provider, entry.config)
         self._bus.emit(
@@ -131,7 +131,7 @@ class GenerationService:
         queued = time.perf_counter()
         gate = self._admission.gate(entry.config.id, provider.admission_slots())
         # Each choice decodes as a sequence of its own: a request with n choices takes n slots.
-        await stack.enter_async_context(gate.admit(req.n))
+        await stack.enter(gate.admit(req.n))
         return Attempt(ctx, pipeline, stack, time.perf_counter() - queued)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import msgspec
@@ -20,7 +20,7 @@ from app.errors import error_asgi
 from app.gateway import Gateway
 from app.limits import check_limits
 from compat.errors import WireError, decode_error, from_gateway_error
-from compat.refusals import ClientGone, Draining, MalformedBody, RequestTimeout, UnsupportedMediaType
+from compat.refusals import BodyTooLarge, ClientGone, Draining, MalformedBody, RequestTimeout, UnsupportedMediaType
 from pipelines.errors import Cancelled, CancelReason, GatewayError, GenerationFailed
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ __all__ = ["EventEncoder", "collect", "event_stream", "events", "generation_head
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
 Commit = Callable[[], Awaitable[None]]
+_CLOSE = {"connection": "close"}
 
 
 class EventEncoder(Protocol):
@@ -79,21 +80,56 @@ def _log_unknown(body: bytes, known: frozenset[str]) -> None:
                 _log.debug("ignoring unknown request fields: %s", ", ".join(unknown))
 
 
+def _content(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes, int | None]:
+    """The request's media type (lowercased) and declared length, from the raw headers
+    (the server gives their names in lowercase)."""
+    media_type, length = b"", None
+    for name, value in headers:
+        if name == b"content-type":
+            media_type = value.partition(b";")[0].strip().lower()
+        elif name == b"content-length" and value.isdigit():
+            length = int(value)
+    return media_type, length
+
+
+async def _body(receive: Receive, limit: int) -> bytes:
+    """The whole body, at most `limit` bytes (413 past it); a client that leaves
+    half-way is a 499, not a server error."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientGone
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 async def read_request(
     request: Request[Any, Any, Any], gateway: Gateway, decode: Callable[[bytes], T], known: frozenset[str]
 ) -> T | ASGIResponse:
     """The body, decoded by the wire's `decode` (`known`: its top-level fields, for the
     debug log of those ignored), or the refusal to answer with."""
-    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if media_type != "application/json":
+    server = gateway.settings.server
+    media_type, length = _content(request.scope["headers"])
+    if media_type != b"application/json":
         return error_asgi(UnsupportedMediaType())
+    if length is not None and length > server.max_body_bytes:
+        return error_asgi(BodyTooLarge(), _CLOSE)  # the rest of that body is not worth reading
     try:
         # A client that sends half a body must not hold a connection (and its buffer) forever.
-        async with asyncio.timeout(gateway.settings.server.body_timeout):
-            body = await request.body()
+        async with asyncio.timeout(server.body_timeout):
+            body = await _body(request.receive, server.max_body_bytes)
     except TimeoutError:
         # the rest of the body may still come: only a new connection starts clean
-        return error_asgi(RequestTimeout("body", gateway.settings.server.body_timeout), {"connection": "close"})
+        return error_asgi(RequestTimeout("body", server.body_timeout), _CLOSE)
+    except GatewayError as exc:
+        return error_asgi(exc, _CLOSE)
     try:
         wire = decode(body)
     except msgspec.DecodeError as exc:

@@ -83,13 +83,12 @@ def chunk() -> GenerationChunk:
 def test_json_line(configure: Configure) -> None:
     out = configure("INFO", "json")
     configure.emit(completed())
-    # byte for byte what `json.dumps(..., ensure_ascii=False)` wrote: the event's own `ts`,
-    # the event name twice, its fields in order, no `token_gaps`
+    # compact JSON: the event's own `ts`, the event name twice, its fields in order, no `token_gaps`
     assert out.getvalue() == (
-        '{"ts": 1763779200.25, "level": "info", "logger": "mia.events", "message": "GenerationCompleted", '
-        '"event": "GenerationCompleted", "request_id": "chatcmpl-1", "model_id": "m", "pipeline": "lightweight", '
-        '"stub": false, "stop_reason": "eos", "result_summary": {"usage": {"prompt_tokens": 3, '
-        '"completion_tokens": 2}, "finish_reason": "stop"}}\n'
+        '{"ts":1763779200.25,"level":"info","logger":"mia.events","message":"GenerationCompleted",'
+        '"event":"GenerationCompleted","request_id":"chatcmpl-1","model_id":"m","pipeline":"lightweight",'
+        '"stub":false,"stop_reason":"eos","result_summary":{"usage":{"prompt_tokens":3,'
+        '"completion_tokens":2},"finish_reason":"stop"}}\n'
     )
 
 
@@ -99,7 +98,7 @@ def test_json_lines_parse_and_keep_text_as_is(configure: Configure) -> None:
                                   evaluated_tokens=5, slot=1, seconds=0.5))  # fmt: skip
     first, second = (json.loads(line) for line in out.getvalue().splitlines())
     assert first["event"] == "GenerationChunk" and first["text"] == "héllo\n"
-    assert '"text": "héllo\\n"' in out.getvalue()  # not ASCII-escaped
+    assert '"text":"héllo\\n"' in out.getvalue()  # not ASCII-escaped
     assert second == {
         "ts": TS,
         "level": "info",
@@ -125,7 +124,7 @@ def test_text_line(configure: Configure) -> None:
     assert rest == (
         "INFO mia.events: GenerationCompleted ts=1763779200.25 request_id=chatcmpl-1 model_id=m "
         "pipeline=lightweight stub=False stop_reason=eos "
-        "result_summary={'usage': {'prompt_tokens': 3, 'completion_tokens': 2}, 'finish_reason': 'stop'}\n"
+        'result_summary={"usage":{"prompt_tokens":3,"completion_tokens":2},"finish_reason":"stop"}\n'
     )
 
 
@@ -259,7 +258,7 @@ def test_admission_changes_and_routing_are_debug_lines(configure: Configure, eve
         configure.subscribe(bus)
         bus.emit(event)
         logging.getLogger().handlers[0].flush()
-        assert buf.getvalue().count(f'"event": "{type(event).__name__}"') == expected, level
+        assert buf.getvalue().count(f'"event":"{type(event).__name__}"') == expected, level
 
 
 def test_a_line_held_by_a_loop_that_stopped_does_not_hold_up_the_next_loop() -> None:

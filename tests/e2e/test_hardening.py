@@ -455,7 +455,7 @@ async def test_sigterm_under_stub_load_ends_every_accepted_stream_cleanly(tmp_pa
     assert len(started) == len(models)
     assert all(ends[rid] == 1 for rid in started), {rid: ends[rid] for rid in started}
     assert set(cancelled.values()) == {"shutdown"}
-    assert '"level": "error"' not in log
+    assert '"level":"error"' not in log
 
 
 # --- (e) SIGTERM while a real generation runs and others queue -----------------------------

@@ -98,7 +98,7 @@ def test_a_background_response_runs_on_one_replica_and_is_cancelled_on_the_other
         time.sleep(0.02)
     assert sdk(b).responses.cancel(queued.id).status == "cancelled"
     for _ in range(600):
-        if any("GenerationCancelled" in line and '"reason": "cancelled"' in line for line in a.log().splitlines()):
+        if any("GenerationCancelled" in line and '"reason":"cancelled"' in line for line in a.log().splitlines()):
             break
         time.sleep(0.05)
     else:
