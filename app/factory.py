@@ -13,6 +13,7 @@ from litestar.di import Provide
 
 from app.auth import ApiKeyMiddleware, load_keys
 from app.context import RequestContextMiddleware
+from app.direct_routes import DirectRoutes
 from app.errors import exception_handlers
 from app.gateway import Gateway
 from app.openapi import openapi_route
@@ -32,15 +33,19 @@ from pipelines.upstream import run_probes
 if TYPE_CHECKING:
     from litestar.types import ASGIApp
 
-__all__ = ["create_app", "create_litestar"]
+__all__ = ["DIRECT", "create_app", "create_litestar"]
 
 _log = logging.getLogger(__name__)
 
 
+DIRECT = (chat_completions, create_completion, create_response, create_embedding)
+"""The POST routes served without Litestar's router (`app.direct_routes`)."""
+
+
 def create_app(gateway: Gateway) -> ASGIApp:
-    """The ASGI app: Litestar, wrapped so that every response (unknown routes
-    included) passes the request-id and auth layers."""
-    app: ASGIApp = create_litestar(gateway)
+    """The ASGI app: Litestar beside the direct generation routes, wrapped so that every
+    response (unknown routes included) passes the request-id and auth layers."""
+    app: ASGIApp = DirectRoutes(create_litestar(gateway), gateway, DIRECT)
     server = gateway.settings.server
     keys = load_keys(server)
     if keys:

@@ -16,8 +16,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import operator
 import sys
 import time
+import types
+import typing
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -82,20 +86,37 @@ def _text_value(value: Any) -> str:
     return str(value)
 
 
+def _maybe_container(annotation: Any) -> bool:
+    """Whether a field of this type can hold a dict, list or tuple (or anything)."""
+    if annotation is Any:
+        return True
+    origin = typing.get_origin(annotation) or annotation
+    if origin in (typing.Union, types.UnionType):
+        return any(_maybe_container(arg) for arg in typing.get_args(annotation))
+    return isinstance(origin, type) and issubclass(origin, dict | list | tuple)
+
+
 class _EventShape:
     """What writing one event class's lines needs, worked out once per class."""
 
-    __slots__ = ("fields", "json_head", "renamed", "tag")
+    __slots__ = ("containers", "fields", "json_head", "renamed", "tag", "text", "values")
 
     def __init__(self, cls: type[Event]) -> None:
-        fields = [f for f in cls.__struct_fields__ if f != _UNLOGGED]
-        renames = {f: f"ev_{f}" for f in fields if f in _RESERVED}
+        infos = [f for f in msgspec.structs.fields(cls) if f.name not in (_UNLOGGED, "ts")]
+        renames = {f.name: f"ev_{f.name}" for f in infos if f.name in _RESERVED}
         self.renamed = bool(renames)
         """Some field shares a name with a LogRecord attribute: it is logged as `ev_<name>`."""
-        self.fields = tuple((f, renames.get(f, f)) for f in fields if f != "ts")
+        self.fields = tuple((f.name, renames.get(f.name, f.name)) for f in infos)
         self.tag = str(cls.__struct_config__.tag)
         self.json_head = len(_encoder.encode({"event": self.tag, "ts": 0})) - 2
         """Bytes of `{"event":"<tag>","ts":` that start the event's own JSON."""
+        getter = operator.attrgetter("ts", *(f.name for f in infos))
+        self.values: Callable[[Event], tuple[Any, ...]] = getter if infos else lambda event: (event.ts,)
+        """`ts` and the logged fields' values, in one call."""
+        self.text = " ".join(["ts=%s", *(f"{name}=%s" for _, name in self.fields)])
+        """The text line's extras, to fill with `values` (`%s` is the `str()` an f-string gives)."""
+        self.containers = tuple(i for i, f in enumerate(infos, 1) if _maybe_container(f.type))
+        """Positions in `values` that may hold a container (written as JSON)."""
 
     def as_dict(self, event: Event) -> dict[str, Any]:
         """The line's fields in order (`event`, `ts`, then the event's own), as builtins."""
@@ -198,8 +219,13 @@ class _TextFormatter(EventLineFormatter):
             "name": logger,
             "message": shape.tag,
         }
-        extras = " ".join([f"{name}={_text_value(getattr(event, f))}" for f, name in shape.fields])
-        return f"{line} ts={ts} {extras}" if extras else f"{line} ts={ts}"
+        values = shape.values(event)
+        if shape.containers:
+            listed = list(values)
+            for i in shape.containers:
+                listed[i] = _text_value(listed[i])
+            values = tuple(listed)
+        return f"{line} {shape.text % values}"
 
 
 class LoopBatchedHandler(logging.StreamHandler):
