@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 from litestar import Litestar
 from litestar.di import Provide
 
+from app import paths
 from app.auth import ApiKeyMiddleware, load_keys
 from app.context import RequestContextMiddleware
-from app.direct_routes import DirectRoutes
+from app.direct_routes import DirectRoutes, Route
 from app.errors import exception_handlers
 from app.gateway import Gateway
 from app.openapi import openapi_route
@@ -38,8 +39,13 @@ __all__ = ["DIRECT", "create_app", "create_litestar"]
 _log = logging.getLogger(__name__)
 
 
-DIRECT = (chat_completions, create_completion, create_response, create_embedding)
-"""The POST routes served without Litestar's router (`app.direct_routes`)."""
+DIRECT: dict[str, Route] = {
+    paths.CHAT_COMPLETIONS: chat_completions,
+    paths.COMPLETIONS: create_completion,
+    paths.RESPONSES: create_response,
+    paths.EMBEDDINGS: create_embedding,
+}
+"""The POST routes served without Litestar (`app.direct_routes`)."""
 
 
 def create_app(gateway: Gateway) -> ASGIApp:
@@ -82,15 +88,11 @@ def create_litestar(gateway: Gateway) -> Litestar:
 
     return Litestar(
         route_handlers=[
-            chat_completions,
-            create_completion,
-            create_response,
             retrieve_response,
             delete_response,
             list_input_items,
             cancel_response,
             count_input_tokens,
-            create_embedding,
             tokenize,
             detokenize,
             tokenizer_info,

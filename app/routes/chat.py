@@ -6,11 +6,10 @@ import time
 from typing import Any
 
 import msgspec
-from litestar import Request, post
-from litestar.di import NamedDependency
+from litestar import Request
 from litestar.response.base import ASGIResponse
 
-from app import paths
+from app.answers import Answer, JsonAnswer
 from app.errors import error_asgi
 from app.gateway import Gateway
 from app.routes.generation import collect, event_stream, generation_headers, read_request, start
@@ -24,8 +23,7 @@ _KNOWN = frozenset(ChatCompletionRequest.__struct_fields__)
 _ENCODER = msgspec.json.Encoder()
 
 
-@post(paths.CHAT_COMPLETIONS, operation_id="createChatCompletion", status_code=200, include_in_schema=False)
-async def chat_completions(request: Request[Any, Any, Any], gateway: NamedDependency[Gateway]) -> ASGIResponse:
+async def chat_completions(request: Request[Any, Any, Any], gateway: Gateway) -> Answer:
     wire = await read_request(request, gateway, decode_chat_request, _KNOWN)
     if isinstance(wire, ASGIResponse):
         return wire
@@ -61,6 +59,4 @@ async def chat_completions(request: Request[Any, Any, Any], gateway: NamedDepend
         reasoning_fields=gateway.settings.server.reasoning_fields,
         logprobs=req.logprobs,
     )
-    return ASGIResponse(
-        body=_ENCODER.encode(completion), media_type="application/json", headers=generation_headers(gen)
-    )
+    return JsonAnswer(_ENCODER.encode(completion), generation_headers(gen))

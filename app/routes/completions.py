@@ -11,11 +11,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
-from litestar import Request, post
-from litestar.di import NamedDependency
+from litestar import Request
 from litestar.response.base import ASGIResponse
 
-from app import paths
+from app.answers import Answer, JsonAnswer
 from app.errors import error_asgi
 from app.gateway import Gateway
 from app.routes.generation import collect, event_stream, events, generation_headers, read_request, start
@@ -42,8 +41,7 @@ _KNOWN = frozenset(CompletionRequest.__struct_fields__)
 _ENCODER = msgspec.json.Encoder()
 
 
-@post(paths.COMPLETIONS, operation_id="createCompletion", status_code=200, include_in_schema=False)
-async def create_completion(request: Request[Any, Any, Any], gateway: NamedDependency[Gateway]) -> ASGIResponse:
+async def create_completion(request: Request[Any, Any, Any], gateway: Gateway) -> Answer:
     wire = await read_request(request, gateway, decode_completion_request, _KNOWN)
     if isinstance(wire, ASGIResponse):
         return wire
@@ -81,7 +79,7 @@ async def create_completion(request: Request[Any, Any, Any], gateway: NamedDepen
         n=wire.n or 1,
     )
     headers = generation_headers(gen)
-    return ASGIResponse(body=_ENCODER.encode(completion), media_type="application/json", headers=headers)
+    return JsonAnswer(_ENCODER.encode(completion), headers)
 
 
 class _Answer:

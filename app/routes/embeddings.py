@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request, post
-from litestar.di import NamedDependency
+from litestar import Request
 from litestar.response.base import ASGIResponse
 
-from app import paths
+from app.answers import Answer, JsonAnswer
 from app.errors import error_asgi
 from app.gateway import Gateway
 from app.limits import check_embedding_limits
@@ -23,8 +22,7 @@ _KNOWN = frozenset(EmbeddingsRequest.__struct_fields__)
 _ENCODER = msgspec.json.Encoder()
 
 
-@post(paths.EMBEDDINGS, operation_id="createEmbedding", status_code=200, include_in_schema=False)
-async def create_embedding(request: Request[Any, Any, Any], gateway: NamedDependency[Gateway]) -> ASGIResponse:
+async def create_embedding(request: Request[Any, Any, Any], gateway: Gateway) -> Answer:
     wire = await read_request(request, gateway, decode_embeddings_request, _KNOWN)
     if isinstance(wire, ASGIResponse):
         return wire
@@ -36,4 +34,4 @@ async def create_embedding(request: Request[Any, Any, Any], gateway: NamedDepend
     result = await gateway.embeddings.embed(req)
     state["model_id"] = result.model_id
     body = _ENCODER.encode(to_embedding_list(result, wire.encoding_format))
-    return ASGIResponse(body=body, media_type="application/json", headers={"x-mia-model": result.model_id})
+    return JsonAnswer(body, {"x-mia-model": result.model_id})

@@ -17,11 +17,10 @@ import time
 from typing import Any
 
 import msgspec
-from litestar import Request, post
-from litestar.di import NamedDependency
+from litestar import Request
 from litestar.response.base import ASGIResponse
 
-from app import paths
+from app.answers import Answer, JsonAnswer
 from app.background import started
 from app.errors import error_asgi
 from app.gateway import Gateway
@@ -65,8 +64,7 @@ async def translate(wire: ResponsesRequest, request_id: str, gateway: Gateway) -
     )
 
 
-@post(paths.RESPONSES, operation_id="createResponse", status_code=200, include_in_schema=False)
-async def create_response(request: Request[Any, Any, Any], gateway: NamedDependency[Gateway]) -> ASGIResponse:
+async def create_response(request: Request[Any, Any, Any], gateway: Gateway) -> Answer:
     wire = await read_request(request, gateway, decode_responses_request, _KNOWN)
     if isinstance(wire, ASGIResponse):
         return wire
@@ -108,7 +106,7 @@ async def create_response(request: Request[Any, Any, Any], gateway: NamedDepende
     if stored:
         await gateway.store.put(record(response, items))
     headers = _headers(generation_headers(gen), translated)
-    return ASGIResponse(body=_ENCODER.encode(response), media_type="application/json", headers=headers)
+    return JsonAnswer(_ENCODER.encode(response), headers)
 
 
 async def _background(
@@ -118,7 +116,7 @@ async def _background(
     translated: Translated,
     template: ResponseObject,
     items: bytes,
-) -> ASGIResponse:
+) -> Answer:
     """`background: true`: refused as a generation would be (limits, model, draining), else
     stored `queued` and answered at once; the run goes on in this process (app/background.py)."""
     if not translated.asked_store:
@@ -134,4 +132,4 @@ async def _background(
     queued = msgspec.structs.replace(template, status="queued", background=True)
     await gateway.background.submit(queued, translated, items)
     request.scope["state"]["model_id"] = translated.request.model
-    return ASGIResponse(body=_ENCODER.encode(queued), media_type="application/json")
+    return JsonAnswer(_ENCODER.encode(queued))

@@ -1,4 +1,4 @@
-"""Route paths live in `app/paths.py`: what Litestar serves, what the OpenAPI document
+"""Route paths live in `app/paths.py`: what Litestar and the direct routes serve, what the OpenAPI document
 describes and what the request metrics label are the same paths."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from litestar import Litestar
 
 from app import paths
 from app.context import endpoint_of
-from app.factory import create_litestar
+from app.factory import DIRECT, create_litestar
 from app.gateway import build_gateway
 from app.openapi import build_openapi
 from app.settings import load_settings
@@ -21,7 +21,8 @@ def app() -> Litestar:
 
 def test_every_route_is_a_path_constant(app: Litestar) -> None:
     constants = {getattr(paths, name) for name in paths.__all__}
-    served = {route.path for route in app.routes}
+    served = {route.path for route in app.routes} | set(DIRECT)
+    assert not set(DIRECT) & {route.path for route in app.routes}  # one server per path
     assert served == {
         paths.CHAT_COMPLETIONS,
         paths.COMPLETIONS,
@@ -46,7 +47,7 @@ def test_every_route_is_a_path_constant(app: Litestar) -> None:
 
 
 def test_every_documented_path_is_served(app: Litestar) -> None:
-    served = {route.path_format for route in app.routes}
+    served = {route.path_format for route in app.routes} | set(DIRECT)
     assert set(build_openapi()["paths"]) <= served
 
 
