@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from litestar.response.base import ASGIResponse
 
+from app.sse import InstantEventStream
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -36,5 +38,5 @@ class JsonAnswer:
         await send({"type": "http.response.body", "body": self.body, "more_body": False})
 
 
-Answer = ASGIResponse | JsonAnswer
-"""What a direct route returns: an answer, or a refusal or stream made by Litestar's classes."""
+Answer = ASGIResponse | JsonAnswer | InstantEventStream
+"""What a direct route returns: an answer, a stream, or a refusal (Litestar's class)."""

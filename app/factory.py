@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -66,6 +67,7 @@ def create_litestar(gateway: Gateway) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         # Load in the background: /health answers at once, /ready says when models are in.
         loader = asyncio.create_task(gateway.manager.load_all())
+        loader.add_done_callback(_settle)
         idle = asyncio.create_task(_idle_unloader(gateway))
         # Upstream health probes; the upstreams' clients open and close with their models.
         probes = asyncio.create_task(run_probes(e.provider for e in gateway.manager.entries))
@@ -120,6 +122,15 @@ def _provider(gateway: Gateway) -> Provide:
         return gateway
 
     return Provide(provide_gateway, use_cache=True, sync_to_thread=False)
+
+
+def _settle(_: object) -> None:
+    """Once the models are in, what the process holds lives as long as it does: moved out
+    of the collector's reach (`gc.freeze`), a full collection no longer walks the ~85,000
+    objects of the modules and models on every run. Under load those runs took 20-100 ms
+    each, stalling every request in flight (the p99 at 32 connections)."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _idle_unloader(gateway: Gateway) -> None:

@@ -7,7 +7,7 @@ in turn), streamed or not; their choices are numbered prompt by prompt."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import msgspec
@@ -118,7 +118,7 @@ class _Answer:
             carried=carried,
         )
 
-    async def stream(self, first: Generation, enc: CompletionStreamEncoder) -> AsyncIterator[bytes]:
+    async def stream(self, first: Generation, enc: CompletionStreamEncoder) -> AsyncGenerator[bytes, None]:
         """Every prompt's events (the first prompt's by `enc`), one generation after
         another; a failure (told in band) ends the stream."""
         gen = first

@@ -8,23 +8,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import msgspec
 from litestar import Request
 from litestar.response.base import ASGIResponse
-from litestar.response.streaming import ASGIStreamingResponse
 
 from app.errors import error_asgi
 from app.gateway import Gateway
 from app.limits import check_limits
+from app.sse import InstantEventStream, WatchedEventStream, event_stream_of, wait_disconnect
 from compat.errors import WireError, decode_error, from_gateway_error
 from compat.refusals import BodyTooLarge, ClientGone, Draining, MalformedBody, RequestTimeout, UnsupportedMediaType
 from pipelines.errors import Cancelled, CancelReason, GatewayError, GenerationFailed
 
 if TYPE_CHECKING:
-    from litestar.types import Receive, Send
+    from litestar.types import Receive
 
     from pipelines.pipeline import PipelineResult
     from pipelines.service import Generation
@@ -51,24 +51,6 @@ class EventEncoder(Protocol):
     def failure(self, error: WireError, /) -> bytes: ...
 
     def done(self) -> bytes: ...
-
-
-class _SSE(ASGIStreamingResponse):
-    """A stream that always closes its iterator and its generation, so a vanished
-    client ends the generation at once (not whenever the generator is collected),
-    and a stream that never started still gives back its model slot."""
-
-    def __init__(self, *, generation: Generation, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._generation = generation
-
-    async def send_body(self, send: Send, receive: Receive) -> None:
-        try:
-            await super().send_body(send, receive)
-        finally:
-            iterator: Any = self.iterator
-            await iterator.aclose()
-            await self._generation.aclose()
 
 
 def _log_unknown(body: bytes, known: frozenset[str]) -> None:
@@ -161,7 +143,7 @@ def generation_headers(gen: Generation) -> dict[str, str]:
     return headers
 
 
-async def events(gen: Generation, enc: EventEncoder, commit: Commit | None = None) -> AsyncIterator[bytes]:
+async def events(gen: Generation, enc: EventEncoder, commit: Commit | None = None) -> AsyncGenerator[bytes, None]:
     """The generation's events by the wire's encoder, ending in `done` (after the final
     events, or a failure told in band). `commit`: see `event_stream`."""
     yield enc.first()
@@ -199,19 +181,14 @@ def event_stream(
     headers: dict[str, str],
     commit: Commit | None = None,
     *,
-    chunks: AsyncIterator[bytes] | None = None,
-) -> ASGIResponse:
+    chunks: AsyncGenerator[bytes, None] | None = None,
+) -> InstantEventStream | WatchedEventStream:
     """The generation as server-sent events, by the wire's encoder (or `chunks`: a stream
     that goes on to further generations after `gen`, each of which it closes itself).
     `commit`, if any, runs once the final event is encoded and before it is sent (a stored
     response is committed before the client hears it completed); if it fails, the stream
     ends in that error."""
-    return _SSE(
-        generation=gen,
-        iterator=chunks if chunks is not None else events(gen, enc, commit),
-        media_type="text/event-stream",
-        headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
-    )
+    return event_stream_of(gen, chunks if chunks is not None else events(gen, enc, commit), headers)
 
 
 async def collect(gen: Generation, receive: Receive) -> PipelineResult:
@@ -219,7 +196,7 @@ async def collect(gen: Generation, receive: Receive) -> PipelineResult:
     if gen.instant:
         return await gen.collect()
     task = asyncio.ensure_future(gen.collect())
-    watch = asyncio.ensure_future(_wait_disconnect(receive))
+    watch = asyncio.ensure_future(wait_disconnect(receive))
     try:
         done, _ = await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -231,10 +208,3 @@ async def collect(gen: Generation, receive: Receive) -> PipelineResult:
             await task
         raise ClientGone
     return task.result()
-
-
-async def _wait_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
