@@ -33,7 +33,10 @@ from compat.refusals import HeadersTooLarge, Overloaded, RequestTimeout
 from pipelines.errors import GatewayError
 from pipelines.events import ConnectionsChanged, EventBus, RequestFinished
 
-__all__ = ["BoundedHttpProtocol", "bounded_http_protocol", "fit_open_files_limit"]
+__all__ = ["BODY_COMPLETE", "BoundedHttpProtocol", "bounded_http_protocol", "fit_open_files_limit"]
+
+BODY_COMPLETE = "mia.body_complete"
+"""The scope extension set once the request's whole body has been received."""
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
@@ -173,6 +176,10 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         if not self._refused:
+            # Tells the app the whole body is here (its reading cannot stall: no body
+            # timeout to arm). Parsed before the request's task first runs when the
+            # request came in one piece, as almost all do.
+            self.scope.setdefault("extensions", {})[BODY_COMPLETE] = {}  # (ASGI extensions are dicts)
             super().on_message_complete()
 
     def data_received(self, data: bytes) -> None:

@@ -189,6 +189,8 @@ class _TextFormatter(EventLineFormatter):
         super().__init__(fmt)
         self._second: tuple[int, str] = (-1, "")
         """The last whole second formatted, and its text (strftime is most of a line's cost)."""
+        self._heads: dict[tuple[str, int, str], str] = {}
+        """An event line's start by logger, level and event, to put the time in."""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         """`logging.Formatter.formatTime` (UTC, `2025-01-31 12:00:00,123`), one strftime a second."""
@@ -212,13 +214,18 @@ class _TextFormatter(EventLineFormatter):
     def format_event(self, logger: str, levelno: int, event: Event, shape: _EventShape) -> str:
         # this formatter's own format, with what a record would give it (asctime,
         # levelname, name, message: all `configure_logging`'s format asks for)
+        key = (logger, levelno, shape.tag)
+        head = self._heads.get(key)
+        if head is None:
+            # the line up to its extras, with `{}` where the time goes (the only part that changes)
+            head = self._heads[key] = (self._fmt or "%(message)s").replace("{", "{{").replace("}", "}}") % {
+                "asctime": "{}",
+                "levelname": _LEVEL_NAMES[levelno],
+                "name": logger,
+                "message": shape.tag,
+            }
         ts = event.ts
-        line = (self._fmt or "%(message)s") % {
-            "asctime": self._stamp(ts, _msecs(ts)),
-            "levelname": _LEVEL_NAMES[levelno],
-            "name": logger,
-            "message": shape.tag,
-        }
+        line = head.format(self._stamp(ts, _msecs(ts)))
         values = shape.values(event)
         if shape.containers:
             listed = list(values)

@@ -360,15 +360,23 @@ class _Post:
     after echo stripping and stop sequences, marked with the choice; recorded in the
     context for the result."""
 
-    __slots__ = ("ctx", "echo", "stops")
+    __slots__ = ("ctx", "echo", "plain", "stops")
 
     def __init__(self, ctx: PipelineContext) -> None:
         self.ctx = ctx
         self.stops = StopMatcher(ctx.request.stop)
         strip = ctx.model.strip_echo and ctx.request.prompt is None  # a completion has no user turn
         self.echo = EchoStripper(_last_user_text(ctx.request)) if strip else None
+        self.plain = self.echo is None and not self.stops.active and not ctx.index
+        """Content passes as it is (no echo to strip, no stop sequence, choice 0)."""
 
     def events(self, events: list[MessageEvent]) -> list[Delta]:
+        if len(events) == 1:  # most tokens: one text event
+            delta = self.ctx.channels.feed(events[0])
+            if delta is None:
+                return []
+            out = self._delta(delta)
+            return [out] if out is not None else []
         return self.deltas([d for d in map(self.ctx.channels.feed, events) if d is not None])
 
     def deltas(self, deltas: list[Delta]) -> list[Delta]:
@@ -379,6 +387,9 @@ class _Post:
         if delta.kind is DeltaKind.REASONING:
             ctx.reasoning.append(delta.text)
         elif delta.kind is DeltaKind.CONTENT:
+            if self.plain:
+                ctx.content.append(delta.text)
+                return delta
             text = self.echo.feed(delta.text) if self.echo else delta.text
             text = self.stops.feed(text)
             if not text and not delta.logprobs:

@@ -20,6 +20,11 @@ class StopMatcher:
         self._buffer = ""
         self.matched: str | None = None
 
+    @property
+    def active(self) -> bool:
+        """Whether there is any stop sequence to look for."""
+        return bool(self._stops)
+
     def feed(self, text: str) -> str:
         """Returns the text that is safe to emit now; sets `matched` on a stop."""
         if not self._stops:

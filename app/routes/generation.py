@@ -17,6 +17,7 @@ from litestar.response.base import ASGIResponse
 
 from app.errors import error_asgi
 from app.gateway import Gateway
+from app.http_protocol import BODY_COMPLETE
 from app.limits import check_limits
 from app.sse import InstantEventStream, WatchedEventStream, event_stream_of, wait_disconnect
 from compat.errors import WireError, decode_error, from_gateway_error
@@ -104,9 +105,13 @@ async def read_request(
     if length is not None and length > server.max_body_bytes:
         return error_asgi(BodyTooLarge(), _CLOSE)  # the rest of that body is not worth reading
     try:
-        # A client that sends half a body must not hold a connection (and its buffer) forever.
-        async with asyncio.timeout(server.body_timeout):
-            body = await _body(request.receive, server.max_body_bytes)
+        extensions = request.scope.get("extensions") or {}
+        if BODY_COMPLETE in extensions:
+            body = await _body(request.receive, server.max_body_bytes)  # already here: cannot stall
+        else:
+            # A client that sends half a body must not hold a connection (and its buffer) forever.
+            async with asyncio.timeout(server.body_timeout):
+                body = await _body(request.receive, server.max_body_bytes)
     except TimeoutError:
         # the rest of the body may still come: only a new connection starts clean
         return error_asgi(RequestTimeout("body", server.body_timeout), _CLOSE)
