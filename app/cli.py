@@ -168,6 +168,9 @@ def run_server(
         # before a cut-off generation's 503 went out; the margin costs nothing otherwise.
         timeout_graceful_shutdown=int(server.shutdown_grace) + 15,
         loop="asyncio",
+        # Nothing reads the client's address, so uvicorn's X-Forwarded-For layer (an ASGI
+        # wrapper on every request) has nothing to do.
+        proxy_headers=False,
         http=bounded_http_protocol(
             header_timeout=server.header_timeout,
             max_header_bytes=server.max_header_bytes,
