@@ -4,9 +4,9 @@ no sockets, no server, beside a bare Litestar handler called the same way.
     .venv/bin/python bench/stub_inprocess.py            # about 30 s
 
 Prints microseconds per non-stream request for: the bare handler (bench/bare_app.py), the
-gateway's Litestar app alone, with its ASGI middleware, with metrics, and with the event
-log at INFO (text, the default format, to /dev/null) -- each step adds one layer, so the differences say what
-each costs. Best of three rounds of `--requests` each, after a warm-up; one process per
+gateway's routes alone (the direct generation routes before Litestar), with its ASGI
+middleware, with metrics, and with the event log at INFO (text, the default format, to
+/dev/null) -- each step adds one layer, so the differences say what each costs. Best of three rounds of `--requests` each, after a warm-up; one process per
 variant. Compare differences and ratios, not absolutes (the machines are shared).
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 from workload import STUB_SETTINGS
 
 BODY = b'{"model":"stub-chat","messages":[{"role":"user","content":"Hello there"}],"max_tokens":4}'
-VARIANTS = ("bare", "litestar", "middleware", "metrics", "log")
+VARIANTS = ("bare", "routes", "middleware", "metrics", "log")
 
 
 def _scope() -> dict[str, Any]:
@@ -59,7 +59,8 @@ def _app(variant: str, tmp: Path) -> tuple[Any, Any]:
         import bare_app
 
         return bare_app.app, None
-    from app.factory import create_app, create_litestar
+    from app.direct_routes import DirectRoutes
+    from app.factory import DIRECT, create_app, create_litestar
     from app.gateway import build_gateway
     from app.logs import configure_logging, log_events
     from app.metrics import install_metrics
@@ -74,7 +75,9 @@ def _app(variant: str, tmp: Path) -> tuple[Any, Any]:
         install_metrics(gateway.registry, gateway.bus, gateway.settings.models)
     if variant == "log":
         log_events(gateway.bus, lines=lines)
-    return (create_litestar(gateway) if variant == "litestar" else create_app(gateway)), gateway
+    if variant == "routes":
+        return DirectRoutes(create_litestar(gateway), gateway, DIRECT), gateway
+    return create_app(gateway), gateway
 
 
 async def _measure(variant: str, requests: int) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -124,7 +125,7 @@ class Provider(abc.ABC):
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
 
-    @property
+    @functools.cached_property
     def capabilities(self) -> dict[str, bool]:
         return {
             "tool_calls": self.config.format == "harmony" or self.config.tools,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, cast
@@ -51,7 +52,7 @@ class OpenAIHTTPProvider(UpstreamRouted):
         super().__init__(config)
         self.pool = UpstreamPool(config, bus)
 
-    @property
+    @functools.cached_property
     def capabilities(self) -> dict[str, bool]:
         # Passed through: the upstream decides; an upstream that cannot do one says so
         # with a 400, which reaches the client as it was. Not the prompt's own tokens: a

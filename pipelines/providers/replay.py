@@ -13,6 +13,7 @@ outside the messages' own text), so that an agent loop against it can run a tool
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,7 +69,7 @@ class ReplayProvider(Provider):
     def _files(self) -> list[str]:
         return [self.config.replay_file, *self.config.replay_after_tools]
 
-    @property
+    @functools.cached_property
     def capabilities(self) -> dict[str, bool]:
         # A replay answers every request with its script: it takes a response format
         # (the script is what it is), as it takes tools.

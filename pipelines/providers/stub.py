@@ -13,6 +13,7 @@ are such an instance of its parameters, whether the prompt already opened the ca
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import re
 from collections.abc import AsyncGenerator, Iterator
@@ -164,7 +165,7 @@ class StubProvider(Provider):
             return len(prompt.text.split())
         return sum(len(m.content.split()) + 1 for m in prompt.messages)
 
-    @property
+    @functools.cached_property
     def capabilities(self) -> dict[str, bool]:
         return {**super().capabilities, "json_schema": True, "logprobs": True}
 

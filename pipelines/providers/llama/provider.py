@@ -12,6 +12,7 @@ while others run.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections.abc import AsyncGenerator, Sequence
@@ -74,7 +75,7 @@ class LlamaProvider(Provider):
         self._prompts: PromptReader | None = None
         self._placement: dict[str, Any] | None = None
 
-    @property
+    @functools.cached_property
     def capabilities(self) -> dict[str, bool]:
         return {**super().capabilities, "json_schema": True, "logprobs": True, "constrained_decoding": True}
 
