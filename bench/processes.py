@@ -65,11 +65,13 @@ def _tail(log: Path) -> str:
 
 
 @contextlib.contextmanager
-def log_process(args: list[str], log: Path, *, grace: float = 10.0) -> Iterator[subprocess.Popen[bytes]]:
-    """Runs a process with its output in `log`; stops it at the end (SIGTERM, then after
-    `grace` seconds SIGKILL)."""
+def log_process(
+    args: list[str], log: Path, *, grace: float = 10.0, cwd: Path = REPO
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Runs a process (in `cwd`) with its output in `log`; stops it at the end (SIGTERM,
+    then after `grace` seconds SIGKILL)."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True)
     try:
         yield proc
     finally:
