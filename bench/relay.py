@@ -26,6 +26,9 @@ time, median of the rounds), and the CPU each process spent per content chunk (Â
 throughput ratio (median of the rounds' gateway/direct ratios). Targets (issue 15): added
 TTFT p50 < 1 ms and throughput >= 0.9x direct at 32 streams. `--json FILE` writes it all.
 
+`--baseline DIR` adds a third system: the same relaying gateway run from the sources in DIR
+(`git archive COMMIT | tar -x -C DIR`) with this venv, for a before/after in one run.
+
 The gateway's process id is printed at start: `py-spy record --pid PID` profiles the relay.
 """
 
@@ -46,12 +49,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from processes import HOST, PYTHON, REPO, free_port, serve_gateway, served
+from processes import HOST, PYTHON, REPO, free_port, gateway_command, serve_gateway, served
 from report import machine, uptime
 from stats import ms, percentile
 
 TARGETS = ("bare", "stub")
-SYSTEMS = ("direct", "gateway")
 MAX_LEVEL = 64
 """An `openai_http` model's slots are at most 64: the gateway would queue beyond."""
 
@@ -217,14 +219,15 @@ async def measure(
         await client.run(max(args.levels), max(args.levels), min(args.chunks, 8))
     cells: dict[tuple[str, int, str], Cell] = {}
     done = 0
+    systems = sorted({system for _, system in clients}, key=lambda s: (s != "direct", s))
     for round_ in range(args.rounds):
         if time.monotonic() > deadline:
             say(f"deadline reached: {done} of {args.rounds} rounds run")
             break
         for level in args.levels:
             for target in args.targets:
-                order = SYSTEMS if round_ % 2 == 0 else SYSTEMS[::-1]
-                for system in order:
+                turn = round_ % len(systems)
+                for system in systems[turn:] + systems[:turn]:
                     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
                     client_before = time.process_time()
                     wall, streams = await clients[target, system].run(level, args.requests, args.chunks)
@@ -232,33 +235,15 @@ async def measure(
                     cpu["client"] = time.process_time() - client_before
                     cells.setdefault((target, level, system), Cell()).rounds.append(Round(wall, streams, cpu))
                     rate = sum(s.chunks for s in streams) / wall
-                    say(f"round {round_ + 1}, {target:<4} {level:>2} stream(s), {system:<7}: {rate:>9,.0f} chunks/s")
+                    say(f"round {round_ + 1}, {target:<4} {level:>2} stream(s), {system:<8}: {rate:>9,.0f} chunks/s")
         done += 1
     return cells, done
 
 
 def _bare_command(port: int) -> list[str]:
-    return [
-        PYTHON,
-        "-m",
-        "uvicorn",
-        "relay_upstream:app",
-        "--app-dir",
-        str(REPO / "bench"),
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--loop",
-        "asyncio",
-        "--http",
-        "httptools",
-        "--lifespan",
-        "off",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
+    """bench/relay_upstream.py under uvicorn, with the loop and HTTP parser the gateway uses."""
+    flags = f"--host {HOST} --port {port} --loop asyncio --http httptools --lifespan off --no-access-log"
+    return [PYTHON, "-m", "uvicorn", "relay_upstream:app", "--app-dir", str(REPO / "bench"), *flags.split()]
 
 
 def _fmt(value: float | None, spec: str = ".2f") -> str:
@@ -276,45 +261,46 @@ def report(results: dict[str, Any]) -> str:
     ]
     for row in results["cells"]:
         cpu = row["cpu_us_per_chunk"]
-        cells = ", ".join(_fmt(cpu.get(k), ".0f") for k in (f"upstream_{row['upstream']}", "gateway", "client"))
+        relaying = row["system"] if row["system"] != "direct" else "gateway"
+        cells = ", ".join(_fmt(cpu.get(k), ".0f") for k in (f"upstream_{row['upstream']}", relaying, "client"))
         errors = f"   {row['errors']} errors: {row['error_detail']}" if row["errors"] else ""
         lines.append(
             f"  {row['upstream']:<9}{row['streams']:>7}  {row['system']:<8}{_fmt(row['ttft_p50_ms']):>9}"
             f"{_fmt(row['ttft_p99_ms']):>8}{_fmt(row['chunks_per_s_median'], ',.0f'):>10}   {cells}{errors}"
         )
-    lines += ["", "  gateway against direct (targets at 32 streams: added TTFT p50 < 1 ms, throughput >= 0.9x):"]
+    lines += ["", "  relayed against direct (targets at 32 streams: added TTFT p50 < 1 ms, throughput >= 0.9x):"]
     for v in results["verdicts"]:
         lines.append(
-            f"  {v['upstream']:<9}{v['streams']:>7}  added TTFT p50 {_fmt(v['added_ttft_p50_ms'])} ms, "
+            f"  {v['upstream']:<9}{v['streams']:>7}  {v['system']:<8}added TTFT p50 {_fmt(v['added_ttft_p50_ms'])} ms, "
             f"throughput {_fmt(v['throughput_ratio'])}x"
         )
     lines.append(f"  {results['uptime_after']}")
     return "\n".join(lines)
 
 
-def _verdicts(cells: dict[tuple[str, int, str], Cell], args: argparse.Namespace) -> list[dict[str, Any]]:
+def _verdicts(cells: dict[tuple[str, int, str], Cell]) -> list[dict[str, Any]]:
+    """Each relaying system against direct, per upstream and level."""
     out = []
-    for target in args.targets:
-        for level in args.levels:
-            direct, gateway = cells.get((target, level, "direct")), cells.get((target, level, "gateway"))
-            if direct is None or gateway is None:
-                continue
-            d, g = direct.summary(), gateway.summary()
-            added = g["ttft_p50_ms"] - d["ttft_p50_ms"] if None not in (g["ttft_p50_ms"], d["ttft_p50_ms"]) else None
-            ratios = [
-                (gr.chunks / gr.wall) / (dr.chunks / dr.wall)
-                for gr, dr in zip(gateway.rounds, direct.rounds, strict=False)
-                if dr.chunks
-            ]
-            out.append(
-                {
-                    "upstream": target,
-                    "streams": level,
-                    "added_ttft_p50_ms": added,
-                    "throughput_ratio": statistics.median(ratios) if ratios else None,
-                    "throughput_ratios": ratios,
-                }
-            )
+    for (target, level, system), relayed in sorted(cells.items()):
+        direct = cells.get((target, level, "direct"))
+        if system == "direct" or direct is None:
+            continue
+        d, g = direct.summary()["ttft_p50_ms"], relayed.summary()["ttft_p50_ms"]
+        ratios = [
+            (r.chunks / r.wall) / (dr.chunks / dr.wall)
+            for r, dr in zip(relayed.rounds, direct.rounds, strict=False)
+            if dr.chunks
+        ]
+        out.append(
+            {
+                "upstream": target,
+                "streams": level,
+                "system": system,
+                "added_ttft_p50_ms": g - d if g is not None and d is not None else None,
+                "throughput_ratio": statistics.median(ratios) if ratios else None,
+                "throughput_ratios": ratios,
+            }
+        )
     return out
 
 
@@ -327,6 +313,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--chunks", type=int, default=256, help="content chunks per request (1-4096)")
     p.add_argument("--deadline", type=float, default=300, help="seconds; no new round starts after (max 1800)")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--baseline", type=Path, help="also relay through a gateway run from the sources in this folder")
     args = p.parse_args(argv)
     try:
         args.levels = sorted({int(x) for x in args.levels.split(",")})
@@ -342,6 +329,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--rounds 1-20, --requests 1-2000, --chunks 1-4096")
     if not 0 < args.deadline <= 1800:
         p.error("--deadline must be in (0, 1800]")
+    if args.baseline is not None and not (args.baseline / "app" / "cli.py").is_file():
+        p.error(f"--baseline {args.baseline}: no app/cli.py there")
     return args
 
 
@@ -373,14 +362,23 @@ def main(argv: list[str] | None = None) -> int:
         relay_config.write_text(RELAY_GATEWAY.format(bare=bare_url, stub=stub.api_url))
         gateway = stack.enter_context(serve_gateway(relay_config, tmp / "relay.log"))
         pids = {"upstream_bare": bare.pid, "upstream_stub": stub.proc.pid, "gateway": gateway.proc.pid}
+        relays = {"gateway": gateway.api_url}
+        if args.baseline is not None:
+            # its sources come first on the path: the venv's editable finder only answers after
+            baseline_port = free_port()
+            command = ["env", f"PYTHONPATH={args.baseline.resolve()}", *gateway_command(relay_config, baseline_port)]
+            ready = f"http://{HOST}:{baseline_port}/ready"
+            pids["baseline"] = stack.enter_context(served(command, tmp / "baseline.log", ready)).pid
+            relays["baseline"] = f"http://{HOST}:{baseline_port}/v1"
         say(f"processes: {pids}")
         most = max(args.levels)
         clients = {
             ("bare", "direct"): Client(bare_url, "bare", most),
             ("stub", "direct"): Client(stub.api_url, "stub-chat", most),
-            ("bare", "gateway"): Client(gateway.api_url, "relay-bare", most),
-            ("stub", "gateway"): Client(gateway.api_url, "relay-stub", most),
         }
+        for system, url in relays.items():
+            clients["bare", system] = Client(url, "relay-bare", most)
+            clients["stub", system] = Client(url, "relay-stub", most)
         clients = {k: v for k, v in clients.items() if k[0] in args.targets}
 
         async def run() -> tuple[dict[tuple[str, int, str], Cell], int]:
@@ -396,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         {"upstream": target, "streams": level, "system": system, **cell.summary()}
         for (target, level, system), cell in sorted(cells.items())
     ]
-    results["verdicts"] = _verdicts(cells, args)
+    results["verdicts"] = _verdicts(cells)
     print(report(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
