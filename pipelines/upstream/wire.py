@@ -141,30 +141,57 @@ def sampling_body(model: str, params: DecodeParams, stop: tuple[str, ...] = ()) 
 
 
 class SSEDecoder:
-    """Lines of a `text/event-stream` in, the data of each complete event out.
+    """Bytes of a `text/event-stream` in, the data of each complete event out.
 
     Only `data:` fields matter here; comments (`: keep-alive`), `event:`, `id:` and
-    `retry:` are skipped. Several `data:` lines of one event are joined by newlines."""
+    `retry:` are skipped. Several `data:` lines of one event are joined by newlines.
+    Works on the bytes as they arrive (no text decoding, no line objects): an upstream
+    sends one `data:` line per event, so each event is cut out whole at its blank line and
+    taken in one slice; only other shapes go line by line. CR and CRLF line ends are
+    turned into LF first (a CR that ends a read may be half of a CRLF: it waits)."""
+
+    __slots__ = ("_rest",)
 
     def __init__(self) -> None:
-        self._data: list[str] = []
+        self._rest = b""
 
-    def feed(self, line: str) -> str | None:
-        if not line:
-            return self.flush()
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        if name == "data":
-            self._data.append(value.removeprefix(" "))
-        return None
+    def feed(self, data: bytes) -> list[bytes]:
+        """The data of every event that `data` completes (an event's data is never empty:
+        an event without a `data:` field is none)."""
+        buf = self._rest + data if self._rest else data
+        if b"\r" in buf:
+            held = buf.endswith(b"\r")
+            buf = (buf[:-1] if held else buf).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if held:
+                buf += b"\r"  # stays in `_rest`: no event ends in a lone CR
+        events = buf.split(b"\n\n")
+        self._rest = events.pop()
+        out: list[bytes] = []
+        for event in events:
+            if event.startswith(b"data: ") and b"\n" not in event:
+                out.append(event[6:])
+            else:
+                payload = _event_data(event)
+                if payload is not None:
+                    out.append(payload)
+        return out
 
-    def flush(self) -> str | None:
-        if not self._data:
-            return None
-        data = "\n".join(self._data)
-        self._data = []
-        return data
+    def flush(self) -> bytes | None:
+        """The data of a last event the stream ended without its blank line."""
+        rest, self._rest = self._rest, b""
+        return _event_data(rest.rstrip(b"\r\n"))
+
+
+def _event_data(event: bytes) -> bytes | None:
+    """The joined `data:` fields of one event's lines (None: it has none)."""
+    data: list[bytes] = []
+    for line in event.split(b"\n"):
+        if not line or line.startswith(b":"):
+            continue
+        name, _, value = line.partition(b":")
+        if name == b"data":
+            data.append(value[1:] if value.startswith(b" ") else value)
+    return b"\n".join(data) if data else None
 
 
 class _FunctionDelta(msgspec.Struct):
@@ -285,15 +312,16 @@ class ChunkReader:
         """Which message is open: `analysis`, `final`, or a call's id."""
         self._call_ids: dict[int, str] = {}
 
-    def pieces(self, data: str) -> list[MessageEvent]:
-        if data.strip() == "[DONE]":
+    def pieces(self, data: bytes) -> list[MessageEvent]:
+        """The messages of one event's data (`[DONE]`: none, and `done` is set)."""
+        if not data.startswith(b"{") and data.strip() == b"[DONE]":
             self.done = True
             return []
         try:
             chunk = self.decoder.decode(data)
         except msgspec.DecodeError as exc:
             raise UpstreamFailure(
-                f"{self.where} sent a malformed stream event ({exc}): {data[:200]!r}",
+                f"{self.where} sent a malformed stream event ({exc}): {data[:200].decode(errors='replace')!r}",
                 reason="bad_response",
                 retryable=True,
             ) from None
