@@ -156,8 +156,12 @@ class SSEDecoder:
         self._rest = b""
 
     def feed(self, data: bytes) -> list[bytes]:
-        """The data of every event that `data` completes (an event's data is never empty:
-        an event without a `data:` field is none)."""
+        """The data of every event that `data` completes (an event without a `data:` field
+        gives none)."""
+        # one whole one-line event in one read, LF-terminated: the common case
+        single = data.startswith(b"data: ") and data.find(b"\n") == len(data) - 2 and data.endswith(b"\n")
+        if single and not self._rest and b"\r" not in data:
+            return [data[6:-2]]
         buf = self._rest + data if self._rest else data
         if b"\r" in buf:
             held = buf.endswith(b"\r")
@@ -194,64 +198,68 @@ def _event_data(event: bytes) -> bytes | None:
     return b"\n".join(data) if data else None
 
 
-class _FunctionDelta(msgspec.Struct):
+# What is read of each stream event, and nothing more (msgspec skips the rest unparsed).
+# `gc=False`: decoded trees hold no cycles, so the collector need not track one per event.
+
+
+class _FunctionDelta(msgspec.Struct, gc=False):
     name: str | None = None
     arguments: str | None = None
 
 
-class _ToolCallDelta(msgspec.Struct):
+class _ToolCallDelta(msgspec.Struct, gc=False):
     index: int = 0
     id: str | None = None
     function: _FunctionDelta | None = None
 
 
-class _TopLogprob(msgspec.Struct):
+class _TopLogprob(msgspec.Struct, gc=False):
     token: str
     logprob: float
     bytes: list[int] | None = None
 
 
-class _Logprob(msgspec.Struct):
+class _Logprob(msgspec.Struct, gc=False):
     token: str
     logprob: float
     bytes: list[int] | None = None
     top_logprobs: list[_TopLogprob] | None = None
 
 
-class _ChoiceLogprobs(msgspec.Struct):
+class _ChoiceLogprobs(msgspec.Struct, gc=False):
     content: list[_Logprob] | None = None
 
 
-class _Delta(msgspec.Struct):
+class _Delta(msgspec.Struct, gc=False):
     content: str | None = None
     reasoning_content: str | None = None
     reasoning: str | None = None
     tool_calls: list[_ToolCallDelta] | None = None
 
 
-class _Choice(msgspec.Struct):
+class _Choice(msgspec.Struct, gc=False):
     index: int = 0
     delta: _Delta | None = None
     finish_reason: str | None = None
     logprobs: _ChoiceLogprobs | None = None
 
 
-class _Details(msgspec.Struct):
+class _Details(msgspec.Struct, gc=False):
     reasoning_tokens: int | None = None
 
 
-class _PromptDetails(msgspec.Struct):
+class _PromptDetails(msgspec.Struct, gc=False):
     cached_tokens: int | None = None
 
 
-class StreamUsage(msgspec.Struct):
+class StreamUsage(msgspec.Struct, gc=False):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     completion_tokens_details: _Details | None = None
     prompt_tokens_details: _PromptDetails | None = None
 
 
-class _Chunk(msgspec.Struct):
+class _Chunk(msgspec.Struct, gc=False):
     choices: list[_Choice] | None = None
     usage: StreamUsage | None = None
     error: Any = None
@@ -259,6 +267,8 @@ class _Chunk(msgspec.Struct):
 
 
 _CHUNK = msgspec.json.Decoder(_Chunk)
+_OPEN_ANALYSIS = Open(channel="analysis")
+_OPEN_FINAL = Open(channel="final")
 
 _STOPS = {
     "stop": StopReason.EOS,
@@ -358,28 +368,28 @@ class ChunkReader:
         if reason:
             self.stop = _STOPS.get(reason, StopReason.EOS)
 
-    def _switch(self, to: str, opening: Open, out: list[MessageEvent]) -> None:
-        if self._open != to:
-            self._open = to
-            out.append(opening)
-
     def _delta_messages(self, d: _Delta, logprobs: _ChoiceLogprobs | None, out: list[MessageEvent]) -> None:
         reasoning = d.reasoning_content or d.reasoning
         if reasoning:
-            self._switch("analysis", Open(channel="analysis"), out)
+            if self._open != "analysis":
+                self._open = "analysis"
+                out.append(_OPEN_ANALYSIS)
             out.append(Text(reasoning, tokens=1))
-        entries = tuple(_logprob(lp) for lp in (logprobs.content or ())) if logprobs is not None else ()
+        entries = tuple(_logprob(lp) for lp in logprobs.content or ()) if logprobs is not None else ()
         if d.content or entries:
-            self._switch("final", Open(channel="final"), out)
-            out.append(Text(d.content or "", tokens=max(1, len(entries)), logprobs=entries))
+            if self._open != "final":
+                self._open = "final"
+                out.append(_OPEN_FINAL)
+            out.append(Text(d.content or "", tokens=len(entries) or 1, logprobs=entries))
         for call in d.tool_calls or ():
             fn = call.function or _FunctionDelta()
             # Some servers repeat a call's id and name on every delta: the first names it.
             call_id = self._call_ids.get(call.index)
             if call_id is None:
                 call_id = self._call_ids[call.index] = call.id or f"call_{call.index}"
-            opening = Open(channel="commentary", recipient=f"functions.{fn.name or ''}", call_id=call_id)
-            self._switch(call_id, opening, out)
+            if self._open != call_id:
+                self._open = call_id
+                out.append(Open(channel="commentary", recipient=f"functions.{fn.name or ''}", call_id=call_id))
             out.append(Text(fn.arguments or "", tokens=1))
 
     def final(self) -> Report | None:

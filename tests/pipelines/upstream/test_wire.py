@@ -61,3 +61,8 @@ def test_a_last_event_without_its_blank_line_is_flushed() -> None:
 
 def test_an_event_without_data_is_none() -> None:
     assert feed_all([b"event: ping\nid: 3\n\nretry: 10\n\ndata\n\n"]) == [b""]
+
+
+def test_one_event_per_read_as_upstreams_send_them() -> None:
+    reads = [b'data: {"n":1}\n\n', b'data: {"n":2}\r\n\r\n', b"data: a\rb\n\n", b"data: [DONE]\n\n"]
+    assert feed_all(reads) == [b'{"n":1}', b'{"n":2}', b"a", b"[DONE]"]
