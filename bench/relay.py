@@ -1,7 +1,7 @@
 """What relaying an upstream costs: the gateway in front of a fast upstream against the same
 upstream called directly, in one run, on loopback only.
 
-    .venv/bin/python bench/relay.py                  # about 1-2 minutes
+    .venv/bin/python bench/relay.py                  # about 1-1.5 minutes
     .venv/bin/python bench/relay.py --rounds 1 --requests 8 --chunks 32    # a smoke run
 
 Two upstreams, each asked directly and through a `mia-gateway serve` whose models are
@@ -240,7 +240,7 @@ async def measure(
     return cells, done
 
 
-def _bare_command(port: int) -> list[str]:
+def bare_upstream_command(port: int) -> list[str]:
     """bench/relay_upstream.py under uvicorn, with the loop and HTTP parser the gateway uses."""
     flags = f"--host {HOST} --port {port} --loop asyncio --http httptools --lifespan off --no-access-log"
     return [PYTHON, "-m", "uvicorn", "relay_upstream:app", "--app-dir", str(REPO / "bench"), *flags.split()]
@@ -271,7 +271,7 @@ def report(results: dict[str, Any]) -> str:
     lines += ["", "  relayed against direct (targets at 32 streams: added TTFT p50 < 1 ms, throughput >= 0.9x):"]
     for v in results["verdicts"]:
         lines.append(
-            f"  {v['upstream']:<9}{v['streams']:>7}  {v['system']:<8}added TTFT p50 {_fmt(v['added_ttft_p50_ms'])} ms, "
+            f"  {v['upstream']:<9}{v['streams']:>7}  {v['system']:<9}added TTFT p50 {_fmt(v['added_ttft_p50_ms'])} ms, "
             f"throughput {_fmt(v['throughput_ratio'])}x"
         )
     lines.append(f"  {results['uptime_after']}")
@@ -308,7 +308,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--levels", default="1,32", help=f"concurrent streams (comma-separated, 1-{MAX_LEVEL})")
     p.add_argument("--targets", default=",".join(TARGETS), help="upstreams: bare, stub or both")
-    p.add_argument("--rounds", type=int, default=3, help="rounds of every upstream, level and system (1-20)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of every upstream, level and system (1-20)")
     p.add_argument("--requests", type=int, default=64, help="requests per level and round (1-2000)")
     p.add_argument("--chunks", type=int, default=256, help="content chunks per request (1-4096)")
     p.add_argument("--deadline", type=float, default=300, help="seconds; no new round starts after (max 1800)")
@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         port = free_port()
         bare = stack.enter_context(
-            served(_bare_command(port), tmp / "bare.log", f"http://{HOST}:{port}/v1/models", timeout=30)
+            served(bare_upstream_command(port), tmp / "bare.log", f"http://{HOST}:{port}/v1/models", timeout=30)
         )
         stub_config = tmp / "stub.toml"
         stub_config.write_text(STUB_UPSTREAM.format(chunks=args.chunks))
