@@ -1,7 +1,7 @@
 """What httpx costs the relay: CPU per upstream request and per streamed chunk, in this
 process, against bench/relay_upstream.py on loopback (the floor under `openai_http`).
 
-    .venv/bin/python bench/httpx_cost.py            # about 20 s
+    .venv/bin/python bench/httpx_cost.py            # about 10 s
 
 - per request: a streamed request of one chunk, read to its end, one after another on an
   `httpx.AsyncClient` like the provider's (`max_keepalive_connections=64`), with 1 and
