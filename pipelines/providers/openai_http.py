@@ -39,6 +39,21 @@ __all__ = ["OpenAIHTTPProvider"]
 
 _ENCODER = msgspec.json.Encoder()
 _USER_AGENT = "mia-gateway"
+_DRAIN_SECONDS = 0.2
+"""How long the end of a body may lag behind its `[DONE]` before the connection is given up."""
+
+
+async def _drain(received: AsyncGenerator[bytes, None]) -> None:
+    """Reads what follows `[DONE]` (the end of the chunked body, normally already here).
+
+    httpx puts a connection back in its pool only once its response was read to the
+    end; a stream left at `[DONE]` closes it, and the next request to that upstream
+    opened a new connection (a TCP and, over https, a TLS handshake). An upstream that
+    keeps the body open after `[DONE]` loses its connection instead."""
+    with contextlib.suppress(httpx.HTTPError, TimeoutError):
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for _ in received:
+                pass
 
 
 class OpenAIHTTPProvider(UpstreamRouted):
@@ -166,20 +181,23 @@ class OpenAIHTTPProvider(UpstreamRouted):
                         )
                     sse = SSEDecoder()
                     # closed here, not whenever it is collected (httpx types it as a bare iterator)
-                    lines = cast("AsyncGenerator[str, None]", response.aiter_lines())
-                    async with contextlib.aclosing(lines):
-                        async for line in lines:
-                            data = sse.feed(line)
-                            if data is not None:
-                                for piece in reader.pieces(data):
+                    received = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
+                    async with contextlib.aclosing(received):
+                        async for data in received:
+                            for event in sse.feed(data):
+                                for piece in reader.pieces(event):
                                     yield piece
+                                if reader.done or cancel.cancelled:
+                                    break
                             if reader.done or cancel.cancelled:
                                 break
                         else:
-                            data = sse.flush()  # a last event without its blank line
-                            if data is not None:
-                                for piece in reader.pieces(data):
+                            last = sse.flush()  # a last event without its blank line
+                            if last is not None:
+                                for piece in reader.pieces(last):
                                     yield piece
+                        if reader.done and not cancel.cancelled:
+                            await _drain(received)
                     if cancel.cancelled:
                         result = "cancelled"
                         return

@@ -141,90 +141,125 @@ def sampling_body(model: str, params: DecodeParams, stop: tuple[str, ...] = ()) 
 
 
 class SSEDecoder:
-    """Lines of a `text/event-stream` in, the data of each complete event out.
+    """Bytes of a `text/event-stream` in, the data of each complete event out.
 
     Only `data:` fields matter here; comments (`: keep-alive`), `event:`, `id:` and
-    `retry:` are skipped. Several `data:` lines of one event are joined by newlines."""
+    `retry:` are skipped. Several `data:` lines of one event are joined by newlines.
+    Works on the bytes as they arrive (no text decoding, no line objects): an upstream
+    sends one `data:` line per event, so each event is cut out whole at its blank line and
+    taken in one slice; only other shapes go line by line. CR and CRLF line ends are
+    turned into LF first (a CR that ends a read may be half of a CRLF: it waits)."""
+
+    __slots__ = ("_rest",)
 
     def __init__(self) -> None:
-        self._data: list[str] = []
+        self._rest = b""
 
-    def feed(self, line: str) -> str | None:
-        if not line:
-            return self.flush()
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        if name == "data":
-            self._data.append(value.removeprefix(" "))
-        return None
+    def feed(self, data: bytes) -> list[bytes]:
+        """The data of every event that `data` completes (an event without a `data:` field
+        gives none)."""
+        # one whole one-line event in one read, LF-terminated: the common case
+        single = data.startswith(b"data: ") and data.find(b"\n") == len(data) - 2 and data.endswith(b"\n")
+        if single and not self._rest and b"\r" not in data:
+            return [data[6:-2]]
+        buf = self._rest + data if self._rest else data
+        if b"\r" in buf:
+            held = buf.endswith(b"\r")
+            buf = (buf[:-1] if held else buf).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if held:
+                buf += b"\r"  # stays in `_rest`: no event ends in a lone CR
+        events = buf.split(b"\n\n")
+        self._rest = events.pop()
+        out: list[bytes] = []
+        for event in events:
+            if event.startswith(b"data: ") and b"\n" not in event:
+                out.append(event[6:])
+            else:
+                payload = _event_data(event)
+                if payload is not None:
+                    out.append(payload)
+        return out
 
-    def flush(self) -> str | None:
-        if not self._data:
-            return None
-        data = "\n".join(self._data)
-        self._data = []
-        return data
+    def flush(self) -> bytes | None:
+        """The data of a last event the stream ended without its blank line."""
+        rest, self._rest = self._rest, b""
+        return _event_data(rest.rstrip(b"\r\n"))
 
 
-class _FunctionDelta(msgspec.Struct):
+def _event_data(event: bytes) -> bytes | None:
+    """The joined `data:` fields of one event's lines (None: it has none)."""
+    data: list[bytes] = []
+    for line in event.split(b"\n"):
+        if not line or line.startswith(b":"):
+            continue
+        name, _, value = line.partition(b":")
+        if name == b"data":
+            data.append(value[1:] if value.startswith(b" ") else value)
+    return b"\n".join(data) if data else None
+
+
+# What is read of each stream event, and nothing more (msgspec skips the rest unparsed).
+# `gc=False`: decoded trees hold no cycles, so the collector need not track one per event.
+
+
+class _FunctionDelta(msgspec.Struct, gc=False):
     name: str | None = None
     arguments: str | None = None
 
 
-class _ToolCallDelta(msgspec.Struct):
+class _ToolCallDelta(msgspec.Struct, gc=False):
     index: int = 0
     id: str | None = None
     function: _FunctionDelta | None = None
 
 
-class _TopLogprob(msgspec.Struct):
+class _TopLogprob(msgspec.Struct, gc=False):
     token: str
     logprob: float
     bytes: list[int] | None = None
 
 
-class _Logprob(msgspec.Struct):
+class _Logprob(msgspec.Struct, gc=False):
     token: str
     logprob: float
     bytes: list[int] | None = None
     top_logprobs: list[_TopLogprob] | None = None
 
 
-class _ChoiceLogprobs(msgspec.Struct):
+class _ChoiceLogprobs(msgspec.Struct, gc=False):
     content: list[_Logprob] | None = None
 
 
-class _Delta(msgspec.Struct):
+class _Delta(msgspec.Struct, gc=False):
     content: str | None = None
     reasoning_content: str | None = None
     reasoning: str | None = None
     tool_calls: list[_ToolCallDelta] | None = None
 
 
-class _Choice(msgspec.Struct):
+class _Choice(msgspec.Struct, gc=False):
     index: int = 0
     delta: _Delta | None = None
     finish_reason: str | None = None
     logprobs: _ChoiceLogprobs | None = None
 
 
-class _Details(msgspec.Struct):
+class _Details(msgspec.Struct, gc=False):
     reasoning_tokens: int | None = None
 
 
-class _PromptDetails(msgspec.Struct):
+class _PromptDetails(msgspec.Struct, gc=False):
     cached_tokens: int | None = None
 
 
-class StreamUsage(msgspec.Struct):
+class StreamUsage(msgspec.Struct, gc=False):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     completion_tokens_details: _Details | None = None
     prompt_tokens_details: _PromptDetails | None = None
 
 
-class _Chunk(msgspec.Struct):
+class _Chunk(msgspec.Struct, gc=False):
     choices: list[_Choice] | None = None
     usage: StreamUsage | None = None
     error: Any = None
@@ -232,6 +267,8 @@ class _Chunk(msgspec.Struct):
 
 
 _CHUNK = msgspec.json.Decoder(_Chunk)
+_OPEN_ANALYSIS = Open(channel="analysis")
+_OPEN_FINAL = Open(channel="final")
 
 _STOPS = {
     "stop": StopReason.EOS,
@@ -285,15 +322,16 @@ class ChunkReader:
         """Which message is open: `analysis`, `final`, or a call's id."""
         self._call_ids: dict[int, str] = {}
 
-    def pieces(self, data: str) -> list[MessageEvent]:
-        if data.strip() == "[DONE]":
+    def pieces(self, data: bytes) -> list[MessageEvent]:
+        """The messages of one event's data (`[DONE]`: none, and `done` is set)."""
+        if not data.startswith(b"{") and data.strip() == b"[DONE]":
             self.done = True
             return []
         try:
             chunk = self.decoder.decode(data)
         except msgspec.DecodeError as exc:
             raise UpstreamFailure(
-                f"{self.where} sent a malformed stream event ({exc}): {data[:200]!r}",
+                f"{self.where} sent a malformed stream event ({exc}): {data[:200].decode(errors='replace')!r}",
                 reason="bad_response",
                 retryable=True,
             ) from None
@@ -330,28 +368,28 @@ class ChunkReader:
         if reason:
             self.stop = _STOPS.get(reason, StopReason.EOS)
 
-    def _switch(self, to: str, opening: Open, out: list[MessageEvent]) -> None:
-        if self._open != to:
-            self._open = to
-            out.append(opening)
-
     def _delta_messages(self, d: _Delta, logprobs: _ChoiceLogprobs | None, out: list[MessageEvent]) -> None:
         reasoning = d.reasoning_content or d.reasoning
         if reasoning:
-            self._switch("analysis", Open(channel="analysis"), out)
+            if self._open != "analysis":
+                self._open = "analysis"
+                out.append(_OPEN_ANALYSIS)
             out.append(Text(reasoning, tokens=1))
-        entries = tuple(_logprob(lp) for lp in (logprobs.content or ())) if logprobs is not None else ()
+        entries = tuple(_logprob(lp) for lp in logprobs.content or ()) if logprobs is not None else ()
         if d.content or entries:
-            self._switch("final", Open(channel="final"), out)
-            out.append(Text(d.content or "", tokens=max(1, len(entries)), logprobs=entries))
+            if self._open != "final":
+                self._open = "final"
+                out.append(_OPEN_FINAL)
+            out.append(Text(d.content or "", tokens=len(entries) or 1, logprobs=entries))
         for call in d.tool_calls or ():
             fn = call.function or _FunctionDelta()
             # Some servers repeat a call's id and name on every delta: the first names it.
             call_id = self._call_ids.get(call.index)
             if call_id is None:
                 call_id = self._call_ids[call.index] = call.id or f"call_{call.index}"
-            opening = Open(channel="commentary", recipient=f"functions.{fn.name or ''}", call_id=call_id)
-            self._switch(call_id, opening, out)
+            if self._open != call_id:
+                self._open = call_id
+                out.append(Open(channel="commentary", recipient=f"functions.{fn.name or ''}", call_id=call_id))
             out.append(Text(fn.arguments or "", tokens=1))
 
     def final(self) -> Report | None:
