@@ -307,6 +307,9 @@ def configure_logging(level: str, fmt: str) -> LoopBatchedHandler:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx writes an INFO line per upstream request; `UpstreamRequestFinished` already
+    # is one (with the model, the upstream and the outcome). Its warnings still come.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     return handler
 
 
