@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import http.cookiejar
 import os
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, cast
@@ -123,7 +124,10 @@ class OpenAIHTTPProvider(UpstreamRouted):
             headers = {"user-agent": _USER_AGENT}
             if up.index in keys:
                 headers["authorization"] = f"Bearer {keys[up.index]}"
-            return httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers)
+            # One client carries every user's requests: a cookie an upstream sets must not
+            # ride on anyone's next request (a jar whose policy accepts none).
+            jar = http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+            return httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers, cookies=jar)
 
         self.pool.open(client)
 

@@ -25,11 +25,14 @@ STREAM = sse_bytes(chunk(""), *(chunk(w) for w in WORDS), chunk(finish="stop"), 
 class LoopbackUpstream:
     """Answers every POST with `parts` of a chunked event stream, one HTTP chunk each.
 
-    `linger`: the body is left open after the last part (until the client hangs up)."""
+    `linger`: the body is left open after the last part (until the client hangs up);
+    `set_cookie`: each answer sets a cookie. `heads` holds every request's head."""
 
-    def __init__(self, parts: list[bytes], *, linger: bool = False) -> None:
+    def __init__(self, parts: list[bytes], *, linger: bool = False, set_cookie: bool = False) -> None:
         self.parts = parts
         self.linger = linger
+        self.set_cookie = set_cookie
+        self.heads: list[bytes] = []
         self.connections = 0
         self.requests = 0
         self.server: asyncio.Server | None = None
@@ -44,11 +47,14 @@ class LoopbackUpstream:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
+                self.heads.append(head)
                 length = re.search(rb"(?i)content-length: *(\d+)", head)
                 await reader.readexactly(int(length.group(1)) if length else 0)
                 self.requests += 1
+                cookie = b"set-cookie: session=one-users-secret; Path=/\r\n" if self.set_cookie else b""
                 writer.write(
-                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n%stransfer-encoding: chunked\r\n\r\n"
+                    % cookie
                 )
                 for part in self.parts:
                     writer.write(b"%x\r\n%s\r\n" % (len(part), part))
@@ -64,8 +70,10 @@ class LoopbackUpstream:
 
 
 @contextlib.asynccontextmanager
-async def loopback(parts: list[bytes], *, linger: bool = False) -> AsyncIterator[LoopbackUpstream]:
-    upstream = LoopbackUpstream(parts, linger=linger)
+async def loopback(
+    parts: list[bytes], *, linger: bool = False, set_cookie: bool = False
+) -> AsyncIterator[LoopbackUpstream]:
+    upstream = LoopbackUpstream(parts, linger=linger, set_cookie=set_cookie)
     upstream.server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0)
     async with upstream.server:
         yield upstream
@@ -111,3 +119,12 @@ async def test_events_cut_anywhere_by_the_network_read_the_same(
     async with loopback(parts) as upstream:
         assert await relay(make_harness, upstream, 2) == ["one two three"] * 2
     assert upstream.connections == 1
+
+
+async def test_cookies_an_upstream_sets_are_never_sent_back(make_harness: HarnessFactory) -> None:
+    # One client serves every user of the gateway: a cookie kept from one answer would ride
+    # on everyone's next request.
+    async with loopback([STREAM], set_cookie=True) as upstream:
+        assert await relay(make_harness, upstream, 3) == ["one two three"] * 3
+    assert len(upstream.heads) == 3
+    assert not [head for head in upstream.heads if b"\ncookie:" in head.lower()]
