@@ -97,6 +97,13 @@ def main() -> int:
         help="one more gateway in the peer rounds, started with that environment",
     )
     p.add_argument(
+        "--peer-server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"{SERVER}'s environment (GOMP_SPINCOUNT=3000: the gateway's OpenMP spin)",
+    )
+    p.add_argument(
         "--peer-flash-attn",
         choices=("auto", "on", "off"),
         default="auto",
@@ -108,6 +115,8 @@ def main() -> int:
     args.clients = [int(c) for c in str(args.clients).split(",")]
     if not all(1 <= c <= 16 for c in args.clients) or not 1 <= args.rounds <= 5 or not 1 <= args.max_tokens <= 512:
         p.error("clients 1-16, rounds 1-5, max-tokens 1-512")
+    if not all("=" in a for a in args.peer_server_env):
+        p.error("--peer-server-env KEY=VALUE")
     if not 1 <= args.peer_rounds <= 6:
         p.error("peer-rounds 1-6")
     if not 1 <= args.wrk_seconds <= 60:
@@ -129,6 +138,7 @@ def main() -> int:
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "peer_rounds": args.peer_rounds,
             "peer_flash_attn": args.peer_flash_attn,
+            "peer_server_env": args.peer_server_env,
         },
         "llm": {},
         "stub": {},

@@ -10,7 +10,11 @@ skipped with a line that says so.
   every concurrency level in each round: on a shared machine all see the same load. Each
   system's figures merge its rounds; each round's gateway/server ratios are kept too.
   `--peer-variant NAME:KEY=VALUE` adds a gateway started with that environment (an
-  OpenMP setting, say) to the same rounds.
+  OpenMP setting, say) to the same rounds. Beside tokens/s, each server's CPU time per
+  streamed token (its process, all threads, from /proc). `--peer-server-env KEY=VALUE`
+  starts llama-server with that environment: as shipped, libgomp's threads spin 300,000
+  times at each barrier, which collapses its decode beside other busy processes, where the
+  gateway sets `GOMP_SPINCOUNT=3000` for its llama.cpp (docs/performance.md).
 - The ceiling: `llama-batched-bench -npp 32 -ntg 64 -npl 1,4,8`, llama.cpp decoding that
   many sequences in one batch with no server around it (its S_TG tokens/s).
 """
@@ -92,21 +96,23 @@ def peer_phase(args: argparse.Namespace, path: Path, kind: str, tmp: Path, deadl
     config = tmp / "gateway-peer.toml"
     config.write_text(gateway_settings(path, args, 4))
     with contextlib.ExitStack() as stack:
-        stack.enter_context(served(cmd, tmp / "llama.cpp-server.log", f"{base}/health"))
-        urls = {}
+        with _environment(dict(a.split("=", 1) for a in args.peer_server_env)):
+            server = stack.enter_context(served(cmd, tmp / "llama.cpp-server.log", f"{base}/health"))
+        urls: dict[str, tuple[str, str, int]] = {}
         gateways = {}
         for name, env in [("gateway-slots4", {}), *(_variant(v) for v in args.peer_variant)]:
             with _environment(env):  # the gateway process inherits it when it starts
                 gw = stack.enter_context(serve_gateway(config, tmp / f"{name}.log"))
-            urls[name] = (gw.api_url, "chat")
+            urls[name] = (gw.api_url, "chat", gw.proc.pid)
             gateways[name] = gw
-        urls[SERVER] = (f"{base}/v1", kind)
+        urls[SERVER] = (f"{base}/v1", kind, server.pid)
         # llama-server's default sampling has penalties off (repeat_penalty 1.0), as the gateway's.
         merged = asyncio.run(_alternate(urls, args, deadline, lambda: batched_bench(path, args, deadline)))
         results: dict[str, Any] = {name: {} for name in urls}
         for name in urls:
-            for n, (requests, wall) in merged[name].items():
+            for n, (requests, wall, cpu) in merged[name].items():
                 results[name][n] = summarise(requests, wall)
+                results[name][n]["cpu_ms_per_token"] = _per_token(cpu, requests)
         results["rounds"] = merged["rounds"]
         ceilings = [c for c in merged["ceilings"] if c]
         if ceilings:  # each level's median over the rounds
@@ -117,7 +123,7 @@ def peer_phase(args: argparse.Namespace, path: Path, kind: str, tmp: Path, deadl
                     results["ceiling"][n] = {"decode_tps": statistics.median(each)}
         for name, gw in gateways.items():
             results[name]["prompt_cache"] = prompt_cache(gw.base_url)
-        results[SERVER]["command"] = " ".join(cmd)
+        results[SERVER]["command"] = " ".join([*args.peer_server_env, *cmd])
     return results
 
 
@@ -143,7 +149,7 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
 
 
 async def _alternate(
-    urls: dict[str, tuple[str, str]],
+    urls: dict[str, tuple[str, str, int]],
     args: argparse.Namespace,
     deadline: float,
     ceiling: Callable[[], dict[str, Any] | None],
@@ -154,22 +160,26 @@ async def _alternate(
     merged: dict[str, Any] = {name: {} for name in names}
     merged["rounds"], merged["ceilings"] = [], []
 
-    async def level(name: str, n: int) -> tuple[list[Request], float]:
-        url, kind = urls[name]
-        return await stream_requests(url, "bench", kind, n, rounds_for(n, args.rounds), args.max_tokens, {})
+    async def level(name: str, n: int) -> tuple[list[Request], float, float]:
+        url, kind, pid = urls[name]
+        cpu = _cpu_seconds(pid)
+        requests, wall = await stream_requests(url, "bench", kind, n, rounds_for(n, args.rounds), args.max_tokens, {})
+        return requests, wall, _cpu_seconds(pid) - cpu
 
     async def run() -> None:
         for name in names:
             await level(name, 1)  # warm-up
         for round_ in range(args.peer_rounds):
             got: dict[str, dict[str, float | None]] = {name: {} for name in names}
-            runs: list[tuple[str, str, list[Request], float]] = []
+            cpu: dict[str, dict[str, float | None]] = {name: {} for name in names}
+            runs: list[tuple[str, str, list[Request], float, float]] = []
             for n in args.clients:
                 shift = round_ % len(names)
                 for name in names[shift:] + names[:shift]:
-                    requests, wall = await level(name, n)
-                    runs.append((name, str(n), requests, wall))
+                    requests, wall, used = await level(name, n)
+                    runs.append((name, str(n), requests, wall, used))
                     got[name][str(n)] = summarise(requests, wall)["decode_tps"]
+                    cpu[name][str(n)] = _per_token(used, requests)
             if "batched-bench" not in args.skip:
                 merged["ceilings"].append(await asyncio.to_thread(ceiling))
             peer = got[SERVER]
@@ -178,14 +188,19 @@ async def _alternate(
                 for name, levels in got.items()
                 if name != SERVER
             }
+            for name, levels in cpu.items():
+                if name != SERVER:
+                    ratios[f"{name} CPU per token / {SERVER}'s"] = {
+                        n: (ms / cpu[SERVER][n] if ms and cpu[SERVER][n] else None) for n, ms in levels.items()
+                    }
             top = (merged["ceilings"] or [None])[-1] or {}
             for name, levels in got.items():
                 c4, g4 = top.get("4", {}).get("decode_tps"), levels.get("4")
                 ratios.setdefault(f"{name} / batched-bench", {})["4"] = g4 / c4 if g4 and c4 else None
             merged["rounds"].append(ratios)
-            for name, n, requests, wall in runs:  # only whole rounds count (the deadline may cut one)
-                requests_so_far, wall_so_far = merged[name].get(n, ([], 0.0))
-                merged[name][n] = (requests_so_far + requests, wall_so_far + wall)
+            for name, n, requests, wall, used in runs:  # only whole rounds count (the deadline may cut one)
+                requests_so_far, wall_so_far, cpu_so_far = merged[name].get(n, ([], 0.0, 0.0))
+                merged[name][n] = (requests_so_far + requests, wall_so_far + wall, cpu_so_far + used)
             for name, by_level in ratios.items():
                 print(f"  round {round_ + 1}: {name} decode {_ratios(by_level)}", flush=True)
 
@@ -194,6 +209,19 @@ async def _alternate(
     except TimeoutError:  # a busy machine: report the rounds done, not nothing
         print(f"  deadline: {len(merged['rounds'])} of {args.peer_rounds} rounds done", flush=True)
     return merged
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process `pid` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _per_token(cpu: float, requests: list[Request]) -> float | None:
+    """Milliseconds of the server's CPU per streamed token: what a busy machine's scheduling
+    does not change (much), unlike tokens/s."""
+    tokens = sum(len(r.stamps) for r in requests)
+    return cpu * 1000 / tokens if tokens else None
 
 
 def _ratios(ratios: dict[str, float | None]) -> str:

@@ -103,7 +103,18 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"model: {report['config']['model']}  max_tokens: {report['config']['max_tokens']}  temperature 0")
     print(f"load before: {report['load_before']}")
     print(f"load after:  {report['load_after']}")
-    head = ("system", "clients", "decode tok/s", "output tok/s", "TTFT p50", "TTFT p95", "ITL p50", "ITL p95", "errors")
+    head = (
+        "system",
+        "clients",
+        "decode tok/s",
+        "output tok/s",
+        "TTFT p50",
+        "TTFT p95",
+        "ITL p50",
+        "ITL p95",
+        "CPU ms/tok",
+        "errors",
+    )
     rows = [head]
     for system, levels in report["llm"].items():
         for clients, s in levels.items():
@@ -119,10 +130,11 @@ def print_report(report: dict[str, Any]) -> None:
                     _fmt(s["ttft_p95_ms"]),
                     _fmt(s["itl_p50_ms"]),
                     _fmt(s["itl_p95_ms"]),
+                    _fmt(s.get("cpu_ms_per_token"), 2),
                     f"{s['errors']}/{s['requests']}",
                 )
             )
-    _table(rows, "latencies in ms")
+    _table(rows, "latencies in ms; CPU ms/tok: the server process's CPU time per streamed token (peer rounds)")
     ceiling = report.get("ceiling") or {}
     if ceiling:
         rows = [("llama-batched-bench, 32-token prompts, 64 generated", "sequences", "decode tok/s")]
