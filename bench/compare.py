@@ -13,6 +13,14 @@ concurrent streaming clients (the openai SDK's AsyncOpenAI):
    a new request interrupts the running one, and with `--interrupt_requests False`.
 3. this gateway (`mia-gateway serve`), `slots = 4`: continuous batching; and `slots = 1`:
    the same engine with one sequence, for reference.
+4. llama.cpp's own server (`llama-server -np 4 -c 8192`, "llama.cpp-server"), the peer to
+   match: it and the gateway at `slots = 4` run side by side in alternating rounds
+   (`--peer-rounds`), so both see the same load; and `llama-batched-bench` (32-token
+   prompts, 64 generated, 1/4/8 sequences) as the ceiling of batched decode. Both are
+   built by scripts/build_llama_server.sh and skipped, with a line saying so, where not.
+
+    .venv/bin/python bench/compare.py --clients 1,4 --skip direct --skip llama-server \
+        --skip llama-server-queued --skip gateway-slots1 --skip stub   # the peer only, ~2 min
 
 Reported per system and client count: aggregate decode tokens/s (tokens after each
 request's first, over the time during which at least one request was past its first
@@ -43,6 +51,7 @@ from typing import Any
 
 from llm_systems import llm_phase
 from models import MODELS, model_file
+from peer import SERVER, batched_bench, peer_phase
 from processes import PYTHON, REPO
 from report import machine, print_report, uptime, verdicts
 from stub_overhead import measure_stub
@@ -70,6 +79,8 @@ def main() -> int:
             "direct",
             "llama-server",
             "llama-server-queued",
+            SERVER,
+            "batched-bench",
             "gateway",
             "gateway-slots4",
             "gateway-slots1",
@@ -77,12 +88,37 @@ def main() -> int:
             "llm",
         ],
     )
+    p.add_argument("--peer-rounds", type=int, default=3, help=f"alternating rounds of gateway and {SERVER} (1-6)")
+    p.add_argument(
+        "--peer-variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+        help="one more gateway in the peer rounds, started with that environment",
+    )
+    p.add_argument(
+        "--peer-server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"{SERVER}'s environment (GOMP_SPINCOUNT=3000: the gateway's OpenMP spin)",
+    )
+    p.add_argument(
+        "--peer-flash-attn",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help=f"{SERVER} and llama-batched-bench's -fa (auto: as shipped; the gateway runs without)",
+    )
     p.add_argument("--deadline", type=float, default=900.0, help="seconds the whole run may take (at most 1800)")
     p.add_argument("--out", type=Path, help="JSON file (default: bench/results/compare-<date>.json)")
     args = p.parse_args()
     args.clients = [int(c) for c in str(args.clients).split(",")]
     if not all(1 <= c <= 16 for c in args.clients) or not 1 <= args.rounds <= 5 or not 1 <= args.max_tokens <= 512:
         p.error("clients 1-16, rounds 1-5, max-tokens 1-512")
+    if not all("=" in a for a in args.peer_server_env):
+        p.error("--peer-server-env KEY=VALUE")
+    if not 1 <= args.peer_rounds <= 6:
+        p.error("peer-rounds 1-6")
     if not 1 <= args.wrk_seconds <= 60:
         p.error("wrk-seconds 1-60")
     deadline = time.monotonic() + min(args.deadline, 1800.0)
@@ -100,6 +136,9 @@ def main() -> int:
             "threads": args.threads,
             "wrk": f"wrk -t1 -c32 -d{args.wrk_seconds}s --latency",
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "peer_rounds": args.peer_rounds,
+            "peer_flash_attn": args.peer_flash_attn,
+            "peer_server_env": args.peer_server_env,
         },
         "llm": {},
         "stub": {},
@@ -110,13 +149,23 @@ def main() -> int:
         if "llm" not in args.skip:
             path = model_file(args.model)
             report["config"]["gguf"] = str(path)
-            report["llm"] = llm_phase(args, path, MODELS[args.model][1], tmp, deadline)
+            kind = MODELS[args.model][1]
+            peer: dict[str, Any] = {}
+            if SERVER not in args.skip and "gateway" not in args.skip and "gateway-slots4" not in args.skip:
+                peer = peer_phase(args, path, kind, tmp, deadline) or {}
+            report["peer_rounds"] = peer.pop("rounds", [])
+            report["ceiling"] = peer.pop("ceiling", {})
+            report["llm"] = llm_phase(args, path, kind, tmp, deadline, peer)
+            if not report["ceiling"] and "batched-bench" not in args.skip:
+                report["ceiling"] = batched_bench(path, args, deadline) or {}
         if "stub" not in args.skip:
             print("stub overhead (wrk) ...", flush=True)
             report["stub"] = measure_stub(tmp, args.wrk_seconds)
     report["load_after"] = uptime()
     report["seconds"] = time.time() - started
-    report["targets"] = verdicts(report["llm"], report["stub"])
+    report["targets"] = verdicts(
+        report["llm"], report["stub"], report.get("ceiling", {}), report.get("peer_rounds", [])
+    )
     print_report(report)
     out = args.out or RESULTS / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """The LLM half of bench/compare.py: the same GGUF and prompts through llama-cpp-python
 directly, llama-cpp-python's server (interrupting and queued), and the gateway at
 `slots = 4` and `slots = 1`, each at every concurrency level, streamed through the openai
-SDK's AsyncOpenAI."""
+SDK's AsyncOpenAI (llama.cpp's own server, beside the gateway: bench/peer.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,15 @@ from processes import HOST, PYTHON, REPO, free_port, serve_gateway, served
 from stats import Request, summarise
 from workload import prompt_for, rounds_for
 
-__all__ = ["llm_phase", "measure_server", "run_clients", "run_direct"]
+__all__ = [
+    "gateway_settings",
+    "llm_phase",
+    "measure_server",
+    "prompt_cache",
+    "run_clients",
+    "run_direct",
+    "stream_requests",
+]
 
 
 def run_direct(path: Path, args: argparse.Namespace, kind: str, deadline: float) -> dict[str, Any]:
@@ -52,7 +60,15 @@ def run_direct(path: Path, args: argparse.Namespace, kind: str, deadline: float)
 async def run_clients(
     base_url: str, model: str, kind: str, n: int, rounds: int, max_tokens: int, extra: dict[str, Any]
 ) -> dict[str, Any]:
-    """`n` clients, each sending `rounds` streamed requests one after the other."""
+    """`n` clients, each sending `rounds` streamed requests one after the other: their summary."""
+    return summarise(*await stream_requests(base_url, model, kind, n, rounds, max_tokens, extra))
+
+
+async def stream_requests(
+    base_url: str, model: str, kind: str, n: int, rounds: int, max_tokens: int, extra: dict[str, Any]
+) -> tuple[list[Request], float]:
+    """`n` clients, each sending `rounds` streamed requests one after the other: the
+    requests and the wall time they took."""
     limits = type(DEFAULT_CONNECTION_LIMITS)(max_connections=64, max_keepalive_connections=64)
     http = openai.DefaultAsyncHttpxClient(limits=limits, timeout=300.0)
     client = openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0, http_client=http)
@@ -95,7 +111,7 @@ async def run_clients(
     try:
         start = time.perf_counter()
         await asyncio.gather(*(client_loop(i) for i in range(n)))
-        return summarise(requests, time.perf_counter() - start)
+        return requests, time.perf_counter() - start
     finally:
         await client.close()
 
@@ -146,8 +162,11 @@ def scrape(base_url: str, name: str) -> float:
     return sum(float(m.group(1)) for m in re.finditer(rf'^{name}{{model="bench"[^}}]*}} (\S+)$', body, re.MULTILINE))
 
 
-def llm_phase(args: argparse.Namespace, path: Path, kind: str, tmp: Path, deadline: float) -> dict[str, Any]:
-    results: dict[str, Any] = {}
+def llm_phase(
+    args: argparse.Namespace, path: Path, kind: str, tmp: Path, deadline: float, measured: dict[str, Any]
+) -> dict[str, Any]:
+    """Every system at every level, but those already `measured` (bench/peer.py's gateway)."""
+    results: dict[str, Any] = dict(measured)
     # llama-cpp-python's server answers /v1/completions for raw text; the gateway serves
     # chat only, and renders a base model's single user turn as that same raw text.
     if "direct" not in args.skip:
@@ -168,16 +187,21 @@ def llm_phase(args: argparse.Namespace, path: Path, kind: str, tmp: Path, deadli
             results[name] = measure_server(base, "bench", kind, args, {"repeat_penalty": 1.0}, deadline)
     for slots in (4, 1):
         name = f"gateway-slots{slots}"
-        if name in args.skip or "gateway" in args.skip:
+        if name in args.skip or "gateway" in args.skip or name in results:
             continue
         print(f"gateway, slots = {slots} ...", flush=True)
         config = tmp / f"{name}.toml"
         config.write_text(gateway_settings(path, args, slots))
         with serve_gateway(config, tmp / f"{name}.log") as gw:
             results[name] = measure_server(gw.api_url, "bench", "chat", args, {}, deadline)
-            results[name]["prompt_cache"] = {
-                "hit_tokens": scrape(gw.base_url, "mia_prompt_cache_hit_tokens_total"),
-                "processed_tokens": scrape(gw.base_url, "mia_prompt_processed_tokens_total"),
-                "prompt_tokens": scrape(gw.base_url, "mia_prompt_tokens_total"),
-            }
+            results[name]["prompt_cache"] = prompt_cache(gw.base_url)
     return results
+
+
+def prompt_cache(base_url: str) -> dict[str, float]:
+    """The gateway's prompt-cache counters for the model "bench"."""
+    return {
+        "hit_tokens": scrape(base_url, "mia_prompt_cache_hit_tokens_total"),
+        "processed_tokens": scrape(base_url, "mia_prompt_processed_tokens_total"),
+        "prompt_tokens": scrape(base_url, "mia_prompt_tokens_total"),
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,10 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
-def verdicts(llm: dict[str, Any], stub: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each target of issue 8: the figure, the bound, met or not (None: not measured)."""
+def verdicts(
+    llm: dict[str, Any], stub: dict[str, Any], ceiling: dict[str, Any], rounds: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each target of issues 8 and 15: the figure, the bound, met or not (None: not measured)."""
     out: list[dict[str, Any]] = []
 
     def get(system: str, clients: int, key: str) -> float | None:
@@ -54,6 +57,23 @@ def verdicts(llm: dict[str, Any], stub: dict[str, Any]) -> list[dict[str, Any]]:
     gp, sp = get(gw, 4, "ttft_p95_ms"), get(server, 4, "ttft_p95_ms")
     ratio = gp / sp if gp is not None and sp else None
     add("4 clients: TTFT p95 gateway / server", ratio, "<= 0.5", None if ratio is None else ratio <= 0.5)
+    for n, bound in ((1, 0.95), (4, 1.0)):
+        g, c = get(gw, n, "decode_tps"), get("llama.cpp-server", n, "decode_tps")
+        ratio = g / c if g and c else None
+        add(f"{n} client(s): gateway decode / llama.cpp-server", ratio, f">= {bound}", _at_least(ratio, bound))
+        # On a shared machine one slow burst moves the merged figures: the median round too.
+        each = [r[gw].get(str(n)) for r in rounds if gw in r]
+        ratio = statistics.median(each) if each and None not in each else None
+        add(f"{n} client(s): the same, median of the rounds", ratio, f">= {bound}", _at_least(ratio, bound))
+    c4 = ceiling.get("4", {}).get("decode_tps")
+    ratio = g4 / c4 if g4 and c4 else None
+    add("4 clients: gateway decode / llama-batched-bench 4 seq", ratio, ">= 0.8", _at_least(ratio, 0.8))
+    each = [r[f"{gw} / batched-bench"].get("4") for r in rounds if f"{gw} / batched-bench" in r]
+    ratio = statistics.median(each) if each and None not in each else None
+    add("4 clients: the same, median of the rounds", ratio, ">= 0.8", _at_least(ratio, 0.8))
+    s4c = get("llama.cpp-server", 4, "decode_tps")
+    ratio = s4c / c4 if s4c and c4 else None
+    add("4 clients: llama.cpp-server / llama-batched-bench 4 seq", ratio, "(reference)", None)
     ns = stub.get("gateway_non_stream", {})
     rps, p99 = ns.get("rps"), ns.get("p99_ms")
     add("stub non-stream requests/s (32 conn)", rps, ">= 2000", None if rps is None else rps >= 2000)
@@ -64,6 +84,10 @@ def verdicts(llm: dict[str, Any], stub: dict[str, Any]) -> list[dict[str, Any]]:
     rss = stub.get("gateway_idle_rss_mb")
     add("idle RSS, stub models only (MB)", rss, "< 120", None if rss is None else rss < 120)
     return out
+
+
+def _at_least(value: float | None, bound: float) -> bool | None:
+    return None if value is None else value >= bound
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -79,7 +103,18 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"model: {report['config']['model']}  max_tokens: {report['config']['max_tokens']}  temperature 0")
     print(f"load before: {report['load_before']}")
     print(f"load after:  {report['load_after']}")
-    head = ("system", "clients", "decode tok/s", "output tok/s", "TTFT p50", "TTFT p95", "ITL p50", "ITL p95", "errors")
+    head = (
+        "system",
+        "clients",
+        "decode tok/s",
+        "output tok/s",
+        "TTFT p50",
+        "TTFT p95",
+        "ITL p50",
+        "ITL p95",
+        "CPU ms/tok",
+        "errors",
+    )
     rows = [head]
     for system, levels in report["llm"].items():
         for clients, s in levels.items():
@@ -95,10 +130,25 @@ def print_report(report: dict[str, Any]) -> None:
                     _fmt(s["ttft_p95_ms"]),
                     _fmt(s["itl_p50_ms"]),
                     _fmt(s["itl_p95_ms"]),
+                    _fmt(s.get("cpu_ms_per_token"), 2),
                     f"{s['errors']}/{s['requests']}",
                 )
             )
-    _table(rows, "latencies in ms")
+    _table(rows, "latencies in ms; CPU ms/tok: the server process's CPU time per streamed token (peer rounds)")
+    ceiling = report.get("ceiling") or {}
+    if ceiling:
+        rows = [("llama-batched-bench, 32-token prompts, 64 generated", "sequences", "decode tok/s")]
+        rows += [("", n, _fmt(ceiling[n]["decode_tps"])) for n in ("1", "4", "8") if n in ceiling]
+        _table(rows, ceiling["command"])
+    rounds = report.get("peer_rounds") or []
+    if rounds:
+        levels = sorted({n for by_system in rounds for ratios in by_system.values() for n in ratios}, key=int)
+        rows = [("ratio", "round", *(f"{n} clients" for n in levels))]
+        for i, by_system in enumerate(rounds, 1):
+            for name, ratios in by_system.items():
+                label = name if "/" in name else f"{name} / llama.cpp-server"
+                rows.append((label, str(i), *(_fmt(ratios.get(n), 2) for n in levels)))
+        _table(rows, "decode tokens/s ratios within each round (rounds alternate the systems)")
     stub = report["stub"]
     if stub:
         rows = [("stub, 32 connections", "requests/s", "p50 ms", "p99 ms", "non-2xx", "socket errors")]
@@ -119,7 +169,7 @@ def print_report(report: dict[str, Any]) -> None:
     rows = [("target", "value", "bound", "met")]
     for v in report["targets"]:
         rows.append((v["target"], _fmt(v["value"], 2), v["bound"], {True: "yes", False: "NO", None: "-"}[v["met"]]))
-    _table(rows, "targets (issue 8)")
+    _table(rows, "targets (issues 8 and 15)")
 
 
 def _table(rows: list[tuple[Any, ...]], caption: str) -> None:

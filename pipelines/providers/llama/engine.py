@@ -41,6 +41,7 @@ from pipelines.providers.llama.sequences import (
     PromptStats,
     Seq,
     Slot,
+    decode_passes,
 )
 
 if TYPE_CHECKING:
@@ -74,7 +75,10 @@ against 0.6-5.4 ms without (mean TTFT 41.3 against 46.2 ms, SmolLM2, one client)
 _KV_UNIFIED = False
 """One KV stream per sequence: each attends over its own cells only, which is faster than
 one shared buffer when the sequences share no long prefix (llama.h's advice), and gives
-each slot its full `context_length` out of `n_ctx = context_length * slots`."""
+each slot its full `context_length` out of `n_ctx = context_length * slots`. llama.cpp then
+batches only consecutive increasing sequence ids in one pass, so `_step` keeps id order (out
+of order, 4 sequences took 1.45x as long per step: docs/performance.md). Unified was no
+faster in order, and there every sequence attends over all slots' cells, cached ones too."""
 
 
 class Engine:
@@ -258,13 +262,16 @@ class Engine:
         into differently shaped pieces, which changes its numerics (and greedy output);
         alone it reproduces a fresh single-sequence run exactly."""
         readers = [seq for seq in self._running if seq.pending < 0 and seq.leader is None]
-        decoding = [seq for seq in self._running if seq.pending >= 0]
+        # In slot order: with a KV stream per slot, llama.cpp batches only increasing ids
+        # together; in join order (prefix cache, recency) a step took several passes.
+        decoding = sorted((seq for seq in self._running if seq.pending >= 0), key=_slot_id)
         self.stats.steps += 1
         if decoding:
             for n, seq in enumerate(decoding):
                 assert seq.slot is not None
                 self._put(n, seq.pending, len(seq.slot.tokens), seq.slot.seq_id, True)
                 seq.out = n
+            self.stats.decode_passes += 1 if _KV_UNIFIED else decode_passes([_slot_id(s) for s in decoding])
             if self._decode(len(decoding), decoding):
                 for seq in decoding:
                     assert seq.slot is not None
@@ -435,3 +442,8 @@ class Engine:
         if final is not None:
             self._outbox.send(seq, final)
         self._outbox.send(seq, LEFT)
+
+
+def _slot_id(seq: Seq) -> int:
+    assert seq.slot is not None
+    return seq.slot.seq_id

@@ -23,6 +23,7 @@ __all__ = [
     "PromptStats",
     "Seq",
     "Slot",
+    "decode_passes",
     "shared_prefix",
 ]
 
@@ -124,10 +125,30 @@ class EngineStats:
     """Prefixes copied over from a busy slot."""
     shared_prompts: int = 0
     """Followers that took their leader's prompt instead of reading it (not in `cached_tokens`)."""
+    decode_passes: int = 0
+    """Passes llama.cpp split the steps' decode batches into (see `decode_passes`)."""
     running: int = 0
     """Sequences holding a slot, at the last step."""
     waiting: int = 0
     """Sequences waiting for one, at the last step."""
+
+
+def decode_passes(seq_ids: list[int]) -> int:
+    """The passes (ubatches) llama.cpp splits a batch of one token per sequence into, with
+    a KV stream per sequence: a pass takes, in batch order, only the ids one above the last
+    it took (`split_equal(sequential)` in llama-batch.cpp). Ids 0,1,2,3 make one pass,
+    2,0,3,1 three, and 0,1,3 two, whatever their order."""
+    passes, left = 0, seq_ids
+    while left:
+        passes += 1
+        last, rest = left[0], []
+        for seq_id in left[1:]:
+            if seq_id == last + 1:
+                last = seq_id
+            else:
+                rest.append(seq_id)
+        left = rest
+    return passes
 
 
 def shared_prefix(a: list[int], b: list[int]) -> int:

@@ -160,6 +160,23 @@ async def test_four_at_once_match_each_alone(batched: LlamaProvider) -> None:
 
 @pytest.mark.slow
 @module_loop
+async def test_a_step_decodes_its_sequences_in_one_pass(batched: LlamaProvider) -> None:
+    """With a KV stream per slot, llama.cpp batches only increasing consecutive ids in one
+    pass. The second round takes the same slots as the first (each prompt is cached in its
+    own) in the reverse order of joining, so one of the two joins out of slot order: each
+    step's batch must still go in slot order, one pass per step."""
+    prompts = [ask(f"Write a long story about {topic}.") for topic in ("a lighthouse", "a train", "a robot", "a map")]
+    params = DecodeParams(max_tokens=12, temperature=0.0)
+    for order in (prompts, prompts[::-1]):
+        before = dataclasses.replace(batched.stats)
+        runs = await asyncio.gather(*(collect(batched, prompt, params) for prompt in order))
+        assert [len(run) for run in runs] == [12] * 4
+        steps, passes = batched.stats.steps - before.steps, batched.stats.decode_passes - before.decode_passes
+        assert 11 <= passes <= steps  # out of slot order, each step took up to four passes
+
+
+@pytest.mark.slow
+@module_loop
 async def test_seeds_differ_and_repeat_side_by_side(batched: LlamaProvider) -> None:
     other = DecodeParams(max_tokens=32, temperature=0.9, top_p=0.95, top_k=40, seed=99)
     a, b, a_again = await asyncio.gather(
