@@ -94,7 +94,7 @@ def main() -> int:
         action="append",
         default=[],
         metavar="NAME:KEY=VALUE[,KEY=VALUE]",
-        help="one more gateway in the peer rounds, started with that environment",
+        help="one more gateway in the peer rounds, started with that environment (lower-case keys: passport keys)",
     )
     p.add_argument(
         "--peer-server-env",

@@ -10,7 +10,8 @@ skipped with a line that says so.
   every concurrency level in each round: on a shared machine all see the same load. Each
   system's figures merge its rounds; each round's gateway/server ratios are kept too.
   `--peer-variant NAME:KEY=VALUE` adds a gateway started with that environment (an
-  OpenMP setting, say) to the same rounds. Beside tokens/s, each server's CPU time per
+  OpenMP setting, say) to the same rounds; a lower-case KEY is a passport key instead
+  (`fa:flash_attention=true`). Beside tokens/s, each server's CPU time per
   streamed token (its process, all threads, from /proc). `--peer-server-env KEY=VALUE`
   starts llama-server with that environment: as shipped, libgomp's threads spin 300,000
   times at each barrier, which collapses its decode beside other busy processes, where the
@@ -100,9 +101,13 @@ def peer_phase(args: argparse.Namespace, path: Path, kind: str, tmp: Path, deadl
             server = stack.enter_context(served(cmd, tmp / "llama.cpp-server.log", f"{base}/health"))
         urls: dict[str, tuple[str, str, int]] = {}
         gateways = {}
-        for name, env in [("gateway-slots4", {}), *(_variant(v) for v in args.peer_variant)]:
+        for name, env, keys in [("gateway-slots4", {}, ""), *(_variant(v) for v in args.peer_variant)]:
+            settings = config
+            if keys:
+                settings = tmp / f"{name}.toml"
+                settings.write_text(config.read_text() + keys)
             with _environment(env):  # the gateway process inherits it when it starts
-                gw = stack.enter_context(serve_gateway(config, tmp / f"{name}.log"))
+                gw = stack.enter_context(serve_gateway(settings, tmp / f"{name}.log"))
             urls[name] = (gw.api_url, "chat", gw.proc.pid)
             gateways[name] = gw
         urls[SERVER] = (f"{base}/v1", kind, server.pid)
@@ -127,11 +132,14 @@ def peer_phase(args: argparse.Namespace, path: Path, kind: str, tmp: Path, deadl
     return results
 
 
-def _variant(spec: str) -> tuple[str, dict[str, str]]:
-    """`NAME:KEY=VALUE[,KEY=VALUE...]`: a gateway started with that environment."""
+def _variant(spec: str) -> tuple[str, dict[str, str], str]:
+    """`NAME:KEY=VALUE[,KEY=VALUE...]`: a gateway started with that environment, and the
+    passport lines of the lower-case keys (TOML values, as written)."""
     name, _, assignments = spec.partition(":")
-    env = dict(a.split("=", 1) for a in assignments.split(",") if "=" in a)
-    return f"gateway-{name}", env
+    pairs = [a.split("=", 1) for a in assignments.split(",") if "=" in a]
+    env = {key: value for key, value in pairs if not key.islower()}
+    keys = "".join(f"{key} = {value}\n" for key, value in pairs if key.islower())
+    return f"gateway-{name}", env, keys
 
 
 @contextlib.contextmanager

@@ -146,6 +146,11 @@ class LlamaModelConfig(ModelConfig, tag="llama_cpp", frozen=True, kw_only=True):
     verify_checksum: bool = True
     threads: Annotated[int, Meta(ge=1)] | None = None
     batch_size: Annotated[int, Meta(ge=1)] = 512
+    flash_attention: bool = False
+    """llama.cpp's flash attention: 10-20 % faster decoding on CPU (llama-server turns it on
+    where it can), but its numerics depend on how a prompt was split between decode calls,
+    so a cached prefix or a batched neighbour can change greedy output. Off, every cached
+    prefix, chunked prompt and batched sequence reproduces a fresh single-sequence run."""
     n_gpu_layers: Annotated[int, Meta(ge=-1)] | None = None
     """Layers offloaded to a GPU (-1: all); default all where llama.cpp has a GPU backend,
     none otherwise, whatever `slots`."""

@@ -10,7 +10,7 @@ faster than one alone. With one slot it is a single-sequence decoder with a pref
 Requests join at the next step and leave as soon as they finish or are cancelled. A slot
 keeps the tokens its cells hold after its generation leaves: a newcomer whose prompt
 starts the same way (a shared system prompt, the next turn of a chat) takes that slot and
-evaluates only the rest of its prompt. With `FLASH_ATTENTION` off, cached prefixes,
+evaluates only the rest of its prompt. With flash attention off (the default), cached prefixes,
 chunked prompts and batched sequences reproduce a fresh single-sequence run on SmolLM2.
 
 The choices of one request (`n > 1`) join as a group, once there is a slot for each: the
@@ -85,7 +85,16 @@ class Engine:
     """Owns the context and its scheduler thread; `submit` is the only way in."""
 
     def __init__(
-        self, model: LlamaModel, *, name: str, slots: int, n_ctx_seq: int, n_batch: int, threads: int, chunk: int
+        self,
+        model: LlamaModel,
+        *,
+        name: str,
+        slots: int,
+        n_ctx_seq: int,
+        n_batch: int,
+        threads: int,
+        chunk: int,
+        flash_attention: bool = False,
     ) -> None:
         self.model = model
         self._slots = [Slot(i) for i in range(slots)]
@@ -98,6 +107,7 @@ class Engine:
             n_seq=slots,
             threads=threads,
             unified=_KV_UNIFIED,
+            flash_attention=flash_attention,
         )
         llama_cpp = runtime()
         self._memory = llama_cpp.llama_get_memory(self._ctx)

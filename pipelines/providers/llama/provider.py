@@ -157,6 +157,7 @@ class LlamaProvider(Provider):
                 n_batch=self.config.batch_size,
                 threads=self.threads,
                 chunk=self._prompt_chunk,
+                flash_attention=self.config.flash_attention,
             )
         except BaseException:
             model.close()

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 __all__ = [
-    "FLASH_ATTENTION",
     "GOMP_SPINCOUNT",
     "QuietLog",
     "make_piece",
@@ -38,12 +37,6 @@ __all__ = [
 GOMP_SPINCOUNT = "3000"
 """The spin count llama.cpp's OpenMP threads wait with, unless the environment sets one."""
 
-FLASH_ATTENTION = False
-"""Flash attention decodes 10-20% faster on this CPU, but its numerics depend on how a
-prompt was split between decode calls: a prompt read partly from a cached prefix then gave
-logits up to 1.0 apart from a fresh read on SmolLM2, and greedy output changed (docs/performance.md).
-Without it, cached prefixes, chunked prompts and batched sequences all reproduce a fresh
-single-sequence run exactly on SmolLM2."""
 
 _HARMONY_MARKERS = frozenset(t.encode() for t in SPECIAL_TOKENS)
 """llama.cpp gives gpt-oss's `<|channel|>`, `<|message|>`, `<|start|>`, `<|constrain|>` and
@@ -76,14 +69,26 @@ def numpy() -> ModuleType:
 
 
 def new_context(
-    model: Any, *, n_ctx: int, n_batch: int, n_seq: int, threads: int, unified: bool, embeddings: bool = False
+    model: Any,
+    *,
+    n_ctx: int,
+    n_batch: int,
+    n_seq: int,
+    threads: int,
+    unified: bool,
+    embeddings: bool = False,
+    flash_attention: bool = False,
 ) -> Any:
     """A llama.cpp context of `n_ctx` cells for `n_seq` sequences (a ctypes pointer; the
     caller frees it with `llama_free`). Raises `LoadFailure` when llama.cpp cannot make it.
 
     With `embeddings`, the context pools each sequence into a vector (the pooling the GGUF
     names) and reads a whole batch in one step: a non-causal model must see every token of
-    a sequence at once."""
+    a sequence at once.
+
+    `flash_attention` is off unless a passport asks for it: it decodes 10-20 % faster on
+    CPU, but a prompt read partly from a cached prefix then gave logits up to 1.0 apart
+    from a fresh read on SmolLM2, and greedy output changed (docs/performance.md)."""
     llama_cpp = runtime()
     params = llama_cpp.llama_context_default_params()
     params.n_ctx = n_ctx
@@ -96,7 +101,7 @@ def new_context(
     params.kv_unified = unified
     params.swa_full = True  # a shorter SWA cache could not serve a cached prefix again
     params.flash_attn_type = (
-        llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if FLASH_ATTENTION else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attention else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
     )
     ctx = llama_cpp.llama_init_from_model(model, params)
     if not ctx:

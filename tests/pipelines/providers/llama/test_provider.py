@@ -123,6 +123,31 @@ async def test_a_model_says_where_it_runs(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @module_loop
+async def test_flash_attention_is_the_passports_choice(tmp_path: Path) -> None:
+    """Off unless asked for; on, llama.cpp computes attention its other way (in half
+    precision on this CPU): the logprobs of a fresh greedy answer move by up to a few
+    tenths, and each setting repeats itself exactly."""
+    params = DecodeParams(max_tokens=8, temperature=0.0, logprobs=True)
+
+    async def logprobs(flash: bool) -> tuple[list[bytes], list[float]]:
+        provider = LlamaProvider(smollm2_config(slots=1, flash_attention=flash), cache_dir=tmp_path)
+        await provider.load()
+        try:
+            runs = [await collect(provider, RAINBOW, params) for _ in range(2)]
+        finally:
+            await provider.unload()
+        values = [[p.logprob.logprob for p in run if p.logprob is not None] for run in runs]
+        assert values[0] == values[1] and len(values[0]) == 8  # each setting repeats exactly
+        return [p.data for p in runs[0]], values[0]
+
+    assert smollm2_config().flash_attention is False
+    (plain_tokens, plain), (flash_tokens, flash) = await logprobs(False), await logprobs(True)
+    assert flash != plain
+    assert flash_tokens[0] == plain_tokens[0] and flash[0] == pytest.approx(plain[0], abs=0.5)
+
+
+@pytest.mark.slow
+@module_loop
 @pytest.mark.parametrize("slots", [1, 4])
 async def test_load_unload_reload(tmp_path: Path, slots: int) -> None:
     provider = LlamaProvider(smollm2_config(slots=slots), cache_dir=tmp_path)
