@@ -262,6 +262,7 @@ class Engine:
     def _take(self, seq: Seq, slot: Slot) -> None:
         seq.slot = slot
         slot.user = seq
+        slot.prompt = len(seq.plan.tokens)
         self._running.append(seq)
 
     def _step(self) -> None:

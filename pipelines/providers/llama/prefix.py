@@ -1,5 +1,5 @@
 """The prefix cache: which free slot a prompt takes, and how much of it that slot's cells
-(or a busy slot's, copied over) already hold.
+(or another slot's, copied over) already hold.
 
 A slot keeps the tokens its cells hold after its generation leaves, so a newcomer whose
 prompt starts the same way (a shared system prompt, the next turn of a chat) evaluates
@@ -22,22 +22,31 @@ same token read in a longer chunk (a 925-token prompt answered differently when 
 its last token came from the cache); two tokens or more reproduce a fresh read."""
 
 _MIN_COPY = 16
-"""Copying a busy slot's prefix moves its whole KV stream (tens of MB, a few ms): worth it
+"""Copying another slot's prefix moves its whole KV stream (tens of MB, a few ms): worth it
 from this many more cached tokens on."""
 
 
 def seat(seq: Seq, free: list[Slot], slots: list[Slot], memory: Any, stats: EngineStats) -> Slot:
-    """The free slot `seq` takes: the one sharing the longest prefix with its prompt (else
-    the least recently used one), its cells trimmed to that prefix; `seq.fed` and
-    `seq.cached` say how much of the prompt they hold. When a busy slot shares a much
-    longer prefix (users of one system prompt arriving together), that slot's cells are
-    copied over instead of evaluated again."""
+    """The free slot `seq` takes, its cells trimmed to the prefix they share with its
+    prompt; `seq.fed` and `seq.cached` say how much of the prompt they hold.
+
+    The slot sharing the longest prefix, when `seq` continues or repeats that slot's
+    conversation. When it parts from it inside that slot's prompt (another user after a
+    common system prompt), an empty slot, else the least recently used one, is emptied
+    instead: trimming the best slot would throw away a conversation that may come back
+    while an older or empty slot holds nothing as useful. Whenever another slot, free or
+    busy, shares a much longer prefix than the chosen one (the common system prompt;
+    users of one arriving together), its cells are copied over instead of evaluated."""
     llama_cpp = runtime()
     tokens = seq.plan.tokens
     shared, slot = max(((shared_prefix(s.tokens, tokens), s) for s in free), key=lambda p: (p[0], -p[1].used_at))
+    if shared < slot.prompt:
+        victim = min(free, key=lambda s: (bool(s.tokens), s.used_at))
+        if victim is not slot:
+            slot, shared = victim, shared_prefix(victim.tokens, tokens)
     donor, donated = None, shared + _MIN_COPY - 1
     for other in slots:
-        n = shared_prefix(other.tokens, tokens) if other.user is not None else 0
+        n = shared_prefix(other.tokens, tokens) if other is not slot else 0
         if n > donated:
             donor, donated = other, n
     # The prompt's last tokens are read again: their logits give the first token.

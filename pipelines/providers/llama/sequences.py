@@ -67,6 +67,9 @@ class Slot:
     user: Seq | None = None
     used_at: int = 0
     """The step it was last given up at (least recently used slots are taken first)."""
+    prompt: int = 0
+    """How many of `tokens` were its last user's prompt: a newcomer that parts from them
+    before that is another conversation (prefix.seat)."""
 
 
 @dataclass(eq=False)
