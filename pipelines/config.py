@@ -151,6 +151,10 @@ class LlamaModelConfig(ModelConfig, tag="llama_cpp", frozen=True, kw_only=True):
     where it can), but its numerics depend on how a prompt was split between decode calls,
     so a cached prefix or a batched neighbour can change greedy output. Off, every cached
     prefix, chunked prompt and batched sequence reproduces a fresh single-sequence run."""
+    prompt_cache_mib: Annotated[int, Meta(ge=0, le=1 << 20)] = 512
+    """Host memory (MiB) for slot states kept after their slot was taken for another
+    prompt, given back when a prompt starts the same way (0: none; least recently used go
+    first). SmolLM2-135M takes about 23 KB per token."""
     n_gpu_layers: Annotated[int, Meta(ge=-1)] | None = None
     """Layers offloaded to a GPU (-1: all); default all where llama.cpp has a GPU backend,
     none otherwise, whatever `slots`."""

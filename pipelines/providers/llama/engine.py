@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from pipelines.errors import GenerationFailed, ModelUnavailable
 from pipelines.providers.llama.echo import echo_report, read_prompt_logprobs, wants_prompt_logprobs
+from pipelines.providers.llama.host_cache import HostCache
 from pipelines.providers.llama.prefix import seat
 from pipelines.providers.llama.runtime import make_piece, new_context, runtime
 from pipelines.providers.llama.sampler import free_sampler
@@ -95,6 +96,7 @@ class Engine:
         threads: int,
         chunk: int,
         flash_attention: bool = False,
+        prompt_cache_bytes: int = 0,
     ) -> None:
         self.model = model
         self._slots = [Slot(i) for i in range(slots)]
@@ -117,6 +119,7 @@ class Engine:
         self._vocab = llama_cpp.llama_model_get_vocab(model.model)
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self.stats = EngineStats()
+        self._host = HostCache(self._ctx, self._memory, prompt_cache_bytes, self.stats)
         self._lock = threading.Lock()
         self._inbox: collections.deque[Group] = collections.deque()
         self._closing = False
@@ -241,6 +244,7 @@ class Engine:
             free.remove(self._seat(leader, free))
             free.sort(key=lambda slot: slot.used_at)
             for seq, slot in zip(followers, free, strict=False):
+                self._host.save(slot, 0)
                 llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
                 slot.tokens.clear()
                 seq.leader = leader
@@ -251,11 +255,12 @@ class Engine:
         if wants_prompt_logprobs(seq):
             # Every prompt position's logits are wanted: none may come from a cached prefix.
             slot = min(free, key=lambda s: s.used_at)
+            self._host.save(slot, 0)
             runtime().llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
             slot.tokens.clear()
             seq.fed = seq.cached = 0
         else:
-            slot = seat(seq, free, self._slots, self._memory, self.stats)
+            slot = seat(seq, free, self._slots, self._memory, self.stats, self._host)
         self._take(seq, slot)
         return slot
 

@@ -158,6 +158,7 @@ class LlamaProvider(Provider):
                 threads=self.threads,
                 chunk=self._prompt_chunk,
                 flash_attention=self.config.flash_attention,
+                prompt_cache_bytes=self.config.prompt_cache_mib << 20,
             )
         except BaseException:
             model.close()

@@ -11,6 +11,7 @@ import ctypes
 import functools
 import importlib
 import os
+import threading
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -109,8 +110,17 @@ def new_context(
     return ctx
 
 
+class _Hook:
+    """llama.cpp's process-wide log hook and how many loaded models want it quiet."""
+
+    def __init__(self, callback: Any) -> None:
+        self.callback = callback
+        self.users = 0
+        self.lock = threading.Lock()
+
+
 @functools.cache
-def _ignoring_log() -> Any:
+def _quiet_hook() -> _Hook:
     """The do-nothing log callback, made once per process and never freed: llama.cpp keeps
     only a raw pointer to its hook, and a callback owned by a provider that was dropped
     while installed (a failed load, a test's provider never unloaded) was freed under it:
@@ -121,33 +131,41 @@ def _ignoring_log() -> Any:
     def _ignore(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         return None
 
-    return _ignore
+    return _Hook(_ignore)
 
 
 class QuietLog:
     """Keeps llama.cpp's log quiet while a model is loaded.
 
-    llama.cpp prints model-loading chatter (and Gemma's SWA notice) to stderr even with
-    verbose=False. The log hook is process-wide and C keeps only a raw pointer, so the
-    callback is one that lives as long as the process (`_ignoring_log`); `remove` puts
-    llama-cpp-python's own (module-lived) one back."""
+    llama.cpp prints model-loading chatter (and Gemma's SWA notice, and a line per restored
+    prompt state) to stderr even with verbose=False. The log hook is process-wide and C
+    keeps only a raw pointer, so the callback is one that lives as long as the process
+    (`_quiet_hook`); when the last loaded model's `remove` runs, llama-cpp-python's own
+    (module-lived) one goes back: one model unloading leaves the others quiet."""
 
-    __slots__ = ("_callback",)
+    __slots__ = ("_installed",)
 
     def __init__(self) -> None:
-        self._callback: Any = None
+        self._installed = False
 
     def install(self) -> None:
-        callback = _ignoring_log()
-        self._callback = callback
-        runtime().llama_log_set(callback, ctypes.c_void_p(0))
+        hook = _quiet_hook()
+        with hook.lock:
+            if not self._installed:
+                self._installed = True
+                hook.users += 1
+            runtime().llama_log_set(hook.callback, ctypes.c_void_p(0))
 
     def remove(self) -> None:
-        if self._callback is None:
-            return
-        llama_cpp = runtime()
-        llama_cpp.llama_log_set(llama_cpp._logger.llama_log_callback, ctypes.c_void_p(0))
-        self._callback = None
+        hook = _quiet_hook()
+        with hook.lock:
+            if not self._installed:
+                return
+            self._installed = False
+            hook.users -= 1
+            if hook.users == 0:
+                llama_cpp = runtime()
+                llama_cpp.llama_log_set(llama_cpp._logger.llama_log_callback, ctypes.c_void_p(0))
 
 
 def token_text(model: Any, token: int) -> str:

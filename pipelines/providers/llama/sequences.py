@@ -125,7 +125,13 @@ class EngineStats:
     cached_tokens: int = 0
     """Prompt tokens a slot's cached (or copied) prefix held instead."""
     copied_prefixes: int = 0
-    """Prefixes copied over from a busy slot."""
+    """Prefixes copied over from another slot (free or busy)."""
+    saved_prompts: int = 0
+    """Slot states kept in host memory before their cells were trimmed (`HostCache`)."""
+    restored_prompts: int = 0
+    """Kept states put back into a slot."""
+    host_bytes: int = 0
+    """Bytes of the states kept in host memory."""
     shared_prompts: int = 0
     """Followers that took their leader's prompt instead of reading it (not in `cached_tokens`)."""
     decode_passes: int = 0

@@ -114,6 +114,32 @@ async def test_conversations_after_one_system_prompt_keep_a_slot_each(
 
 @pytest.mark.slow
 @module_loop
+async def test_a_conversation_whose_slot_was_taken_comes_back_from_host_memory(
+    smol: LlamaProvider, events: list[Event]
+) -> None:
+    """More conversations than slots: each newcomer trims the least recently used slot,
+    whose state goes to host memory first. Asked again, the first conversation gets its
+    cells back instead of evaluating them, and answers exactly as the first time."""
+    tag = f"host{smol.max_choices}"
+    topics = ["volcanoes", "glaciers", "tides", "comets", "forests"][: smol.max_choices + 1]
+
+    def question(topic: str, when: str) -> Prompt:
+        text = f"In four short numbered points, explain how {topic} form and change over long periods of time, for a curious child who likes maps."
+        return ask(text, request_id=f"{tag}-{topic}-{when}")
+
+    before = dataclasses.replace(smol.stats)
+    first = [data(await collect(smol, question(topic, "once"), GREEDY)) for topic in topics]
+    again = data(await collect(smol, question(topics[0], "again"), GREEDY))
+    [once], [read] = prompt_events(events, f"{tag}-{topics[0]}-once"), prompt_events(events, f"{tag}-{topics[0]}-again")
+    assert smol.stats.saved_prompts - before.saved_prompts >= 1
+    assert smol.stats.restored_prompts - before.restored_prompts == 1
+    assert (read.evaluated_tokens, read.cached_tokens) == (2, smol.count_tokens(question(topics[0], "")) - 2)
+    assert once.evaluated_tokens > read.evaluated_tokens and again == first[0]
+    assert 0 < smol.stats.host_bytes <= 512 << 20
+
+
+@pytest.mark.slow
+@module_loop
 async def test_a_long_prompt_again_from_the_cache_answers_as_a_fresh_read(
     batched: LlamaProvider, events: list[Event], fresh: Fresh
 ) -> None:
@@ -288,8 +314,8 @@ async def test_a_long_prompt_joins_without_stalling_running_streams(batched: Lla
 
     stream = asyncio.create_task(running())
     await wait_for(lambda: len(arrivals) >= 25)
-    # ~1,000 prompt tokens no slot has cached.
-    newcomer = ask(" ".join(f"entry{i}" for i in range(270)) + " Which entry comes last?")
+    # ~1,000 prompt tokens no slot (and no state kept in host memory) has cached.
+    newcomer = ask(" ".join(f"record{i}" for i in range(270)) + " Which record comes last?")
     n_prompt = batched.count_tokens(newcomer)
     assert 900 < n_prompt < 1300
     before = len(arrivals)

@@ -36,6 +36,7 @@ from tests.pipelines.providers.llama.helpers import (
     RAINBOW,
     RAMBLE,
     SEEDED,
+    ask,
     collect,
     data,
     module_loop,
@@ -148,6 +149,22 @@ async def test_flash_attention_is_the_passports_choice(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @module_loop
+@pytest.mark.parametrize("mib", [0, 1])
+async def test_the_host_prompt_cache_keeps_within_its_budget(tmp_path: Path, mib: int) -> None:
+    """`prompt_cache_mib` bounds the states kept in host memory: 0 keeps none, and a state
+    larger than the budget (about 2 MB here, at 23 KB per token) is not kept either."""
+    provider = LlamaProvider(smollm2_config(slots=1, prompt_cache_mib=mib), cache_dir=tmp_path)
+    await provider.load()
+    try:
+        for topic in ("rivers", "deserts", "rivers"):
+            await collect(provider, ask(f"Describe three facts about {topic} and where they are found."), GREEDY)
+        assert (provider.stats.saved_prompts, provider.stats.restored_prompts, provider.stats.host_bytes) == (0, 0, 0)
+    finally:
+        await provider.unload()
+
+
+@pytest.mark.slow
+@module_loop
 @pytest.mark.parametrize("slots", [1, 4])
 async def test_load_unload_reload(tmp_path: Path, slots: int) -> None:
     provider = LlamaProvider(smollm2_config(slots=slots), cache_dir=tmp_path)
@@ -180,6 +197,31 @@ async def test_unload_cuts_off_running_generations(tmp_path: Path, slots: int) -
         with pytest.raises(GenerationFailed):
             async for _ in stream:
                 pass
+
+
+def test_one_model_unloading_leaves_the_others_quiet() -> None:
+    """llama.cpp's log hook is process-wide: it stays quiet until the last loaded model's
+    QuietLog is removed (a second remove of one changes nothing), then goes back to
+    llama-cpp-python's. In a child process: the hook is global."""
+    code = textwrap.dedent(
+        """
+        import ctypes
+        from pipelines.providers.llama.runtime import QuietLog, runtime
+        llama_cpp = runtime()
+        def current():
+            callback, data = llama_cpp.llama_log_callback(), ctypes.c_void_p()
+            llama_cpp.llama_log_get(ctypes.byref(callback), ctypes.byref(data))
+            return ctypes.cast(callback, ctypes.c_void_p).value
+        default = ctypes.cast(llama_cpp._logger.llama_log_callback, ctypes.c_void_p).value
+        one, two = QuietLog(), QuietLog()
+        one.install(); two.install(); quiet = current()
+        one.remove(); one.remove(); after_one = current()
+        two.remove(); after_both = current()
+        print(quiet != default, after_one == quiet, after_both == default)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.split() == ["True", "True", "True"]
 
 
 @pytest.mark.parametrize(("environment", "expected"), [(None, "3000"), ("12345", "12345")])
