@@ -125,6 +125,8 @@ class Engine:
         self._closing = False
         self._wake = threading.Event()
         self._waiting: collections.deque[Group] = collections.deque()
+        self._seating: Group | None = None
+        """The group `_assign_slots` took off `_waiting` and is giving slots to."""
         self._running: list[Seq] = []
         self._outbox = Outbox()
         self._thread = threading.Thread(target=self._run, name=f"llama-{name}", daemon=True)
@@ -201,8 +203,15 @@ class Engine:
                 self._closing = True
                 self._waiting.extend(self._inbox)
                 self._inbox.clear()
+            # A failure while seating a group leaves members in no list: they end here too.
+            stranded = [s for s in self._seating.members if s.slot is None] if self._seating else []
             for seq in [*self._running, *self._queued()]:
                 self._leave(seq, cut_off)
+            for seq in stranded:
+                free_sampler(seq.sampler)
+                seq.sampler = None
+                self._outbox.send(seq, cut_off)
+                self._outbox.send(seq, LEFT)
             self._outbox.flush()
             llama_cpp.llama_batch_free(self._batch)
             llama_cpp.llama_free(self._ctx)
@@ -240,6 +249,7 @@ class Engine:
             if len(free) < len(group.members):
                 return
             self._waiting.popleft()
+            self._seating = group  # until each member holds a slot, only this names them
             leader, *followers = group.members
             free.remove(self._seat(leader, free))
             free.sort(key=lambda slot: slot.used_at)
@@ -250,6 +260,7 @@ class Engine:
                 seq.leader = leader
                 self._take(seq, slot)
             leader.followers = followers
+            self._seating = None
 
     def _seat(self, seq: Seq, free: list[Slot]) -> Slot:
         if wants_prompt_logprobs(seq):

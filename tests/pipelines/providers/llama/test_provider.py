@@ -26,8 +26,10 @@ from pipelines.errors import CancelReason, ContextLengthExceeded, GenerationFail
 from pipelines.providers.base import CancelToken, DecodeParams, LoadFailure, Prompt
 from pipelines.providers.factory import DefaultProviders
 from pipelines.providers.llama import LlamaProvider
+from pipelines.providers.llama.engine import Engine
 from pipelines.providers.llama.placement import model_params
 from pipelines.providers.llama.runtime import runtime
+from pipelines.providers.llama.sequences import Seq, Slot
 from pipelines.providers.stub import StubProvider
 from pipelines.types import Message, Piece, ResponseFormat
 from tests.pipelines.providers.llama.helpers import (
@@ -145,6 +147,26 @@ async def test_flash_attention_is_the_passports_choice(tmp_path: Path) -> None:
     (plain_tokens, plain), (flash_tokens, flash) = await logprobs(False), await logprobs(True)
     assert flash != plain
     assert flash_tokens[0] == plain_tokens[0] and flash[0] == pytest.approx(plain[0], abs=0.5)
+
+
+class _SeatingFails(Engine):
+    def _seat(self, seq: Seq, free: list[Slot]) -> Slot:
+        raise RuntimeError("no slot today")
+
+
+@pytest.mark.slow
+@module_loop
+async def test_a_failure_while_seating_cuts_the_request_off(tmp_path: Path) -> None:
+    """A bug while a request is given its slot ends the engine's thread: the request gets
+    GenerationFailed naming it (it had left the queue and held no slot yet: it used to
+    wait for ever), and the model still unloads."""
+    provider = LlamaProvider(smollm2_config(slots=2), cache_dir=tmp_path, engine=_SeatingFails)
+    await provider.load()
+    try:
+        with pytest.raises(GenerationFailed, match="no slot today"):
+            await asyncio.wait_for(collect(provider, RAINBOW, GREEDY), 60)
+    finally:
+        await asyncio.wait_for(provider.unload(), 60)
 
 
 @pytest.mark.slow
