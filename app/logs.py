@@ -137,14 +137,11 @@ class EventLineFormatter(logging.Formatter):
 
 class _JsonFormatter(EventLineFormatter):
     def format_event(self, logger: str, levelno: int, event: Event, shape: _EventShape) -> str:
-        if shape.renamed:
-            fields = shape.as_dict(event)
-            out = {"ts": fields["ts"], "level": _LEVEL_NAMES[levelno].lower(), "logger": logger, "message": shape.tag}
-            out.update(fields)
-            return _json_line(out)
         try:
-            own = _encoder.encode(event)
+            own = None if shape.renamed else _encoder.encode(event)
         except (TypeError, ValueError, OverflowError):
+            own = None
+        if own is None:  # renamed fields, or a value msgspec refuses: the line from a dict
             return self.format_fields(logger, levelno, shape.as_dict(event))
         # The event's own JSON is `{"event":"<tag>","ts":<ts>,<fields>}`: the line is the
         # same object with the record's keys spliced in after `ts` (the order `format` gives).

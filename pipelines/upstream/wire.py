@@ -368,18 +368,19 @@ class ChunkReader:
         if reason:
             self.stop = _STOPS.get(reason, StopReason.EOS)
 
+    def _switch(self, to: str, opening: Open, out: list[MessageEvent]) -> None:
+        if self._open != to:
+            self._open = to
+            out.append(opening)
+
     def _delta_messages(self, d: _Delta, logprobs: _ChoiceLogprobs | None, out: list[MessageEvent]) -> None:
         reasoning = d.reasoning_content or d.reasoning
         if reasoning:
-            if self._open != "analysis":
-                self._open = "analysis"
-                out.append(_OPEN_ANALYSIS)
+            self._switch("analysis", _OPEN_ANALYSIS, out)
             out.append(Text(reasoning, tokens=1))
         entries = tuple(_logprob(lp) for lp in logprobs.content or ()) if logprobs is not None else ()
         if d.content or entries:
-            if self._open != "final":
-                self._open = "final"
-                out.append(_OPEN_FINAL)
+            self._switch("final", _OPEN_FINAL, out)
             out.append(Text(d.content or "", tokens=len(entries) or 1, logprobs=entries))
         for call in d.tool_calls or ():
             fn = call.function or _FunctionDelta()
@@ -387,9 +388,8 @@ class ChunkReader:
             call_id = self._call_ids.get(call.index)
             if call_id is None:
                 call_id = self._call_ids[call.index] = call.id or f"call_{call.index}"
-            if self._open != call_id:
-                self._open = call_id
-                out.append(Open(channel="commentary", recipient=f"functions.{fn.name or ''}", call_id=call_id))
+            opening = Open(channel="commentary", recipient=f"functions.{fn.name or ''}", call_id=call_id)
+            self._switch(call_id, opening, out)
             out.append(Text(fn.arguments or "", tokens=1))
 
     def final(self) -> Report | None:

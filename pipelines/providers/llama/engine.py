@@ -208,10 +208,7 @@ class Engine:
             for seq in [*self._running, *self._queued()]:
                 self._leave(seq, cut_off)
             for seq in stranded:
-                free_sampler(seq.sampler)
-                seq.sampler = None
-                self._outbox.send(seq, cut_off)
-                self._outbox.send(seq, LEFT)
+                self._end(seq, cut_off)
             self._outbox.flush()
             llama_cpp.llama_batch_free(self._batch)
             llama_cpp.llama_free(self._ctx)
@@ -235,7 +232,6 @@ class Engine:
         the least recently used ones left and empty them at once: a follower gets its
         leader's cells later (or, promoted, reads the prompt from the start), and until
         then its slot offers no prefix to anyone."""
-        llama_cpp = runtime()
         while self._waiting:
             group = self._waiting[0]
             # Nothing to generate: gone at once, but for a leader that echoes its prompt.
@@ -254,9 +250,7 @@ class Engine:
             free.remove(self._seat(leader, free))
             free.sort(key=lambda slot: slot.used_at)
             for seq, slot in zip(followers, free, strict=False):
-                self._host.save(slot, 0)
-                llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
-                slot.tokens.clear()
+                self._empty(slot)
                 seq.leader = leader
                 self._take(seq, slot)
             leader.followers = followers
@@ -266,14 +260,18 @@ class Engine:
         if wants_prompt_logprobs(seq):
             # Every prompt position's logits are wanted: none may come from a cached prefix.
             slot = min(free, key=lambda s: s.used_at)
-            self._host.save(slot, 0)
-            runtime().llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
-            slot.tokens.clear()
+            self._empty(slot)
             seq.fed = seq.cached = 0
         else:
             slot = seat(seq, free, self._slots, self._memory, self.stats, self._host)
         self._take(seq, slot)
         return slot
+
+    def _empty(self, slot: Slot) -> None:
+        """Clears `slot`'s cells (what they held kept in host memory first)."""
+        self._host.save(slot, 0)
+        runtime().llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+        slot.tokens.clear()
 
     def _take(self, seq: Seq, slot: Slot) -> None:
         seq.slot = slot
@@ -464,6 +462,10 @@ class Engine:
             seq.group.members.remove(seq)
             if not seq.group.members:
                 self._waiting.remove(seq.group)
+        self._end(seq, final)
+
+    def _end(self, seq: Seq, final: Item | None) -> None:
+        """The last of `seq`: its sampler freed, `final` (if any) and LEFT sent."""
         free_sampler(seq.sampler)
         seq.sampler = None
         if final is not None:

@@ -55,7 +55,7 @@ class HostCache:
         if self._budget <= 0 or len(tokens) - keep < MIN_SAVED:
             return
         for saved in self._saved:
-            if len(saved.tokens) >= len(tokens) and saved.tokens[: len(tokens)] == tokens:
+            if _starts(saved.tokens, tokens):
                 self._touch(saved)
                 return
         llama_cpp = runtime()
