@@ -44,42 +44,12 @@ from pipelines.providers.llama.sequences import (
     Slot,
     decode_passes,
 )
+from pipelines.providers.llama.tuning import ACK_WAIT, FIRST_TOKEN_GRACE, KV_UNIFIED, MIN_CHUNK, PROMPT_CHUNK
 
 if TYPE_CHECKING:
     from llama_cpp._internals import LlamaModel
 
 __all__ = ["PROMPT_CHUNK", "Engine"]
-
-PROMPT_CHUNK = 64
-"""Prompt tokens a step may read while other sequences are decoding. Every running stream
-waits for the whole step, so this bounds what a newcomer's prompt adds to their token gaps:
-one chunk per step (about 0.2 s for 64 tokens on a 2-core CPU, where a whole 512-token
-batch would stall them for 1.5-2 s), at the cost of a few decode steps more for the
-newcomer's first token (docs/performance.md has the trade-off measured). With nothing
-else decoding, prompts are read in whole batches (`batch_size`)."""
-
-_MIN_CHUNK = 8
-"""A prompt's chunks (but its last) have at least this many tokens: a decode call costs a
-few milliseconds whatever its size."""
-
-_ACK_WAIT = 0.003
-"""At most this long (seconds) the scheduler waits for the event loop to send a step's
-first tokens: a busy loop must not hold decoding up."""
-
-_FIRST_TOKEN_GRACE = 0.002
-"""Then this long (seconds) more for the client to read it: once the next decode starts,
-llama.cpp's threads hold both cores, and a client on the same machine waited up to a
-scheduler slice (3-5 ms) to parse its first token. With the grace, the time from the
-gateway's first piece to the SDK's first chunk was 0.6-0.8 ms in 11 of 11 requests,
-against 0.6-5.4 ms without (mean TTFT 41.3 against 46.2 ms, SmolLM2, one client)."""
-
-_KV_UNIFIED = False
-"""One KV stream per sequence: each attends over its own cells only, which is faster than
-one shared buffer when the sequences share no long prefix (llama.h's advice), and gives
-each slot its full `context_length` out of `n_ctx = context_length * slots`. llama.cpp then
-batches only consecutive increasing sequence ids in one pass, so `_step` keeps id order (out
-of order, 4 sequences took 1.45x as long per step: docs/performance.md). Unified was no
-faster in order, and there every sequence attends over all slots' cells, cached ones too."""
 
 
 class Engine:
@@ -108,7 +78,7 @@ class Engine:
             n_batch=self._n_batch,
             n_seq=slots,
             threads=threads,
-            unified=_KV_UNIFIED,
+            unified=KV_UNIFIED,
             flash_attention=flash_attention,
         )
         llama_cpp = runtime()
@@ -189,8 +159,8 @@ class Engine:
                     # Let the event loop send a first token before the next decode starts:
                     # on two cores that decode's threads would otherwise take both cores
                     # and delay it by milliseconds (measured: 3-4 ms of time to first token).
-                    self._outbox.delivered.wait(_ACK_WAIT)
-                    time.sleep(_FIRST_TOKEN_GRACE)
+                    self._outbox.delivered.wait(ACK_WAIT)
+                    time.sleep(FIRST_TOKEN_GRACE)
         except BaseException as exc:  # a bug here must not leave requests hanging forever
             failure = exc
         finally:
@@ -296,7 +266,7 @@ class Engine:
                 assert seq.slot is not None
                 self._put(n, seq.pending, len(seq.slot.tokens), seq.slot.seq_id, True)
                 seq.out = n
-            self.stats.decode_passes += 1 if _KV_UNIFIED else decode_passes([_slot_id(s) for s in decoding])
+            self.stats.decode_passes += 1 if KV_UNIFIED else decode_passes([_slot_id(s) for s in decoding])
             if self._decode(len(decoding), decoding):
                 for seq in decoding:
                     assert seq.slot is not None
@@ -317,7 +287,7 @@ class Engine:
             if len(prompt) - seq.fed - take == 1:
                 take -= 1  # leave the last chunk two tokens (see prefix.LAST_READ)
             last = seq.fed + take == len(prompt)
-            if take < _MIN_CHUNK and not last:
+            if take < MIN_CHUNK and not last:
                 break  # a sliver of budget: the next step gives this prompt a proper chunk
             budget -= take
             every = wants_prompt_logprobs(seq)
@@ -415,7 +385,7 @@ class Engine:
         for seq in followers:
             slot = seq.slot
             assert slot is not None
-            # Across KV streams (`_KV_UNIFIED = False`) this resets the follower's cells at
+            # Across KV streams (`KV_UNIFIED = False`) this resets the follower's cells at
             # once and copies the leader's whole stream at the next decode, before that
             # decode writes anything: the leader's cells are still the prompt's then.
             llama_cpp.llama_memory_seq_cp(self._memory, source.seq_id, slot.seq_id, -1, -1)
