@@ -268,6 +268,29 @@ def test_a_bad_gpu_setting_stops_start_up_naming_it(tmp_path: Path, line: str, n
     assert str(path) in message and named in message and "(model 'g')" in message
 
 
+@pytest.mark.parametrize(
+    ("line", "named"),
+    [
+        ('flash_attention = "yes"', "models[0].flash_attention"),
+        ("prompt_cache_mib = -1", "models[0].prompt_cache_mib"),
+        ("prompt_cache_mib = 2097152", "models[0].prompt_cache_mib"),
+        ("prompt_cache_mib = 1.5", "models[0].prompt_cache_mib"),
+    ],
+)
+def test_a_bad_llama_setting_stops_start_up_naming_it(tmp_path: Path, line: str, named: str) -> None:
+    message, path = error_of(tmp_path, f'[[models]]\nid = "g"\nprovider = "llama_cpp"\n{line}\n')
+    assert str(path) in message and named in message and "(model 'g')" in message
+
+
+def test_llama_speed_settings_are_read() -> None:
+    default = model_config(id="g", provider="llama_cpp")
+    assert isinstance(default, LlamaModelConfig)
+    assert (default.flash_attention, default.prompt_cache_mib) == (False, 512)
+    config = model_config(id="g", provider="llama_cpp", flash_attention=True, prompt_cache_mib=0)
+    assert isinstance(config, LlamaModelConfig)
+    assert (config.flash_attention, config.prompt_cache_mib) == (True, 0)
+
+
 def test_gpu_settings_are_read() -> None:
     config = model_config(
         id="g", provider="llama_cpp", n_gpu_layers=12, main_gpu=1, split_mode="row", tensor_split=[3.0, 1.0]

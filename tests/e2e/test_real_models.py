@@ -105,6 +105,30 @@ def test_a_shared_prompt_start_is_reported_as_cached_tokens(client: openai.OpenA
     assert cached is not None and usages[1].prompt_tokens // 2 < cached < usages[1].prompt_tokens
 
 
+def test_a_conversation_whose_slot_was_taken_comes_back_as_cached_tokens(client: openai.OpenAI) -> None:
+    """More conversations than the embedded SmolLM2's four slots: the first one's cells
+    are kept in host memory when its slot is taken, so asked again all of its prompt but
+    the last two tokens is cached (usage says so), and the answer is the same."""
+
+    def ask(topic: str) -> tuple[str, int, int]:
+        out = client.chat.completions.create(
+            model="smollm2-135m-instruct",
+            messages=[{"role": "user", "content": f"In three short points, explain how {topic} shape a coastline."}],
+            max_tokens=24,
+            temperature=0,
+        )
+        usage = out.usage
+        assert usage is not None and usage.prompt_tokens_details is not None
+        return out.choices[0].message.content or "", usage.prompt_tokens, usage.prompt_tokens_details.cached_tokens or 0
+
+    topics = ["waves", "tides", "storms", "rivers", "glaciers", "winds"]
+    first, prompt_tokens, _ = ask(topics[0])
+    for topic in topics[1:]:
+        ask(topic)
+    again, _, cached = ask(topics[0])
+    assert cached == prompt_tokens - 2 and again == first
+
+
 def test_greedy_output_is_repeatable(client: openai.OpenAI) -> None:
     def ask() -> str:
         out = client.chat.completions.create(
