@@ -37,7 +37,7 @@ from typing import Any
 
 from llm_systems import gateway_settings, prompt_cache, stream_requests
 from models import CACHE_DIR
-from processes import HOST, free_port, serve_gateway, served
+from processes import HOST, cpu_seconds, free_port, serve_gateway, served
 from stats import Request, summarise
 from workload import rounds_for
 
@@ -170,9 +170,9 @@ async def _alternate(
 
     async def level(name: str, n: int) -> tuple[list[Request], float, float]:
         url, kind, pid = urls[name]
-        cpu = _cpu_seconds(pid)
+        cpu = cpu_seconds(pid)
         requests, wall = await stream_requests(url, "bench", kind, n, rounds_for(n, args.rounds), args.max_tokens, {})
-        return requests, wall, _cpu_seconds(pid) - cpu
+        return requests, wall, cpu_seconds(pid) - cpu
 
     async def run() -> None:
         for name in names:
@@ -217,12 +217,6 @@ async def _alternate(
     except TimeoutError:  # a busy machine: report the rounds done, not nothing
         print(f"  deadline: {len(merged['rounds'])} of {args.peer_rounds} rounds done", flush=True)
     return merged
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User and system CPU time of process `pid` (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _per_token(cpu: float, requests: list[Request]) -> float | None:

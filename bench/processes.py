@@ -8,6 +8,7 @@ SIGKILL after a grace period): nothing the benchmarks did not start is ever sign
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -26,6 +27,7 @@ __all__ = [
     "REPO",
     "ServedGateway",
     "answers",
+    "cpu_seconds",
     "free_port",
     "gateway_command",
     "log_process",
@@ -51,6 +53,12 @@ def tool(name: str) -> str | None:
     """An executable beside this Python first (scripts/install.sh --test unpacks Prometheus
     into the venv), then on PATH."""
     return shutil.which(name, path=str(Path(PYTHON).parent)) or shutil.which(name)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` (all its threads) so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:

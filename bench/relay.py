@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -49,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from processes import HOST, PYTHON, REPO, free_port, gateway_command, serve_gateway, served
+from processes import HOST, PYTHON, REPO, cpu_seconds, free_port, gateway_command, serve_gateway, served
 from report import machine, uptime
 from stats import ms, percentile
 
@@ -85,14 +84,6 @@ max_output_tokens = 4096
 probe_seconds = 0
 upstreams = [{{ base_url = "{stub}", model = "stub-chat" }}]
 """
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process `pid` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 @dataclass
