@@ -28,8 +28,11 @@ _PREFIX = {
     "reasoning": "rs",
     "custom_tool_call": "ctc",
     "custom_tool_call_output": "ctco",
+    "additional_tools": "at",
     "item_reference": "ref",
 }
+"""The id prefix of each input item type (every member of `InputItem`: a request may
+store any of them)."""
 _STATUS = frozenset({"message", "function_call", "function_call_output"})
 """Item types that OpenAI lists with a `status`."""
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import time
+import typing
 from pathlib import Path
 
 import msgspec
 import pytest
 
 from compat.responses_store import PageQuery, ResponseStore, SQLiteStore, StoredResponse, page
+from compat.responses_store.records import input_items
+from compat.responses_wire.request import InputItem, ResponsesRequest
 from pipelines.errors import InvalidRequest
 
 DAY = 86400.0
@@ -86,3 +89,27 @@ def test_an_empty_page_and_an_unknown_cursor() -> None:
     with pytest.raises(InvalidRequest) as exc:
         page(ITEMS, PageQuery(before="nope"))
     assert exc.value.param == "before"
+
+
+def test_every_kind_of_input_item_is_stored_with_an_id() -> None:
+    """A stored request lists its input items back, each with an id of its kind's prefix:
+    an `additional_tools` item (Codex sends them) had no prefix and made the request a 500."""
+    kinds = [member.__struct_config__.tag for member in typing.get_args(InputItem)]
+    wire = {
+        "message": {"role": "user", "content": "hi"},
+        "function_call": {"call_id": "c1", "name": "f", "arguments": "{}"},
+        "function_call_output": {"call_id": "c1", "output": "ok"},
+        "reasoning": {"summary": []},
+        "custom_tool_call": {"call_id": "c2", "name": "g", "input": "x"},
+        "custom_tool_call_output": {"call_id": "c2", "output": "ok"},
+        "additional_tools": {"role": "developer", "tools": []},
+        "item_reference": {"id": "msg_1"},
+    }
+    assert sorted(wire) == sorted(kinds)
+    request = msgspec.convert(
+        {"model": "m", "input": [{"type": kind, **fields} for kind, fields in wire.items()]}, ResponsesRequest
+    )
+    stored = json.loads(input_items(request))
+    assert [item["type"] for item in stored] == list(wire)
+    assert all(isinstance(item["id"], str) and item["id"] for item in stored)
+    assert stored[6]["id"].startswith("at_")
